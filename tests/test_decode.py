@@ -1,0 +1,312 @@
+"""The decoding loop against each rule of ../shared/GUIDE.md section 1."""
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+from maskgit import decode
+from maskgit.decode import inpaint_tokens, num_masked_after_step
+from maskgit.masking import token_unknown_from_pixel_mask
+from maskgit.schedules import gamma
+from maskgit.transformer import BidirectionalTransformer
+
+K = 32  # codebook size of the toy model
+N = 64  # an 8x8 token grid
+
+
+def toy_transformer(seed=0, **cfg):
+    torch.manual_seed(seed)
+    model = BidirectionalTransformer(K, N, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64, **cfg})
+    return model.eval()
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a transformer and records every input it is run on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.codebook_size = inner.codebook_size
+        self.mask_token_id = inner.mask_token_id
+        self.inputs = []
+
+    def forward(self, tokens):
+        self.inputs.append(tokens.clone())
+        return self.inner(tokens)
+
+
+class FixedLogits(torch.nn.Module):
+    """Returns the same logits for every call (B, N, K + 1)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.codebook_size = logits.shape[-1] - 1
+        self.mask_token_id = self.codebook_size
+
+    def forward(self, tokens):
+        return self.logits.expand(tokens.shape[0], -1, -1)
+
+
+def batch_with_different_masks():
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, K, (4, N), generator=g)
+    unknown = torch.zeros(4, N, dtype=torch.bool)
+    unknown[0, :40] = True  # large hole
+    unknown[1, 10:15] = True  # small hole
+    unknown[2, ::3] = True  # scattered
+    unknown[3, 60] = True  # a single token
+    return tokens, unknown
+
+
+def exact_gamma(schedule, step, total_iter):
+    """gamma((step) / total_iter) in exact rational arithmetic where the schedule allows."""
+    r = Fraction(step, total_iter)
+    if schedule == "linear":
+        return 1 - r
+    if schedule == "square":
+        return 1 - r * r
+    return Fraction(math.cos(math.pi * step / total_iter / 2))
+
+
+def record_steps():
+    steps = []
+
+    def on_step(t, chosen, masked):
+        steps.append((t, chosen.clone(), masked.clone()))
+
+    return steps, on_step
+
+
+# --- schedules -------------------------------------------------------------------
+
+
+def test_schedule_values_and_clipping():
+    assert gamma("cosine", 0.0) == 1.0
+    assert gamma("cosine", 0.5) == pytest.approx(math.cos(math.pi / 4))
+    assert gamma("linear", 0.25) == pytest.approx(0.75)
+    assert gamma("square", 0.5) == pytest.approx(0.75)
+    # float32 cos(pi/2) is slightly negative: it must clip to 1e-6, never go below
+    assert torch.cos(torch.tensor(math.pi / 2, dtype=torch.float32)) < 0
+    assert gamma("cosine", torch.tensor([1.0])).item() == pytest.approx(1e-6)
+    assert gamma("linear", 1.0) == 1e-6
+    r = torch.linspace(0, 1, 11, dtype=torch.float64)
+    for name in ("cosine", "linear", "square"):
+        values = gamma(name, r)
+        assert torch.all(values[:-1] >= values[1:]), f"{name} must not increase"
+        assert torch.allclose(values, torch.tensor([gamma(name, float(x)) for x in r], dtype=torch.float64))
+    with pytest.raises(ValueError, match="known: cosine"):
+        gamma("cosin", 0.5)
+
+
+# --- the pixel-to-token rule -------------------------------------------------------
+
+
+def test_token_mask_is_missing_when_any_pixel_of_its_patch_is_missing():
+    known = torch.ones(2, 16, 16)
+    known[0, 5, 6] = 0  # one pixel in patch (1, 1) of a 4x4 grid
+    known[1, 0:8, 0:4] = 0  # patches (0, 0) and (1, 0)
+    unknown = token_unknown_from_pixel_mask(known, patch=4)
+    assert unknown.shape == (2, 16)
+    assert unknown[0].nonzero().flatten().tolist() == [5]
+    assert unknown[1].nonzero().flatten().tolist() == [0, 4]
+    with pytest.raises(ValueError, match="not divisible"):
+        token_unknown_from_pixel_mask(torch.ones(1, 18, 16), patch=4)
+
+
+# --- the loop ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "square"])
+@pytest.mark.parametrize("total_iter", [1, 2, 7, 10])
+def test_exact_number_left_masked_per_image_and_step(schedule, total_iter):
+    tokens, unknown = batch_with_different_masks()
+    steps, on_step = record_steps()
+    inpaint_tokens(toy_transformer(), tokens, unknown, schedule=schedule, total_iter=total_iter,
+                   sweet_spot=total_iter, choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
+                   on_step=on_step)
+    assert len(steps) == total_iter
+    for i in range(tokens.shape[0]):
+        n0 = int(unknown[i].sum())  # this image's own count, not N nor image 0's
+        left = n0
+        for t, _, masked in steps:
+            r = (t + 1) / total_iter
+            if t == total_iter - 1:
+                expected = 0
+            else:
+                expected = max(0, min(max(math.floor(n0 * exact_gamma(schedule, t + 1, total_iter)), 1), left - 1))
+            assert int(masked[i].sum()) == expected, f"image {i} step {t}"
+            left = expected
+
+
+def test_known_tokens_never_change_and_masks_only_shrink():
+    tokens, unknown = batch_with_different_masks()
+    steps, on_step = record_steps()
+    out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=8, sweet_spot=8,
+                         choice_temperature=4.5, sampling="sample", generator=torch.Generator().manual_seed(3),
+                         on_step=on_step)
+    assert torch.equal(out[~unknown], tokens[~unknown])
+    previous = unknown
+    for _, chosen, masked in steps:
+        assert torch.equal(chosen[~unknown], tokens[~unknown])
+        assert not (masked & ~previous).any(), "a revealed or known token was masked again"
+        previous = masked
+
+
+def test_revealed_tokens_are_not_resampled():
+    tokens, unknown = batch_with_different_masks()
+    model = CountingModel(toy_transformer())
+    steps, on_step = record_steps()
+    inpaint_tokens(model, tokens, unknown, schedule="linear", total_iter=6, sweet_spot=6, choice_temperature=2.0,
+                   sampling="sample", generator=torch.Generator().manual_seed(5), on_step=on_step)
+    for (_, chosen_a, masked_a), (_, chosen_b, _) in zip(steps, steps[1:]):
+        revealed = ~masked_a
+        assert torch.equal(chosen_b[revealed], chosen_a[revealed])
+    # the model sees the mask id exactly at the still-masked positions
+    for inp, (_, _, masked) in zip(model.inputs[1:], steps):
+        assert torch.equal(inp == K, masked)
+
+
+def test_nothing_masked_after_last_step_and_mask_id_never_predicted():
+    # logits that favour the mask id everywhere: slicing must keep it out
+    logits = torch.zeros(1, N, K + 1)
+    logits[..., K] = 100.0
+    logits[..., 3] = 1.0
+    tokens, unknown = batch_with_different_masks()
+    out = inpaint_tokens(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
+                         choice_temperature=4.5)
+    assert (out != K).all()
+    assert (out[unknown] == 3).all()
+    assert out.dtype == torch.long
+
+
+def test_sweet_spot_stops_early_and_fills_everything():
+    tokens, unknown = batch_with_different_masks()
+    model = CountingModel(toy_transformer())
+    steps, on_step = record_steps()
+    out = inpaint_tokens(model, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=3,
+                         choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+    assert len(model.inputs) == 3
+    assert (out != K).all()
+    # the output is the choice of the third step, at a point where tokens were still masked
+    assert torch.equal(out, steps[-1][1])
+    assert int(steps[1][2].sum()) > 0
+    # early steps are those of the full run: r uses total_iter, not sweet_spot
+    full = CountingModel(toy_transformer())
+    inpaint_tokens(full, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=10,
+                   choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
+    assert len(full.inputs) == 10
+    for a, b in zip(model.inputs, full.inputs[:3]):
+        assert torch.equal(a, b)
+    more = CountingModel(toy_transformer())
+    inpaint_tokens(more, tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=99, choice_temperature=1.0)
+    assert len(more.inputs) == 4
+
+
+def test_confidence_uses_log_probabilities_not_raw_logits():
+    # position 0: top logit 10 but a near tie (p ~ 0.5); position 1: top logit 5, p ~ 1
+    logits = torch.full((1, 2, 5), -100.0)
+    logits[0, 0, 0], logits[0, 0, 1] = 10.0, 10.0 - 1e-3
+    logits[0, 1, 2] = 5.0
+    logits[..., 4] = 0.0  # mask id column, sliced away
+    model = FixedLogits(logits)
+    steps, on_step = record_steps()
+    inpaint_tokens(model, torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool),
+                   schedule="linear", total_iter=2, sweet_spot=2, choice_temperature=0.0, on_step=on_step)
+    # after step 0 one token stays masked: the less confident one by probability
+    assert steps[0][2].tolist() == [[True, False]]
+
+
+def test_ties_broken_by_lower_index():
+    logits = torch.zeros(1, N, K + 1)  # every choice equally confident
+    tokens = torch.zeros(1, N, dtype=torch.long)
+    unknown = torch.zeros(1, N, dtype=torch.bool)
+    unknown[0, 20:40] = True
+    steps, on_step = record_steps()
+    inpaint_tokens(FixedLogits(logits), tokens, unknown, schedule="linear", total_iter=4, sweet_spot=4,
+                   choice_temperature=0.0, on_step=on_step)
+    n = math.floor(20 * 0.75)
+    assert steps[0][2][0].nonzero().flatten().tolist() == list(range(20, 20 + n))
+
+
+def test_temperature_is_annealed_from_the_base_value_each_step(monkeypatch):
+    calls = []
+    original = decode.annealed_temperature
+
+    def spy(choice_temperature, r):
+        calls.append((choice_temperature, r))
+        return original(choice_temperature, r)
+
+    monkeypatch.setattr(decode, "annealed_temperature", spy)
+    tokens, unknown = batch_with_different_masks()
+    inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
+                   choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
+    # one call per step before the last, always from 4.5, with r = (t + 1) / T
+    assert calls == [(4.5, (t + 1) / 5) for t in range(4)]
+    assert original(4.5, 0.2) == pytest.approx(3.6)
+    assert original(4.5, 1.0) == 0.0
+
+
+def test_batched_equals_one_image_at_a_time():
+    tokens, unknown = batch_with_different_masks()
+    model = toy_transformer()
+    kwargs = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=0.0)
+    batched = inpaint_tokens(model, tokens, unknown, **kwargs)
+    for i in range(tokens.shape[0]):
+        single = inpaint_tokens(model, tokens[i:i + 1], unknown[i:i + 1], **kwargs)
+        assert torch.equal(single[0], batched[i]), f"image {i}"
+
+
+def test_images_with_nothing_or_everything_unknown():
+    tokens = torch.randint(0, K, (2, N), generator=torch.Generator().manual_seed(0))
+    unknown = torch.zeros(2, N, dtype=torch.bool)
+    unknown[1] = True
+    steps, on_step = record_steps()
+    out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="square", total_iter=5, sweet_spot=5,
+                         choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+    assert torch.equal(out[0], tokens[0])
+    assert all(int(m[0].sum()) == 0 for _, _, m in steps)
+    assert [int(m[1].sum()) for _, _, m in steps] == [max(1, math.floor(N * gamma("square", (t + 1) / 5)))
+                                                       for t in range(4)] + [0]
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    tokens, unknown = batch_with_different_masks()
+    model = toy_transformer()
+    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
+    a = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
+    b = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
+    c = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(8), **kwargs)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_num_masked_clamps():
+    n0 = torch.tensor([0, 1, 2, 100, 100])
+    current = torch.tensor([0, 1, 2, 100, 3])
+    got = num_masked_after_step(n0, current, "linear", 0.99)
+    assert got.tolist() == [0, 0, 1, 1, 1]
+    # products that are exact integers in real arithmetic but not in binary floats
+    assert num_masked_after_step(torch.tensor([5]), torch.tensor([5]), "linear", 4 / 5).item() == 1
+    assert num_masked_after_step(torch.tensor([90]), torch.tensor([90]), "linear", 3 / 10).item() == 63
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        (dict(schedule="triangle"), "inpaint.schedules"),
+        (dict(total_iter=0), "inpaint.total_iter"),
+        (dict(total_iter=2.5), "inpaint.total_iter"),
+        (dict(sweet_spot=0), "inpaint.sweet_spot"),
+        (dict(choice_temperature=-1.0), "inpaint.choice_temperature"),
+        (dict(sampling="top-k"), "inpaint.sampling"),
+    ],
+)
+def test_bad_arguments_name_the_param(kwargs, param):
+    args = dict(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=1.0, sampling="argmax")
+    args.update(kwargs)
+    tokens, unknown = batch_with_different_masks()
+    with pytest.raises(ValueError, match=param):
+        inpaint_tokens(toy_transformer(), tokens, unknown, **args)

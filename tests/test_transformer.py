@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskgit.masking import random_token_mask
+from maskgit.schedules import gamma
+from maskgit.transformer import BidirectionalTransformer, MultiHeadSelfAttention
+
+
+def test_manual_attention_equals_scaled_dot_product_attention():
+    torch.manual_seed(0)
+    manual = MultiHeadSelfAttention(64, 8, dropout=0.1, attention="manual").eval()
+    fused = MultiHeadSelfAttention(64, 8, dropout=0.1, attention="sdpa").eval()
+    fused.load_state_dict(manual.state_dict())
+    x = torch.randn(3, 50, 64)
+    assert torch.allclose(manual(x), fused(x), atol=1e-5)
+    # and against the functional reference on the raw projections
+    q, k, v = (manual._split_heads(p(x)) for p in (manual.q, manual.k, manual.v))
+    ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(3, 50, 64)
+    assert torch.allclose(manual(x), manual.proj(ref), atol=1e-5)
+
+
+def test_attention_dropout_is_active_only_in_training():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(32, 4, dropout=0.5)
+    x = torch.randn(2, 10, 32)
+    attn.train()
+    assert not torch.allclose(attn(x), attn(x))
+    attn.eval()
+    assert torch.equal(attn(x), attn(x))
+
+
+def test_transformer_is_bidirectional_and_tied():
+    torch.manual_seed(0)
+    model = BidirectionalTransformer(16, 12, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64}).eval()
+    assert model.mask_token_id == 16
+    tokens = torch.randint(0, 17, (2, 12))
+    logits = model(tokens)
+    assert logits.shape == (2, 12, 17)
+    # changing the last token changes the logits at the first position: no causal mask
+    changed = tokens.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 16
+    assert not torch.allclose(model(changed)[:, 0], logits[:, 0])
+    # the output head reuses the token embedding: no separate output matrix
+    names = [n for n, p in model.named_parameters() if p.shape == (17, 32)]
+    assert names == ["tok_emb.weight"]
+
+
+def test_weight_decay_only_on_linear_matrices():
+    model = BidirectionalTransformer(16, 12, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64})
+    decay, no_decay = model.param_groups(0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"])
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(model.tok_emb.weight) in ids and id(model.pos_emb) in ids and id(model.bias) in ids
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_params()
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "square"])
+def test_training_mask_has_exactly_ceil_gamma_n_tokens(schedule):
+    g = torch.Generator().manual_seed(0)
+    for r in (0.0, 0.3, 0.77, 1.0):
+        mask = random_token_mask(64, 256, schedule, r_range=(r, r), regional_prob=0.5, generator=g)
+        expected = math.ceil(gamma(schedule, r) * 256)
+        assert mask.sum(dim=1).tolist() == [expected] * 64
+    mask = random_token_mask(2000, 256, schedule, r_range=(0.0, 0.5), generator=g)
+    counts = mask.sum(dim=1)
+    assert counts.min() >= math.ceil(gamma(schedule, 0.5) * 256) and counts.max() <= 256
+
+
+def test_regional_training_masks_are_compact():
+    g = torch.Generator().manual_seed(0)
+    uniform = random_token_mask(200, 256, "linear", r_range=(0.7, 0.7), regional_prob=0.0, generator=g)
+    regional = random_token_mask(200, 256, "linear", r_range=(0.7, 0.7), regional_prob=1.0, generator=g)
+
+    def masked_neighbours(mask):  # fraction of horizontal neighbour pairs both masked
+        grid = mask.view(-1, 16, 16)
+        return (grid[:, :, 1:] & grid[:, :, :-1]).float().sum() / grid.float().sum()
+
+    assert masked_neighbours(regional) > 2 * masked_neighbours(uniform)
