@@ -1,0 +1,53 @@
+"""What every stage script shares: one-line errors, the device, seeding."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .params import ParamError
+
+# Errors that mean "the input is wrong", shown as one line; anything else is a bug
+# and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback for all of them.
+USER_ERRORS = (ParamError, ValueError, FileNotFoundError, NotADirectoryError)
+
+
+def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> None:
+    """Run a stage's main(); on bad input print one line and exit 2. The wall time
+    lands in timings/<name>.json (a stage output) for the report."""
+    start = time.perf_counter()
+    try:
+        main()
+    except USER_ERRORS as e:
+        if os.environ.get("MASKGIT_DEBUG") or "--debug" in sys.argv:
+            raise
+        print(f"error: {name}: {e}", file=sys.stderr)
+        sys.exit(2)
+    seconds = time.perf_counter() - start
+    if record_time:
+        os.makedirs("timings", exist_ok=True)
+        with open(f"timings/{name}.json", "w") as f:
+            json.dump({"stage": name, "seconds": round(seconds, 2)}, f)
+    print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ParamError("params.yaml: device is 'cuda' but no CUDA device is available (use auto or cpu)")
+    return torch.device(choice)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

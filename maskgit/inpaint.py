@@ -1,0 +1,63 @@
+"""Inpainting whole image sets: batched token decoding, VQGAN decoding, compositing."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from .decode import inpaint_tokens
+
+
+def composite(generated: torch.Tensor, masked_input: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Paste the known pixels of the input back: only the holes come from the model.
+
+    generated, masked_input: (B, 3, H, W) in the same space; known: (B, H, W) bool.
+    """
+    return torch.where(known[:, None].to(generated.device), masked_input.to(generated.device), generated)
+
+
+@torch.no_grad()
+def inpaint_set(
+    vqgan,
+    transformer,
+    tokens: torch.Tensor,
+    unknown: torch.Tensor,
+    *,
+    batch_size: int,
+    device,
+    generator: torch.Generator | None = None,
+    history_images: int = 0,
+    desc: str = "inpaint",
+    **decode_args,
+):
+    """Inpaint N images in batches of `batch_size` (memory is bounded by the batch,
+    not by N). Returns (tokens (N, n) long, images (N, 3, H, W) float on CPU, history)
+    where history, for the first `history_images` images, holds per step the still
+    masked tokens (k, T, n) bool and the decoded current choice (k, T, 3, H, W)."""
+    all_tokens, all_images = [], []
+    masks_per_step, chosen_per_step = [], []
+
+    def record(t, chosen, masked):
+        masks_per_step.append(masked[:history_images].cpu())
+        chosen_per_step.append(chosen[:history_images].clone())
+
+    for start in tqdm(range(0, len(tokens), batch_size), desc=desc, unit="batch"):
+        batch = slice(start, start + batch_size)
+        want_history = start == 0 and history_images > 0
+        filled = inpaint_tokens(
+            transformer,
+            tokens[batch].to(device),
+            unknown[batch].to(device),
+            generator=generator,
+            on_step=record if want_history else None,
+            **decode_args,
+        )
+        all_tokens.append(filled.cpu())
+        all_images.append(vqgan.decode_tokens(filled).float().cpu())
+
+    history = None
+    if masks_per_step:
+        # only the few figure images are decoded at every step; the lab decoded all
+        steps = [vqgan.decode_tokens(c).float().cpu() for c in chosen_per_step]
+        history = {"masked": torch.stack(masks_per_step, 1), "images": torch.stack(steps, 1)}
+    return torch.cat(all_tokens), torch.cat(all_images), history

@@ -1,0 +1,133 @@
+"""Reading and writing the files stages exchange, always atomically: a file or
+folder appears under its final name only once it is complete, so a crash never
+leaves something that looks finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def _tmp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_torch(path: str | Path, obj) -> None:
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images in folder")
+    return files
+
+
+def read_images(folder: str | Path, size: int | None = None) -> np.ndarray:
+    """All images of a folder, sorted by name, as uint8 (N, H, W, 3)."""
+    out = []
+    for p in list_images(folder):
+        try:
+            with Image.open(p) as im:
+                im.load()
+                arr = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise ValueError(f"{p}: unreadable image ({e})") from None
+        if size is not None and arr.shape[:2] != (size, size):
+            raise ValueError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
+        out.append(arr)
+    return np.stack(out)
+
+
+def read_masks(folder: str | Path, size: int | None = None) -> np.ndarray:
+    """Masks as bool (N, H, W), True = known (white). Gray levels >= 128 count as white."""
+    out = []
+    for p in list_images(folder):
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L"))
+        if size is not None and arr.shape != (size, size):
+            raise ValueError(f"{p}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
+        out.append(arr >= 128)
+    return np.stack(out)
+
+
+def write_images(folder: str | Path, images: np.ndarray, names: list[str] | None = None) -> None:
+    """Write uint8 (N, H, W, 3) or bool masks (N, H, W) as PNGs into `folder`,
+    replacing it whole: written to a temporary sibling, then renamed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, img in enumerate(images):
+            if img.dtype == bool:
+                img = img.astype(np.uint8) * 255
+            name = names[i] if names else f"{i:05d}.png"
+            Image.fromarray(img).save(tmp / name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def replace_dir(tmp: Path, folder: Path) -> None:
+    """Move a finished temporary folder into place."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def to_tensor(images: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) normalised (x - mean) / std, x in [0, 1]."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def to_uint8(x: torch.Tensor, mean, std) -> np.ndarray:
+    """The inverse of to_tensor, clamped to [0, 1] as the lab does."""
+    x = x.float().cpu() * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

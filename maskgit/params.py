@@ -1,0 +1,228 @@
+"""params.yaml: load, check every key before any work, fail with one line.
+
+Every stage checks the whole file (it is cheap), so a typo anywhere stops the first
+stage that runs, before it does any work. A stage then *uses* only the sections it
+declares under `params:` in dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .schedules import SCHEDULES
+
+
+class ParamError(ValueError):
+    """A bad value in params.yaml; the message is one line naming the key."""
+
+
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+def _int(lo=None) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+            return f"must be an integer >= {lo}" if lo is not None else "must be an integer"
+    return check
+
+
+def _float(lo=None, hi=None, lo_open=False) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return "must be a finite number"
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return f"must be {'>' if lo_open else '>='} {lo}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}"
+    return check
+
+
+def _choice(*options) -> Check:
+    def check(v):
+        if v not in options:
+            return f"must be one of {', '.join(map(str, options))}"
+    return check
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        return "must be true or false"
+
+
+def _list(item: Check, length=None, min_length=1) -> Check:
+    def check(v):
+        if not isinstance(v, list) or len(v) < min_length or (length is not None and len(v) != length):
+            return f"must be a list of {length or f'at least {min_length}'} items"
+        for i, x in enumerate(v):
+            problem = item(x)
+            if problem:
+                return f"item {i} ({x!r}) {problem}"
+    return check
+
+
+def _optional_path(v):
+    if v is not None and not isinstance(v, str):
+        return "must be a path or null"
+
+
+def _schedules(v):
+    if not isinstance(v, list) or not v:
+        return "must be a non-empty list of schedule names"
+    unknown = [s for s in v if s not in SCHEDULES]
+    if unknown:
+        return f"has unknown schedule {unknown[0]!r}; known: {', '.join(SCHEDULES)}"
+    if len(set(v)) != len(v):
+        return "lists a schedule twice"
+
+
+def _unit_range(v):
+    problem = _list(_float(0.0, 1.0), length=2)(v)
+    if problem:
+        return problem
+    if v[0] > v[1]:
+        return "must be [low, high] with low <= high"
+
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "device": _choice("auto", "cpu", "cuda"),
+    "data": {
+        "image_size": _int(8),
+        "mean": _list(_float(0.0, 1.0), length=3),
+        "std": _list(_float(0.0, lo_open=True), length=3),
+    },
+    "prepare": {
+        "source": _choice("procedural"),
+        "n_train": _int(1),
+        "n_val": _int(1),
+        "n_test": _int(2),
+        "seed": _int(0),
+    },
+    "vqgan": {
+        "image_channels": _choice(3),
+        "enc_channels": _list(_int(1), min_length=2),
+        "dec_channels": _list(_int(1), min_length=2),
+        "latent_dim": _int(1),
+        "img_resolution": _int(8),
+        "latent_resolution": _int(1),
+        "num_codebook_vectors": _int(2),
+        "beta": _float(0.0),
+    },
+    "train_vqgan": {
+        "steps": _int(1),
+        "batch_size": _int(1),
+        "lr": _float(0.0, lo_open=True),
+        "betas": _list(_float(0.0, 1.0), length=2),
+        "l1_weight": _float(0.0),
+        "l2_weight": _float(0.0),
+        "edge_weight": _float(0.0),
+        "restart_every": _int(0),
+        "log_every": _int(1),
+        "seed": _int(0),
+    },
+    "transformer": {
+        "dim": _int(1),
+        "n_layers": _int(1),
+        "n_heads": _int(1),
+        "mlp_dim": _int(1),
+        "dropout": _float(0.0, 1.0),
+        "attention": _choice("manual", "sdpa"),
+        "norm_first": _bool,
+    },
+    "train_transformer": {
+        "steps": _int(1),
+        "batch_size": _int(1),
+        "grad_accum": _int(1),
+        "lr": _float(0.0, lo_open=True),
+        "betas": _list(_float(0.0, 1.0), length=2),
+        "weight_decay": _float(0.0),
+        "warmup_steps": _int(0),
+        "min_lr_ratio": _float(0.0, 1.0),
+        "grad_clip": _float(0.0),
+        "label_smoothing": _float(0.0, 1.0),
+        "gamma": _choice(*SCHEDULES),
+        "r_range": _unit_range,
+        "regional_mask_prob": _float(0.0, 1.0),
+        "eval_every": _int(1),
+        "seed": _int(0),
+    },
+    "inpaint": {
+        "schedules": _schedules,
+        "total_iter": _int(1),
+        "sweet_spot": _int(1),
+        "choice_temperature": _float(0.0),
+        "sampling": _choice("argmax", "sample"),
+        "composite": _bool,
+        "batch_size": _int(1),
+        "n_figure_images": _int(0),
+        "seed": _int(0),
+    },
+    "fid": {
+        "inception_weights": _optional_path,
+        "batch_size": _int(1),
+    },
+}
+
+
+def check_params(params: dict, source: str = "params.yaml") -> dict:
+    """Raise ParamError (one line, naming the key) on the first problem."""
+    if not isinstance(params, dict):
+        raise ParamError(f"{source}: expected a mapping of sections")
+    for key in params:
+        if key not in SCHEMA:
+            raise ParamError(f"{source}: unknown section or key {key!r}; known: {', '.join(SCHEMA)}")
+    for section, spec in SCHEMA.items():
+        if section not in params:
+            raise ParamError(f"{source}: missing {section}")
+        value = params[section]
+        if callable(spec):
+            _raise_if(spec(value), source, section, value)
+            continue
+        if not isinstance(value, dict):
+            raise ParamError(f"{source}: {section} must be a mapping")
+        for key in value:
+            if key not in spec:
+                raise ParamError(f"{source}: unknown key {section}.{key}; known: {', '.join(spec)}")
+        for key, check in spec.items():
+            if key not in value:
+                raise ParamError(f"{source}: missing {section}.{key}")
+            _raise_if(check(value[key]), source, f"{section}.{key}", value[key])
+    _check_across(params, source)
+    return params
+
+
+def _raise_if(problem: str | None, source: str, name: str, value) -> None:
+    if problem:
+        raise ParamError(f"{source}: {name} {problem} (got {value!r})")
+
+
+def _check_across(p: dict, source: str) -> None:
+    size, vq = p["data"]["image_size"], p["vqgan"]
+    if vq["img_resolution"] != size:
+        raise ParamError(f"{source}: vqgan.img_resolution ({vq['img_resolution']}) must equal data.image_size ({size})")
+    if size % vq["latent_resolution"]:
+        raise ParamError(
+            f"{source}: data.image_size ({size}) is not divisible by vqgan.latent_resolution "
+            f"({vq['latent_resolution']}): the token patch would not tile the image"
+        )
+    t = p["transformer"]
+    if t["dim"] % t["n_heads"]:
+        raise ParamError(f"{source}: transformer.dim ({t['dim']}) must be divisible by transformer.n_heads ({t['n_heads']})")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path}: not found (run the stage from the project root)")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return check_params(params, str(path))
+
+
+def token_patch(params: dict) -> int:
+    return params["data"]["image_size"] // params["vqgan"]["latent_resolution"]

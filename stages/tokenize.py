@@ -1,0 +1,47 @@
+"""Stage tokenize: encode every image once with the VQGAN.
+
+Training then reads token grids and never runs the encoder per batch. Writes
+data/tokens/{train,val,test}.npy (uint16/int32 (N, h*w)) and test_unknown.npy
+(bool (N, h*w), the lab's token mask of each test image).
+"""
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maskgit.checkpoints import load_vqgan
+from maskgit.cli import resolve_device, run_stage
+from maskgit.io import read_images, read_masks, save_npy, to_tensor
+from maskgit.masking import token_unknown_from_pixel_mask
+from maskgit.params import load_params, token_patch
+
+
+@torch.no_grad()
+def encode(vqgan, images, norm, device, desc, batch_size=100):
+    x = to_tensor(images, norm["mean"], norm["std"])
+    out = [vqgan.encode_to_tokens(x[i : i + batch_size].to(device)).cpu()
+           for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch")]
+    tokens = torch.cat(out).numpy()
+    return tokens.astype(np.uint16 if vqgan.num_codebook_vectors <= 65536 else np.int32)
+
+
+def main():
+    params = load_params()
+    size = params["data"]["image_size"]
+    device = resolve_device(params["device"])
+    vqgan, norm = load_vqgan("models/vqgan.pt", device)
+    for split in ("train", "val"):
+        save_npy(f"data/tokens/{split}.npy", encode(vqgan, read_images(f"data/prepared/{split}", size), norm, device, split))
+    # the lab encodes the masked image (holes filled with gray) and keeps its tokens
+    # wherever the whole patch is known
+    masked = read_images("data/prepared/test/masked_image", size)
+    known = read_masks("data/prepared/test/mask64", size)
+    if len(masked) != len(known):
+        raise ValueError(f"data/prepared/test: {len(masked)} masked images but {len(known)} masks")
+    save_npy("data/tokens/test.npy", encode(vqgan, masked, norm, device, "test"))
+    unknown = token_unknown_from_pixel_mask(torch.from_numpy(known), token_patch(params))
+    save_npy("data/tokens/test_unknown.npy", unknown.numpy())
+
+
+if __name__ == "__main__":
+    run_stage(main, "tokenize")

@@ -1,0 +1,114 @@
+"""Stage train_transformer: masked visual token modelling on the token grids.
+
+Per sample r ~ U(r_range), exactly ceil(gamma(r) * N) tokens replaced by the mask
+token, cross-entropy on the masked positions. AdamW (no decay on norms, biases and
+embeddings), linear warmup then cosine decay, gradient clipping and accumulation.
+Writes models/transformer.pt and the curves under dvclive/transformer.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from dvclive import Live
+from tqdm import tqdm
+
+from maskgit.cli import resolve_device, run_stage, seed_everything
+from maskgit.io import save_torch
+from maskgit.masking import random_token_mask
+from maskgit.params import load_params
+from maskgit.transformer import BidirectionalTransformer
+
+
+def lr_factor(step, warmup, total, min_ratio):
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def masked_loss(model, tokens, mask, label_smoothing):
+    inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
+    logits = model(inputs)[..., : model.codebook_size]
+    loss = F.cross_entropy(logits[mask], tokens[mask], label_smoothing=label_smoothing)
+    accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
+    return loss, accuracy
+
+
+@torch.no_grad()
+def evaluate(model, val, masks, label_smoothing, device, batch_size=100):
+    """Validation loss on fixed masks (drawn once), so that values are comparable."""
+    model.eval()
+    losses, accs, weights = [], [], []
+    for i in range(0, len(val), batch_size):
+        loss, acc = masked_loss(model, val[i : i + batch_size].to(device), masks[i : i + batch_size].to(device),
+                                label_smoothing)
+        n = int(masks[i : i + batch_size].sum())
+        losses.append(loss.item() * n)
+        accs.append(acc.item() * n)
+        weights.append(n)
+    model.train()
+    return sum(losses) / sum(weights), sum(accs) / sum(weights)
+
+
+def main():
+    params = load_params()
+    tp, vq = params["train_transformer"], params["vqgan"]
+    device = resolve_device(params["device"])
+    generator = seed_everything(tp["seed"])
+    train = torch.from_numpy(np.load("data/tokens/train.npy").astype(np.int64))
+    val = torch.from_numpy(np.load("data/tokens/val.npy").astype(np.int64))
+    codebook_size, num_tokens = vq["num_codebook_vectors"], train.shape[1]
+    if int(train.max()) >= codebook_size:
+        raise ValueError(f"data/tokens/train.npy: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
+
+    model = BidirectionalTransformer(codebook_size, num_tokens, params["transformer"]).to(device)
+    opt = torch.optim.AdamW(model.param_groups(tp["weight_decay"]), lr=tp["lr"], betas=tuple(tp["betas"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, tp["warmup_steps"], tp["steps"], tp["min_lr_ratio"])
+    )
+    mask_args = dict(schedule=tp["gamma"], r_range=tuple(tp["r_range"]), regional_prob=tp["regional_mask_prob"])
+    val_masks = random_token_mask(len(val), num_tokens, generator=torch.Generator().manual_seed(1234), **mask_args)
+
+    with Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        live.log_params({"transformer": params["transformer"], "train_transformer": tp})
+        bar = tqdm(range(tp["steps"]), desc="train_transformer", unit="step")
+        running = []  # (loss, accuracy) of the steps since the last log
+        for step in bar:
+            for _ in range(tp["grad_accum"]):
+                idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
+                mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
+                loss, acc = masked_loss(model, train[idx].to(device), mask.to(device), tp["label_smoothing"])
+                (loss / tp["grad_accum"]).backward()
+            if tp["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            running.append((loss.item(), acc.item()))
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc.item():.2f}")
+            if (step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]:
+                val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], device)
+                live.log_metric("train/loss", float(np.mean([x[0] for x in running])))
+                live.log_metric("train/accuracy", float(np.mean([x[1] for x in running])))
+                running.clear()
+                live.log_metric("val/loss", val_loss)
+                live.log_metric("val/accuracy", val_acc)
+                live.log_metric("lr", sched.get_last_lr()[0])
+                live.next_step()
+        live.summary.update({"val_loss": val_loss, "val_accuracy": val_acc, "params": model.num_params()})
+    save_torch(
+        "models/transformer.pt",
+        {
+            "config": params["transformer"],
+            "codebook_size": codebook_size,
+            "num_tokens": num_tokens,
+            "state_dict": model.cpu().state_dict(),
+            "steps": tp["steps"],
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main, "train_transformer")

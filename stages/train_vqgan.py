@@ -1,0 +1,97 @@
+"""Stage train_vqgan: train the stage-1 tokenizer on data/prepared/train.
+
+Writes models/vqgan.pt ({config, state_dict, mean, std}) and, under dvclive/vqgan,
+the training curves and the final metrics (reconstruction error, codebook usage).
+"""
+
+import math
+
+import torch
+from dvclive import Live
+from tqdm import tqdm
+
+from maskgit.cli import resolve_device, run_stage, seed_everything
+from maskgit.io import read_images, save_torch, to_tensor
+from maskgit.params import load_params
+from maskgit.vqgan import VQGAN, codebook_usage, reconstruction_loss, restart_dead_codes
+
+
+@torch.no_grad()
+def evaluate(model, images, batch_size, device):
+    model.eval()
+    l1, mse, indices = 0.0, 0.0, []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device)
+        recon, idx, _ = model(x)
+        # errors in [0, 1] pixel units: the normalised space is 2x wider for std 0.5
+        l1 += (recon - x).abs().sum().item()
+        mse += ((recon - x) ** 2).sum().item()
+        indices.append(idx.cpu())
+    n = images.numel()
+    model.train()
+    return l1 / n, mse / n, torch.cat(indices)
+
+
+def main():
+    params = load_params()
+    cfg, tp, data = params["vqgan"], params["train_vqgan"], params["data"]
+    device = resolve_device(params["device"])
+    generator = seed_everything(tp["seed"])
+    size, mean, std = data["image_size"], data["mean"], data["std"]
+    train = to_tensor(read_images("data/prepared/train", size), mean, std)
+    val = to_tensor(read_images("data/prepared/val", size), mean, std)
+
+    model = VQGAN(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
+    # cosine decay to 10%: large steps early for a fast start on CPU, small ones to settle codes
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, tp["steps"]) / tp["steps"]))
+    )
+    counts = torch.zeros(cfg["num_codebook_vectors"], dtype=torch.long)
+    restarted = 0
+    with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        live.log_params({"vqgan": cfg, "train_vqgan": tp})
+        bar = tqdm(range(1, tp["steps"] + 1), desc="train_vqgan", unit="step")
+        for step in bar:
+            idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
+            x = train[idx].to(device)
+            recon, indices, q_loss = model(x)
+            rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
+            loss = rec_loss + q_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            counts += torch.bincount(indices.flatten().cpu(), minlength=len(counts))
+            if tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
+                with torch.no_grad():
+                    z_e = model.quant_conv(model.encoder(x)).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
+                restarted += restart_dead_codes(model, z_e, counts, generator=generator)
+                counts.zero_()
+            if step % tp["log_every"] == 0 or step == tp["steps"]:
+                usage = codebook_usage(indices, cfg["num_codebook_vectors"])
+                for key, value in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items():
+                    live.log_metric(f"train/{key}", float(value))
+                live.log_metric("train/perplexity", usage["perplexity"])
+                live.log_metric("train/lr", sched.get_last_lr()[0])
+                live.next_step()
+                bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")
+
+        l1, mse, val_indices = evaluate(model, val, 100, device)
+        usage = codebook_usage(val_indices, cfg["num_codebook_vectors"])
+        scale = sum(std) / 3  # back to [0, 1] pixel units
+        metrics = {
+            "val_l1": l1 * scale,
+            "val_psnr": 10 * math.log10(1.0 / (mse * scale**2)),
+            "perplexity": usage["perplexity"],
+            "codes_used": usage["used"],
+            "dead_codes": usage["dead"],
+            "codes_restarted": restarted,
+        }
+        for key, value in metrics.items():
+            live.summary[key] = value
+    save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std})
+
+
+if __name__ == "__main__":
+    run_stage(main, "train_vqgan")
