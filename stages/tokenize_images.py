@@ -1,5 +1,8 @@
 """Stage tokenize: encode every image once with the VQGAN.
 
+(Not named tokenize.py: the script folder is on sys.path and would shadow the
+standard library module of that name.)
+
 Training then reads token grids and never runs the encoder per batch. Writes
 data/tokens/{train,val,test}.npy (uint16/int32 (N, h*w)) and test_unknown.npy
 (bool (N, h*w), the lab's token mask of each test image).

@@ -1,0 +1,120 @@
+"""Stage plots: the tables and figures of the report.
+
+reports/tables/   fid.csv (raw numbers), fid.md (formatted, best schedule marked)
+reports/figures/  fid.png, gamma.png, training.png, comparison.png,
+                  grid_<schedule>.png, steps_<schedule>.png (when the inpaint stage
+                  kept per-step arrays, i.e. inpaint.n_figure_images > 0)
+
+Both folders are built in temporary siblings and moved into place at the end, so
+an interrupted run never leaves a half-drawn set.
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from maskgit import plotting
+from maskgit.cli import run_stage
+from maskgit.io import list_images, replace_dir
+from maskgit.params import load_params
+
+TEST = Path("data/prepared/test")
+INPAINT = Path("outputs/inpaint")
+BASELINES = Path("outputs/baselines")
+REPORTS = Path("reports")
+N_GRID = 8  # rows of grid_<schedule>.png
+N_COMPARISON = 6  # rows of comparison.png
+
+
+def read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the stage that writes it first)")
+    return json.loads(path.read_text())
+
+
+def image_column(folder: Path, names: list[str]) -> list[np.ndarray]:
+    """The images of `names` from `folder`; every set uses the test set's file names."""
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {missing[0]} missing (every image set must have the test set's names)")
+    return [plotting.load_rgb(folder / n) for n in names]
+
+
+def image_figures(params, table, names, out: Path) -> None:
+    schedules = params["inpaint"]["schedules"]
+    best = plotting.best_schedule(table)["name"]
+
+    grid_names = names[:N_GRID]
+    masked, gt = image_column(TEST / "masked_image", grid_names), image_column(TEST / "gt", grid_names)
+    masks = [plotting.load_mask(TEST / "mask64" / n) for n in grid_names]
+    for s in schedules:
+        plotting.image_grid(
+            [("masked input", masked), ("mask (white = known)", masks),
+             (f"inpainted ({s})", image_column(INPAINT / s / "images", grid_names)), ("ground truth", gt)],
+            grid_names, out / f"grid_{s}.png", title=f"Inpainting with the {s} schedule",
+        )
+
+    # spread over the test set rather than the first few: more variety of masks
+    picked = [names[i] for i in plotting.spread_indices(len(names), N_COMPARISON)]
+    columns = [("masked input", image_column(TEST / "masked_image", picked))]
+    columns += [(s + (" (best)" if s == best else ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
+    columns += [(plotting.SHORT[b], image_column(BASELINES / b / "images", picked)) for b in ("onestep", "recon")]
+    columns += [("ground truth", image_column(TEST / "gt", picked))]
+    plotting.image_grid(columns, picked, out / "comparison.png", title="Schedules against the baselines")
+
+    for s in schedules:
+        steps_masked, steps_images = INPAINT / s / "steps_masked.npy", INPAINT / s / "steps_images.npy"
+        if not (steps_masked.is_file() and steps_images.is_file()):
+            print(f"plots: no per-step arrays for {s} (inpaint.n_figure_images 0?): no steps_{s}.png", file=sys.stderr)
+            continue
+        info = read_json(INPAINT / s / "info.json")
+        plotting.steps_figure(
+            np.load(steps_masked), np.load(steps_images), names, out / f"steps_{s}.png",
+            title=f"Decoding step by step, {s} schedule (total_iter {info['total_iter']}, "
+                  f"sweet spot {info['sweet_spot']}): latent mask (white = masked) and decoded image",
+        )
+
+
+def main():
+    params = load_params()
+    ip = params["inpaint"]
+    table = plotting.fid_table(read_json("metrics/fid_schedules.json"), read_json("metrics/fid_baselines.json"),
+                               ip["schedules"])
+    names = [p.name for p in list_images(TEST / "masked_image")]
+
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    tables = Path(tempfile.mkdtemp(prefix=".tables.", dir=REPORTS))
+    figures = Path(tempfile.mkdtemp(prefix=".figures.", dir=REPORTS))
+    try:
+        table.to_csv(tables / "fid.csv", index=False)
+        (tables / "fid.md").write_text(plotting.fid_markdown(table))
+
+        steps = min(ip["sweet_spot"], ip["total_iter"])
+        plotting.fid_figure(table, figures / "fid.png",
+                            subtitle=f"{len(names)} test images, {steps} of total_iter {ip['total_iter']} steps run")
+        plotting.gamma_figure(ip["schedules"], params["train_transformer"]["gamma"], ip["total_iter"],
+                              ip["sweet_spot"], figures / "gamma.png")
+        # dvclive counts one step per log line, not per training step: say how many
+        every_vq, every_tf = params["train_vqgan"]["log_every"], params["train_transformer"]["eval_every"]
+        plotting.training_figure({
+            "transformer": (plotting.read_dvclive_metrics("dvclive/transformer"),
+                            f"dvclive step (one per {every_tf} training steps)"),
+            "VQGAN": (plotting.read_dvclive_metrics("dvclive/vqgan"), f"dvclive step (one per {every_vq} training steps)"),
+        }, figures / "training.png")
+        image_figures(params, table, names, figures)
+
+        replace_dir(tables, REPORTS / "tables")
+        replace_dir(figures, REPORTS / "figures")
+    finally:
+        shutil.rmtree(tables, ignore_errors=True)
+        shutil.rmtree(figures, ignore_errors=True)
+    print(f"plots: {len(list((REPORTS / 'figures').glob('*.png')))} figures in {REPORTS / 'figures'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage(main, "plots")
