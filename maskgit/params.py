@@ -114,6 +114,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "train_vqgan": {
         "steps": _int(1),
         "batch_size": _int(1),
+        "crop_size": _int(8),
         "lr": _float(0.0, lo_open=True),
         "betas": _list(_float(0.0, 1.0), length=2),
         "l1_weight": _float(0.0),
@@ -208,6 +209,9 @@ def _check_across(p: dict, source: str) -> None:
             f"{source}: data.image_size ({size}) is not divisible by vqgan.latent_resolution "
             f"({vq['latent_resolution']}): the token patch would not tile the image"
         )
+    crop, patch = p["train_vqgan"]["crop_size"], size // vq["latent_resolution"]
+    if crop % patch or crop > size:
+        raise ParamError(f"{source}: train_vqgan.crop_size ({crop}) must be a multiple of the token patch ({patch}) and <= data.image_size")
     t = p["transformer"]
     if t["dim"] % t["n_heads"]:
         raise ParamError(f"{source}: transformer.dim ({t['dim']}) must be divisible by transformer.n_heads ({t['n_heads']})")

@@ -16,6 +16,17 @@ from maskgit.params import load_params
 from maskgit.vqgan import VQGAN, codebook_usage, reconstruction_loss, restart_dead_codes
 
 
+def random_crop(images, size, generator):
+    """One random crop per batch. The VQGAN is convolutional (its attention runs over
+    whatever latent grid it gets), so training on crops costs (size / H)^2 of the
+    full images per step and learns the same local code; evaluation uses full images."""
+    h = images.shape[-1]
+    if size >= h:
+        return images
+    y, x = torch.randint(0, h - size + 1, (2,), generator=generator).tolist()
+    return images[..., y : y + size, x : x + size]
+
+
 @torch.no_grad()
 def evaluate(model, images, batch_size, device):
     model.eval()
@@ -54,7 +65,7 @@ def main():
         bar = tqdm(range(1, tp["steps"] + 1), desc="train_vqgan", unit="step")
         for step in bar:
             idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
-            x = train[idx].to(device)
+            x = random_crop(train[idx], tp["crop_size"], generator).to(device)
             recon, indices, q_loss = model(x)
             rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
             loss = rec_loss + q_loss

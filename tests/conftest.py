@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FID_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-6726825d.pth"
+
+
+def stage_env(tmp_path: Path) -> dict:
+    """Environment for running stage scripts and DVC in a scratch project: this
+    interpreter's `python` first on PATH, no telemetry, a private cache."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["MASKGIT_CACHE"] = str(tmp_path / "cache")
+    env.pop("MASKGIT_DEBUG", None)
+    return env
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's files (tracked, or new and not ignored), without run outputs."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    for name in files:
+        src = ROOT / name
+        if not src.is_file():
+            continue
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(src.read_bytes())
+    return dest
+
+
+@pytest.fixture
+def scratch_project(tmp_path):
+    return copy_project(tmp_path / "project")

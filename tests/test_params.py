@@ -1,0 +1,109 @@
+"""Bad params stop with one line naming the param, before any work."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, stage_env
+from maskgit.params import ParamError, check_params, load_params
+from maskgit.preset import apply_preset
+
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(path, value):
+    params = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def test_shipped_params_are_valid():
+    assert load_params(ROOT / "params.yaml")["inpaint"]["schedules"] == ["cosine", "linear", "square"]
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("inpaint.schedules", ["cosine", "triangle"], "inpaint.schedules has unknown schedule 'triangle'; known: cosine"),
+        ("inpaint.schedules", [], "inpaint.schedules"),
+        ("inpaint.total_iter", 0, "inpaint.total_iter must be an integer >= 1"),
+        ("inpaint.total_iter", 2.5, "inpaint.total_iter must be an integer >= 1"),
+        ("inpaint.sweet_spot", 0, "inpaint.sweet_spot must be an integer >= 1"),
+        ("inpaint.sweet_spot", True, "inpaint.sweet_spot must be an integer >= 1"),
+        ("inpaint.choice_temperature", -0.5, "inpaint.choice_temperature must be >= 0.0"),
+        ("inpaint.sampling", "topk", "inpaint.sampling must be one of argmax, sample"),
+        ("data.image_size", 66, "data.image_size"),
+        ("train_transformer.r_range", [0.6, 0.2], "train_transformer.r_range must be [low, high]"),
+        ("transformer.n_heads", 5, "transformer.dim (192) must be divisible by transformer.n_heads (5)"),
+        ("device", "tpu", "device must be one of auto, cpu, cuda"),
+    ],
+)
+def test_bad_values_name_the_param(path, value, expected):
+    with pytest.raises(ParamError) as err:
+        check_params(with_change(path, value))
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_image_size_must_tile_into_tokens():
+    params = with_change("data.image_size", 66)
+    params["vqgan"]["img_resolution"] = 66
+    with pytest.raises(ParamError, match="data.image_size \\(66\\) is not divisible by vqgan.latent_resolution"):
+        check_params(params)
+
+
+def test_unknown_keys_are_typos():
+    params = copy.deepcopy(DEFAULT)
+    params["inpaint"]["sweetspot"] = 8
+    with pytest.raises(ParamError, match="unknown key inpaint.sweetspot; known: schedules"):
+        check_params(params)
+    params = copy.deepcopy(DEFAULT)
+    params["inpiant"] = {}
+    with pytest.raises(ParamError, match="unknown section or key 'inpiant'"):
+        check_params(params)
+    params = copy.deepcopy(DEFAULT)
+    del params["inpaint"]["total_iter"]
+    with pytest.raises(ParamError, match="missing inpaint.total_iter"):
+        check_params(params)
+
+
+@pytest.mark.parametrize("path, value, param", [
+    ("inpaint.schedules", ["cosine", "zigzag"], "inpaint.schedules"),
+    ("inpaint.sweet_spot", 0, "inpaint.sweet_spot"),
+])
+def test_a_stage_stops_before_any_work(scratch_project, tmp_path, path, value, param):
+    (scratch_project / "params.yaml").write_text(yaml.safe_dump(with_change(path, value)))
+    result = subprocess.run([sys.executable, "stages/prepare.py"], cwd=scratch_project, env=stage_env(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and param in lines[0] and "Traceback" not in result.stderr
+    assert not (scratch_project / "data").exists()
+
+
+def test_tiny_preset_changes_only_what_it_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs/tiny.yaml").write_text((ROOT / "configs/tiny.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    apply_preset("tiny")
+    after = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    for section, values in DEFAULT.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            assert after[section][key] == tiny.get(section, {}).get(key, value), f"{section}.{key}"
+    assert "# Every hyperparameter" in (tmp_path / "params.yaml").read_text(), "comments must survive"
+    (tmp_path / "configs/bad.yaml").write_text("inpaint:\n  sweet_spot: 0\n")
+    before = (tmp_path / "params.yaml").read_text()
+    with pytest.raises(ParamError, match="inpaint.sweet_spot"):
+        apply_preset("bad")
+    assert (tmp_path / "params.yaml").read_text() == before
