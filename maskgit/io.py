@@ -17,10 +17,18 @@ from PIL import Image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the permissions open() would
+    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
 
 
@@ -99,19 +107,25 @@ def write_images(folder: str | Path, images: np.ndarray, names: list[str] | None
     replacing it whole: written to a temporary sibling, then renamed."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_tmp_dir(folder)
     try:
         for i, img in enumerate(images):
             if img.dtype == bool:
                 img = img.astype(np.uint8) * 255
             name = names[i] if names else f"{i:05d}.png"
             Image.fromarray(img).save(tmp / name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def make_tmp_dir(folder: Path) -> Path:
+    """A temporary sibling of `folder` to build it in (mkdtemp's 0700 widened)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
 
 
 def replace_dir(tmp: Path, folder: Path) -> None:

