@@ -28,9 +28,8 @@ def tiny_project(tmp_path_factory):
     project = copy_project(tmp / "project")
     env = stage_env(tmp)
     run(["python", "-m", "maskgit.preset", "tiny"], project, env)
-    params = (project / "params.yaml").read_text()
-    assert "inception_weights: null" in params
-    (project / "params.yaml").write_text(params.replace("inception_weights: null", f"inception_weights: {FID_WEIGHTS}"))
+    (project / "configs/shared-fid.yaml").write_text(f"fid:\n  inception_weights: {FID_WEIGHTS}\n")
+    run(["python", "-m", "maskgit.preset", "shared-fid"], project, env)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
                 ["git", "config", "user.email", "test@example.com"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "tiny"]):
