@@ -99,6 +99,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "n_train": _int(1),
         "n_val": _int(1),
         "n_test": _int(2),
+        "palette_size": _int(0),
         "seed": _int(0),
     },
     "vqgan": {

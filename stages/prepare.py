@@ -26,9 +26,10 @@ def main():
     tmp = make_tmp_dir(OUT)
     try:
         # different seeds per split so that no test image is also a training image
-        write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size))
-        write_images(tmp / "val", procedural.make_dataset(seed + 1000, p["n_val"], size))
-        gt = procedural.make_dataset(seed + 2000, p["n_test"], size)
+        colours = p["palette_size"]
+        write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size, colours))
+        write_images(tmp / "val", procedural.make_dataset(seed + 1000, p["n_val"], size, colours))
+        gt = procedural.make_dataset(seed + 2000, p["n_test"], size, colours)
         known = procedural.make_masks(seed + 3000, p["n_test"], size)
         masked = [procedural.apply_mask(img, k) for img, k in zip(gt, known)]
         write_images(tmp / "test" / "gt", gt)

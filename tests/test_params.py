@@ -41,7 +41,7 @@ def test_shipped_params_are_valid():
         ("inpaint.sampling", "topk", "inpaint.sampling must be one of argmax, sample"),
         ("data.image_size", 66, "data.image_size"),
         ("train_transformer.r_range", [0.6, 0.2], "train_transformer.r_range must be [low, high]"),
-        ("transformer.n_heads", 5, "transformer.dim (192) must be divisible by transformer.n_heads (5)"),
+        ("transformer.n_heads", 5, "must be divisible by transformer.n_heads (5)"),
         ("device", "tpu", "device must be one of auto, cpu, cuda"),
     ],
 )
@@ -85,7 +85,7 @@ def test_a_stage_stops_before_any_work(scratch_project, tmp_path, path, value, p
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and param in lines[0] and "Traceback" not in result.stderr
-    assert not (scratch_project / "data").exists()
+    assert not (scratch_project / "data" / "prepared").exists()
 
 
 def test_tiny_preset_changes_only_what_it_names(tmp_path, monkeypatch):

@@ -127,3 +127,14 @@ def test_apply_mask_fills_exactly_the_missing_pixels():
     assert np.array_equal(imgs[0], before)
     with pytest.raises(ValueError):
         P.apply_mask(imgs[0], masks[0][:32])
+
+
+def test_palette_images_use_only_palette_colours():
+    palette = P.make_palette(16)
+    assert palette.shape == (16, 3) and len({tuple(c) for c in palette}) == 16
+    images = P.make_dataset(3, 6, palette_size=16)
+    colours = {tuple(c) for c in images.reshape(-1, 3)}
+    assert colours <= {tuple(c) for c in palette} and len(colours) >= 4
+    full = P.make_dataset(3, 6)
+    # the same scenes, posterized: most pixels stay close to the full-colour image
+    assert np.abs(images.astype(int) - full.astype(int)).mean() < 40
