@@ -431,13 +431,15 @@ def kid_from_features(
 ) -> tuple[float, float]:
     """KID (mean, std) over ``subsets`` random subsets (torch-fidelity's kid_features_to_metric).
 
-    subset_size defaults to min(1000, n1, n2) so small sets work; the seed makes it deterministic.
+    subset_size defaults to min(1000, n1 // 2, n2 // 2): subsets as large as the whole set
+    would all be the same set, leaving the spread (std) at zero. The seed makes it
+    deterministic.
     """
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     t1, t2 = _as_features(f1), _as_features(f2)
     if subset_size is None:
-        subset_size = min(KID_SUBSET_SIZE_MAX, t1.shape[0], t2.shape[0])
+        subset_size = min(KID_SUBSET_SIZE_MAX, t1.shape[0] // 2, t2.shape[0] // 2)
     if subset_size < 2:
         raise ValueError(f"KID needs a subset size of at least 2, got {subset_size}")
     with _single_threaded_blas():

@@ -216,3 +216,10 @@ def test_failed_conversion_check_raises_and_writes_nothing(isolated, monkeypatch
     with pytest.raises(RuntimeError, match="disagree"):
         fid.resolve_inception_weights(None, isolated["cache_dir"])
     assert list(isolated["cache_dir"].iterdir()) == []
+
+
+def test_kid_spread_is_not_zero_on_a_small_set():
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(40, 16)), rng.normal(0.3, 1.0, size=(40, 16))
+    mean, std = fid.kid_from_features(f1, f2)
+    assert mean > 0 and std > 0
