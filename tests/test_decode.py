@@ -132,7 +132,6 @@ def test_exact_number_left_masked_per_image_and_step(schedule, total_iter):
         n0 = int(unknown[i].sum())  # this image's own count, not N nor image 0's
         left = n0
         for t, _, masked in steps:
-            r = (t + 1) / total_iter
             if t == total_iter - 1:
                 expected = 0
             else:
