@@ -1,5 +1,10 @@
 """Stage train_vqgan: train the stage-1 tokenizer on data/prepared/train.
 
+The first `continuous_steps` steps train the encoder and decoder without the
+quantiser; the codebook is then initialised by k-means on encoder outputs of the
+training images, and training goes on with quantisation (straight-through,
+commitment loss, dead-code restarts).
+
 Writes models/vqgan.pt ({config, state_dict, mean, std}) and, under dvclive/vqgan,
 the training curves and the final metrics (reconstruction error, codebook usage).
 """
@@ -13,7 +18,9 @@ from tqdm import tqdm
 from maskgit.cli import resolve_device, run_stage, seed_everything
 from maskgit.io import read_images, save_torch, to_tensor
 from maskgit.params import load_params
-from maskgit.vqgan import VQGAN, codebook_usage, reconstruction_loss, restart_dead_codes
+from maskgit.vqgan import VQGAN, codebook_usage, kmeans_codes, reconstruction_loss, restart_dead_codes
+
+KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
 
 
 def random_crop(images, size, generator):
@@ -43,6 +50,15 @@ def evaluate(model, images, batch_size, device):
     return l1 / n, mse / n, torch.cat(indices)
 
 
+@torch.no_grad()
+def init_codebook(model, images, generator, device, batch_size=100):
+    pick = torch.randperm(len(images), generator=generator)[:KMEANS_IMAGES]
+    d = model.latent_dim
+    z = torch.cat([model.encode_latent(images[pick[i : i + batch_size]].to(device)).permute(0, 2, 3, 1).reshape(-1, d)
+                   for i in range(0, len(pick), batch_size)])
+    model.codebook.embedding.weight.copy_(kmeans_codes(z, model.num_codebook_vectors, generator=generator))
+
+
 def main():
     params = load_params()
     cfg, tp, data = params["vqgan"], params["train_vqgan"], params["data"]
@@ -64,9 +80,16 @@ def main():
         live.log_params({"vqgan": cfg, "train_vqgan": tp})
         bar = tqdm(range(1, tp["steps"] + 1), desc="train_vqgan", unit="step")
         for step in bar:
+            quantise = step > tp["continuous_steps"]
+            if step == tp["continuous_steps"] + 1 and step > 1:
+                init_codebook(model, train, generator, device)
             idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
             x = random_crop(train[idx], tp["crop_size"], generator).to(device)
-            recon, indices, q_loss = model(x)
+            if quantise:
+                recon, indices, q_loss = model(x)
+            else:
+                recon, q_loss = model.decode(model.encode_latent(x)), torch.zeros((), device=device)
+                indices = torch.zeros(0, dtype=torch.long, device=device)
             rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
             loss = rec_loss + q_loss
             opt.zero_grad(set_to_none=True)
@@ -74,16 +97,17 @@ def main():
             opt.step()
             sched.step()
             counts += torch.bincount(indices.flatten().cpu(), minlength=len(counts))
-            if tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
+            if quantise and tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
                 with torch.no_grad():
                     z_e = model.quant_conv(model.encoder(x)).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
                 restarted += restart_dead_codes(model, z_e, counts, generator=generator)
                 counts.zero_()
             if step % tp["log_every"] == 0 or step == tp["steps"]:
-                usage = codebook_usage(indices, cfg["num_codebook_vectors"])
                 for key, value in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items():
                     live.log_metric(f"train/{key}", float(value))
-                live.log_metric("train/perplexity", usage["perplexity"])
+                usage = codebook_usage(indices, cfg["num_codebook_vectors"])
+                if quantise:  # no codes are used before the codebook exists
+                    live.log_metric("train/perplexity", usage["perplexity"])
                 live.log_metric("train/lr", sched.get_last_lr()[0])
                 live.next_step()
                 bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")

@@ -14,6 +14,7 @@ from maskgit.vqgan import (
     UpSampleBlock,
     check_config,
     codebook_usage,
+    kmeans_codes,
     load_lab_checkpoint,
     reconstruction_loss,
     restart_dead_codes,
@@ -148,6 +149,43 @@ def test_group_norm_settings():
         model = VQGAN(DEMO_CONFIG)
     gns = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert gns and all(g.num_groups == 32 and g.eps == 1e-6 and g.affine for g in gns)
+    # norm_groups (not a lab key) changes only the grouping, never the state-dict layout
+    with torch.device("meta"):
+        eight = VQGAN(dict(DEMO_CONFIG, norm_groups=8))
+    assert all(m.num_groups == 8 for m in eight.modules() if isinstance(m, torch.nn.GroupNorm))
+    assert {k: v.shape for k, v in eight.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_norm_groups_must_divide_every_width():
+    with pytest.raises(ValueError, match="norm_groups"):
+        check_config(dict(DEMO_CONFIG, enc_channels=[36, 64, 64, 128], norm_groups=8))
+    check_config(dict(DEMO_CONFIG, enc_channels=[40, 64, 64, 128], norm_groups=8))
+
+
+def test_fresh_model_decodes_differently_coloured_images():
+    # with 32 groups of one channel each, GroupNorm erased every image's mean colour
+    # (all decodes had one mean); the demo setting must keep it
+    torch.manual_seed(0)
+    cfg = dict(DEMO_CONFIG, enc_channels=[32, 32, 32, 32], dec_channels=[32, 32, 32], norm_groups=8)
+    model = VQGAN(cfg).eval()
+    x = torch.stack([torch.full((3, 64, 64), v) for v in (-0.8, 0.0, 0.8)])
+    with torch.no_grad():
+        z = model.encode_latent(x)
+        means = model.decode(z).mean(dim=(1, 2, 3))
+    # spread 0.064 here; 0.004 with norm_groups=32, where only border effects remain
+    assert (means.max() - means.min()) > 0.02
+
+
+def test_kmeans_codes_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    true = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    z = (true.repeat_interleave(50, 0) + 0.1 * torch.randn(200, 2, generator=g))
+    centres = kmeans_codes(z, 4, generator=g)
+    # each true centre has one code within the noise
+    dist = torch.cdist(true, centres)
+    assert (dist.min(dim=1).values < 0.1).all() and set(dist.argmin(dim=1).tolist()) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="too few"):
+        kmeans_codes(z[:3], 4)
 
 
 # -----------------------------------------------------------------------------
