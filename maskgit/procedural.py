@@ -159,9 +159,29 @@ def _clip01(x):
     return np.minimum(np.maximum(x, _F0), _F1)
 
 
-def _coverage(d: np.ndarray) -> np.ndarray:
-    """Pixel coverage of the region d < 0 for a distance field in pixels."""
+def _coverage(d: np.ndarray, hard: bool = False) -> np.ndarray:
+    """Pixel coverage of the region d < 0 for a distance field in pixels: a
+    one-pixel ramp (antialiased), or 0/1 when `hard` (flat palette images)."""
+    if hard:
+        return (d < _F0).astype(np.float32)
     return _clip01(_HALF - d)
+
+
+def _split(t: np.ndarray, hard: bool) -> np.ndarray:
+    """A blend weight in [0, 1], or its two-tone version (t >= 0.5) when `hard`."""
+    return (t >= _HALF).astype(np.float32) if hard else t
+
+
+def _snap(colour, palette, avoid=()) -> np.ndarray:
+    """The palette colour nearest to `colour` (float RGB in [0, 1]) that is not in
+    `avoid` (float RGB colours), as float32 RGB; `colour` itself without a palette."""
+    colour = np.asarray(colour, dtype=np.float32)
+    if palette is None:
+        return colour
+    dist = ((palette - colour) ** 2).sum(1)
+    for a in avoid:
+        dist[np.all(np.abs(palette - a) < 1e-6, axis=1)] = np.inf
+    return palette[int(dist.argmin())] if np.isfinite(dist).any() else colour
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -276,8 +296,9 @@ def _shape_sdf(shape: dict, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _background(d: _Draws, size: int, kind: str):
-    """Returns (float32 image (3, size, size), lumas of its colours)."""
+def _background(d: _Draws, size: int, kind: str, palette=None):
+    """Returns (float32 image (3, size, size), lumas of its colours). With a palette
+    (float (k, 3)) both colours are palette colours and blends are two-tone splits."""
     ax = _axis(size)
     X, Y = ax[None, :], ax[:, None]
     h = d.random()
@@ -290,6 +311,8 @@ def _background(d: _Draws, size: int, kind: str):
         min(max(s1 + d.uniform(-0.15, 0.15), 0.1), 0.8),
         min(max(v1 + dv, 0.12), 0.97),
     )
+    hard = palette is not None
+    c1 = _snap(c1, palette)
     if kind == "solid":
         img = np.empty((3, size, size), dtype=np.float32)
         img[:] = c1[:, None, None]
@@ -333,15 +356,17 @@ def _background(d: _Draws, size: int, kind: str):
         t = _HALF - (np.hypot(fu, fv) - radius)
     else:
         raise ValueError(f"unknown background kind {kind!r}")
-    t = _clip01(t.astype(np.float32, copy=False))
+    c2 = _snap(c2, palette, avoid=(c1,))  # a texture needs two distinct colours
+    t = _split(_clip01(t.astype(np.float32, copy=False)), hard)
     img = c1[:, None, None] + (c2 - c1)[:, None, None] * t[None]
     return img, (_luma(c1), _luma(c2))
 
 
-def _object_colour(d: _Draws, bg_lumas, used: list) -> np.ndarray:
+def _object_colour(d: _Draws, bg_lumas, used: list, palette=None) -> np.ndarray:
     """A saturated colour that stands out from the background and from the
     objects already drawn: the first of up to 12 candidates far enough from
-    both, else the best of them (plain Python: the arrays are tiny)."""
+    both, else the best of them (plain Python: the arrays are tiny). With a
+    palette the candidates are snapped to it before they are judged."""
     best, best_score = None, -1.0
     for _ in range(12):
         h, r1, r2, r3 = d.random(), d.random(), d.random(), d.random()
@@ -349,6 +374,8 @@ def _object_colour(d: _Draws, bg_lumas, used: list) -> np.ndarray:
             rgb = colorsys.hsv_to_rgb(h, 0.12 * r1, 0.12 + 0.13 * r2 if r3 < 0.05 else 0.88 + 0.1 * r2)
         else:
             rgb = colorsys.hsv_to_rgb(h, 0.5 + 0.42 * r1, 0.5 + 0.47 * r2)
+        if palette is not None:
+            rgb = tuple(float(c) for c in _snap(rgb, palette))
         lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
         score = 2.0 * min(abs(lum - bl) for bl in bg_lumas)
         for u in used:
@@ -400,13 +427,16 @@ def _random_shape(d: _Draws, size: int, kind: str, R: float) -> dict:
     return {"kind": kind, "p": p, "R": R, "cos": math.cos(angle), "sin": math.sin(angle)}
 
 
-def _draw(img: np.ndarray, shape: dict, d: _Draws, colour: np.ndarray) -> None:
+def _draw(img: np.ndarray, shape: dict, d: _Draws, colour: np.ndarray, palette=None) -> None:
     """Composite `shape` into `img` (float32 (3, H, W), in place): flat or
-    shaded fill, optional soft drop shadow and optional outline."""
+    shaded fill, optional soft drop shadow and optional outline. With a palette:
+    hard edges, two-tone shading in palette colours, and no shadow (a darkened
+    copy of the background is not a palette colour)."""
     size = img.shape[1]
     ax = _axis(size)
+    hard = palette is not None
     shaded = d.chance(0.2)
-    shadow = d.chance(0.1)
+    shadow = d.chance(0.1) and not hard
     outline = d.chance(0.2) and shape["kind"] != "bar"
     sdx = d.uniform(1.0, 2.5) * size / 64.0 if shadow else 0.0
     sdy = d.uniform(1.0, 2.5) * size / 64.0 if shadow else 0.0
@@ -425,15 +455,17 @@ def _draw(img: np.ndarray, shape: dict, d: _Draws, colour: np.ndarray) -> None:
         ds = _shape_sdf(shape, X - np.float32(sdx), Y - np.float32(sdy))
         patch *= _F1 - _clip01(_HALF - ds * np.float32(1.0 / 1.5)) * np.float32(0.35)
     dist = _shape_sdf(shape, X, Y)
-    alpha = _coverage(dist)
+    alpha = _coverage(dist, hard)
     col = colour[:, None, None]
     if shaded:
         # a linear gradient to a lighter or darker shade across the object
         h, s, v = _rgb_to_hsv(colour)
         other = _hsv(h + d.uniform(-0.06, 0.06), s * d.uniform(0.6, 1.0), v + d.pick((-1.0, 1.0)) * d.uniform(0.25, 0.45))
+        other = _snap(other, palette, avoid=(colour,))
         phi = d.uniform(0.0, 2.0 * math.pi)
         scale = 1.0 / (2.0 * max(shape["R"], 1.0))
         t = _clip01((X - cx) * np.float32(math.cos(phi) * scale) + (Y - cy) * np.float32(math.sin(phi) * scale) + _HALF)
+        t = _split(t, hard)
         fill = col + (other - colour)[:, None, None] * t[None]
     else:
         fill = col
@@ -441,21 +473,28 @@ def _draw(img: np.ndarray, shape: dict, d: _Draws, colour: np.ndarray) -> None:
     if outline:
         # a band just inside the edge, dark on light colours, light on dark ones
         bw = d.uniform(1.0, 2.0) * size / 64.0
-        band = _coverage(np.abs(dist + np.float32(bw / 2.0)) - np.float32(bw / 2.0))
+        band = _coverage(np.abs(dist + np.float32(bw / 2.0)) - np.float32(bw / 2.0), hard)
         line = colour * np.float32(0.3) if _luma(colour) > 0.35 else np.minimum(colour + np.float32(0.55), _F1)
+        line = _snap(line, palette, avoid=(colour,))
         patch += (line[:, None, None] - patch) * band
 
 
-def make_image(rng: np.random.Generator, size: int = 64, return_info: bool = False):
+def make_image(rng: np.random.Generator, size: int = 64, return_info: bool = False, palette=None):
     """One procedural RGB image, uint8 (size, size, 3).
+
+    With a palette (uint8 (k, 3)) the image is drawn flat in palette colours
+    only, with hard edges: no antialiasing ramp, shading ramp or shadow whose
+    in-between colours a posterization would turn into stray fringe pixels.
 
     With return_info=True returns (image, info), info a dict with the
     background kind ("background") and the shape kinds drawn back to front
     ("shapes").
     """
     d = _Draws(rng)
+    if palette is not None:
+        palette = np.asarray(palette, dtype=np.float32) / np.float32(255.0)
     bg_kind = d.weighted(BACKGROUND_KINDS, _BG_CUM)
-    img, bg_lumas = _background(d, size, bg_kind)
+    img, bg_lumas = _background(d, size, bg_kind, palette)
     n_obj = d.pick((2, 3, 3, 4, 4, 5))
     kinds = [d.weighted(SHAPE_KINDS, _SHAPE_CUM) for _ in range(n_obj)]
     if kinds.count("bar") > 1:  # at most one long bar
@@ -475,9 +514,9 @@ def make_image(rng: np.random.Generator, size: int = 64, return_info: bool = Fal
             inset = shape["R"] * (0.2 if d.chance(0.25) else 0.75)
             lo, hi = min(inset, 0.4 * size), max(size - inset, 0.6 * size)
         shape["cx"], shape["cy"] = d.uniform(lo, hi), d.uniform(lo, hi)
-        rgb = _object_colour(d, bg_lumas, used)
+        rgb = _object_colour(d, bg_lumas, used, palette)
         used.append(rgb)
-        _draw(img, shape, d, np.array(rgb, dtype=np.float32))
+        _draw(img, shape, d, np.array(rgb, dtype=np.float32), palette)
     out = (_clip01(img.transpose(1, 2, 0)) * np.float32(255.0) + _HALF).astype(np.uint8)
     if return_info:
         return out, {"background": bg_kind, "shapes": kinds}
@@ -623,15 +662,37 @@ def posterize(images: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[dist.argmin(1)].reshape(images.shape)
 
 
-def make_dataset(seed: int, n: int, size: int = 64, palette_size: int = 0) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _blur_matrix(size: int, sigma: float) -> np.ndarray:
+    """(size, size) Gaussian blur along one axis, edges renormalised (no dark border)."""
+    x = np.arange(size, dtype=np.float64)
+    w = np.exp(-((x[:, None] - x[None, :]) ** 2) / (2.0 * sigma * sigma))
+    m = (w / w.sum(1, keepdims=True)).astype(np.float32)
+    m.flags.writeable = False
+    return m
+
+
+def soften(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a uint8 (H, W, 3) image with std `sigma` pixels: the
+    softness of a photo downsampled to 64x64, which the lab's images have."""
+    if sigma <= 0:
+        return image
+    m = _blur_matrix(image.shape[0], float(sigma))
+    x = m @ image.astype(np.float32).transpose(2, 0, 1) @ m.T  # (3, H, W): rows, then columns
+    return (np.clip(x, 0, 255) + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+def make_dataset(seed: int, n: int, size: int = 64, palette_size: int = 0, blur: float = 0.0) -> np.ndarray:
     """n images, uint8 (n, size, size, 3); image i depends only on (seed, i).
-    With palette_size > 0 the images are posterized to make_palette(palette_size)."""
+    With palette_size > 0 the images are drawn flat in make_palette(palette_size);
+    blur > 0 softens them by a Gaussian of that std (pixels)."""
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     palette = make_palette(palette_size) if palette_size else None
     for i in range(n):
-        out[i] = make_image(_item_rng(seed, _IMAGE_STREAM, i), size)
-        if palette is not None:
+        out[i] = make_image(_item_rng(seed, _IMAGE_STREAM, i), size, palette=palette)
+        if palette is not None:  # a no-op up to float rounding: drawn in the palette already
             out[i] = posterize(out[i], palette)
+        out[i] = soften(out[i], blur)
     return out
 
 

@@ -26,10 +26,10 @@ def main():
     tmp = make_tmp_dir(OUT)
     try:
         # different seeds per split so that no test image is also a training image
-        colours = p["palette_size"]
-        write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size, colours))
-        write_images(tmp / "val", procedural.make_dataset(seed + 1000, p["n_val"], size, colours))
-        gt = procedural.make_dataset(seed + 2000, p["n_test"], size, colours)
+        style = dict(palette_size=p["palette_size"], blur=p["blur"])
+        write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size, **style))
+        write_images(tmp / "val", procedural.make_dataset(seed + 1000, p["n_val"], size, **style))
+        gt = procedural.make_dataset(seed + 2000, p["n_test"], size, **style)
         known = procedural.make_masks(seed + 3000, p["n_test"], size)
         masked = [procedural.apply_mask(img, k) for img, k in zip(gt, known)]
         write_images(tmp / "test" / "gt", gt)

@@ -135,6 +135,21 @@ def test_palette_images_use_only_palette_colours():
     images = P.make_dataset(3, 6, palette_size=16)
     colours = {tuple(c) for c in images.reshape(-1, 3)}
     assert colours <= {tuple(c) for c in palette} and len(colours) >= 4
-    full = P.make_dataset(3, 6)
-    # the same scenes, posterized: most pixels stay close to the full-colour image
-    assert np.abs(images.astype(int) - full.astype(int)).mean() < 40
+    # flat regions: most pixels equal their right neighbour (hard edges, no ramps)
+    same = (images[:, :, 1:] == images[:, :, :-1]).all(-1).mean()
+    assert same > 0.8
+
+
+def test_soften_blurs_edges_and_keeps_flat_colour():
+    images = P.make_dataset(3, 4, palette_size=16)
+    soft = P.make_dataset(3, 4, palette_size=16, blur=1.2)
+    assert np.array_equal(P.soften(images[0], 0.0), images[0])
+    # blur spreads edges: fewer pixels equal their neighbour, smaller steps between them
+    def step(x):
+        return np.abs(np.diff(x.astype(int), axis=2)).max(-1)
+    assert step(soft).max() < step(images).max()
+    assert (step(soft) > 0).mean() > (step(images) > 0).mean()
+    # flat areas far from edges keep their colour; the mean colour is preserved
+    flat = np.full((64, 64, 3), 77, np.uint8)
+    assert np.array_equal(P.soften(flat, 1.2)[8:-8, 8:-8], flat[8:-8, 8:-8])
+    assert abs(soft.astype(float).mean() - images.astype(float).mean()) < 2.0
