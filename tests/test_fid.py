@@ -223,3 +223,18 @@ def test_kid_spread_is_not_zero_on_a_small_set():
     f1, f2 = rng.normal(size=(40, 16)), rng.normal(0.3, 1.0, size=(40, 16))
     mean, std = fid.kid_from_features(f1, f2)
     assert mean > 0 and std > 0
+
+
+@needs_shared
+def test_channels_last_features_equal_plain_torch_fidelity(extractor):
+    # the speed-up must not change the metric: compare with torch-fidelity's extractor as shipped (NCHW)
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    plain = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(SHARED_WEIGHTS), verbose=False
+    ).eval()
+    images = structured_images(4, seed=3)
+    with torch.no_grad():
+        (ref,) = plain(images)
+    ours = extractor(images)
+    np.testing.assert_allclose(ours, ref.double().numpy(), rtol=1e-4, atol=1e-4)
