@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from dvclive import Live
 from tqdm import tqdm
 
-from maskgit.cli import resolve_device, run_stage, seed_everything
+from maskgit.cli import autocast, resolve_device, run_stage, seed_everything
 from maskgit.io import save_torch
 from maskgit.masking import random_token_mask
 from maskgit.params import load_params
@@ -28,22 +28,24 @@ def lr_factor(step, warmup, total, min_ratio):
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def masked_loss(model, tokens, mask, label_smoothing):
+def masked_loss(model, tokens, mask, label_smoothing, precision="fp32"):
     inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
-    logits = model(inputs)[..., : model.codebook_size]
+    with autocast(tokens.device, precision):
+        logits = model(inputs)[..., : model.codebook_size]
+    logits = logits.float()  # the softmax and the loss in float32
     loss = F.cross_entropy(logits[mask], tokens[mask], label_smoothing=label_smoothing)
     accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
     return loss, accuracy
 
 
 @torch.no_grad()
-def evaluate(model, val, masks, label_smoothing, device, batch_size=100):
+def evaluate(model, val, masks, label_smoothing, device, precision, batch_size=100):
     """Validation loss on fixed masks (drawn once), so that values are comparable."""
     model.eval()
     losses, accs, weights = [], [], []
     for i in range(0, len(val), batch_size):
         loss, acc = masked_loss(model, val[i : i + batch_size].to(device), masks[i : i + batch_size].to(device),
-                                label_smoothing)
+                                label_smoothing, precision)
         n = int(masks[i : i + batch_size].sum())
         losses.append(loss.item() * n)
         accs.append(acc.item() * n)
@@ -79,7 +81,8 @@ def main():
             for _ in range(tp["grad_accum"]):
                 idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
                 mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
-                loss, acc = masked_loss(model, train[idx].to(device), mask.to(device), tp["label_smoothing"])
+                loss, acc = masked_loss(model, train[idx].to(device), mask.to(device), tp["label_smoothing"],
+                                        tp["precision"])
                 (loss / tp["grad_accum"]).backward()
             if tp["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
@@ -89,7 +92,7 @@ def main():
             running.append((loss.item(), acc.item()))
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc.item():.2f}")
             if (step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]:
-                val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], device)
+                val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], device, tp["precision"])
                 live.log_metric("train/loss", float(np.mean([x[0] for x in running])))
                 live.log_metric("train/accuracy", float(np.mean([x[1] for x in running])))
                 running.clear()
