@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from .schedules import SCHEDULES
+from .vqgan import check_config as check_vqgan_config
 
 
 class ParamError(ValueError):
@@ -100,6 +101,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "n_val": _int(1),
         "n_test": _int(2),
         "palette_size": _int(0),
+        "blur": _float(0.0),
         "seed": _int(0),
     },
     "vqgan": {
@@ -111,10 +113,12 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "latent_resolution": _int(1),
         "num_codebook_vectors": _int(2),
         "beta": _float(0.0),
+        "norm_groups": _int(1),
     },
     "train_vqgan": {
         "steps": _int(1),
         "batch_size": _int(1),
+        "continuous_steps": _int(0),
         "crop_size": _int(8),
         "lr": _float(0.0, lo_open=True),
         "betas": _list(_float(0.0, 1.0), length=2),
@@ -148,6 +152,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "gamma": _choice(*SCHEDULES),
         "r_range": _unit_range,
         "regional_mask_prob": _float(0.0, 1.0),
+        "precision": _choice("fp32", "bf16"),
         "eval_every": _int(1),
         "seed": _int(0),
     },
@@ -203,6 +208,10 @@ def _raise_if(problem: str | None, source: str, name: str, value) -> None:
 
 def _check_across(p: dict, source: str) -> None:
     size, vq = p["data"]["image_size"], p["vqgan"]
+    tv = p["train_vqgan"]
+    if tv["continuous_steps"] >= tv["steps"]:
+        raise ParamError(f"{source}: train_vqgan.continuous_steps ({tv['continuous_steps']}) must be below "
+                         f"train_vqgan.steps ({tv['steps']}): the codebook needs quantised steps")
     if vq["img_resolution"] != size:
         raise ParamError(f"{source}: vqgan.img_resolution ({vq['img_resolution']}) must equal data.image_size ({size})")
     if size % vq["latent_resolution"]:
@@ -210,6 +219,10 @@ def _check_across(p: dict, source: str) -> None:
             f"{source}: data.image_size ({size}) is not divisible by vqgan.latent_resolution "
             f"({vq['latent_resolution']}): the token patch would not tile the image"
         )
+    try:
+        check_vqgan_config(vq)  # widths against norm_groups, resolution ratio, enough stages
+    except ValueError as e:
+        raise ParamError(f"{source}: {e}") from None
     crop, patch = p["train_vqgan"]["crop_size"], size // vq["latent_resolution"]
     if crop % patch or crop > size:
         raise ParamError(f"{source}: train_vqgan.crop_size ({crop}) must be a multiple of the token patch ({patch}) and <= data.image_size")

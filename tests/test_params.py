@@ -43,6 +43,10 @@ def test_shipped_params_are_valid():
         ("train_transformer.r_range", [0.6, 0.2], "train_transformer.r_range must be [low, high]"),
         ("transformer.n_heads", 5, "must be divisible by transformer.n_heads (5)"),
         ("device", "tpu", "device must be one of auto, cpu, cuda"),
+        ("train_transformer.precision", "fp16", "train_transformer.precision must be one of"),
+        ("prepare.blur", -1.0, "prepare.blur must be >= 0"),
+        ("train_vqgan.continuous_steps", 5000, "train_vqgan.continuous_steps (5000) must be below train_vqgan.steps"),
+        ("vqgan.norm_groups", 7, "norm_groups"),
     ],
 )
 def test_bad_values_name_the_param(path, value, expected):
