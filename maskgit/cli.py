@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from .params import ParamError
+from .resume import TrainingDiverged
 
-# Errors that mean "the input is wrong", shown as one line; anything else is a bug
+# Errors that mean "the input is wrong" (or training diverged), shown as one line; anything else is a bug
 # and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback for all of them.
-USER_ERRORS = (ParamError, ValueError, FileNotFoundError, NotADirectoryError)
+USER_ERRORS = (ParamError, ValueError, FileNotFoundError, NotADirectoryError, TrainingDiverged)
 
 
 def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> None:

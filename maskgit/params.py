@@ -127,6 +127,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "edge_weight": _float(0.0),
         "restart_every": _int(0),
         "log_every": _int(1),
+        "checkpoint_every": _int(0),
         "seed": _int(0),
     },
     "transformer": {
@@ -154,6 +155,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "regional_mask_prob": _float(0.0, 1.0),
         "precision": _choice("fp32", "bf16"),
         "eval_every": _int(1),
+        "checkpoint_every": _int(0),
         "seed": _int(0),
     },
     "inpaint": {

@@ -3,7 +3,9 @@
 Per sample r ~ U(r_range), exactly ceil(gamma(r) * N) tokens replaced by the mask
 token, cross-entropy on the masked positions. AdamW (no decay on norms, biases and
 embeddings), linear warmup then cosine decay, gradient clipping and accumulation.
-Writes models/transformer.pt and the curves under dvclive/transformer.
+Writes models/transformer.pt and the curves under dvclive/transformer. Saves a
+resumable checkpoint every train_transformer.checkpoint_every steps: a killed run
+re-started with the same command continues from it (maskgit/resume.py).
 """
 
 import math
@@ -18,7 +20,10 @@ from maskgit.cli import autocast, resolve_device, run_stage, seed_everything
 from maskgit.io import save_torch
 from maskgit.masking import random_token_mask
 from maskgit.params import load_params
+from maskgit.resume import Resumable, fingerprint, rng_state, set_rng_state
 from maskgit.transformer import BidirectionalTransformer
+
+TRAIN, VAL = "data/tokens/train.npy", "data/tokens/val.npy"
 
 
 def lr_factor(step, warmup, total, min_ratio):
@@ -59,11 +64,11 @@ def main():
     tp, vq = params["train_transformer"], params["vqgan"]
     device = resolve_device(params["device"])
     generator = seed_everything(tp["seed"])
-    train = torch.from_numpy(np.load("data/tokens/train.npy").astype(np.int64))
-    val = torch.from_numpy(np.load("data/tokens/val.npy").astype(np.int64))
+    train = torch.from_numpy(np.load(TRAIN).astype(np.int64))
+    val = torch.from_numpy(np.load(VAL).astype(np.int64))
     codebook_size, num_tokens = vq["num_codebook_vectors"], train.shape[1]
     if int(train.max()) >= codebook_size:
-        raise ValueError(f"data/tokens/train.npy: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
+        raise ValueError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
 
     model = BidirectionalTransformer(codebook_size, num_tokens, params["transformer"]).to(device)
     opt = torch.optim.AdamW(model.param_groups(tp["weight_decay"]), lr=tp["lr"], betas=tuple(tp["betas"]))
@@ -73,16 +78,32 @@ def main():
     mask_args = dict(schedule=tp["gamma"], r_range=tuple(tp["r_range"]), regional_prob=tp["regional_mask_prob"])
     val_masks = random_token_mask(len(val), num_tokens, generator=torch.Generator().manual_seed(1234), **mask_args)
 
+    # everything that decides the result, except checkpoint_every: changing how often
+    # to save must not throw a saved run away
+    run = {k: v for k, v in tp.items() if k != "checkpoint_every"}
+    key = fingerprint({"transformer": params["transformer"], "train_transformer": run, "device": str(device)}, TRAIN, VAL)
+    resume = Resumable("train_transformer", key, tp["checkpoint_every"])
+    start, running, history = 0, [], []  # running: (loss, accuracy) since the last log; history: logged rows
+    saved = resume.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], generator)
+        start, running, history = saved["step"], saved["running"], saved["history"]
+
     with Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"transformer": params["transformer"], "train_transformer": tp})
-        bar = tqdm(range(tp["steps"]), desc="train_transformer", unit="step")
-        running = []  # (loss, accuracy) of the steps since the last log
+        for row in history:  # the curve of the steps before a resume, as they were logged
+            log_row(live, row)
+        bar = tqdm(range(start, tp["steps"]), desc="train_transformer", unit="step", initial=start, total=tp["steps"])
         for step in bar:
             for _ in range(tp["grad_accum"]):
                 idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
                 mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
                 loss, acc = masked_loss(model, train[idx].to(device), mask.to(device), tp["label_smoothing"],
                                         tp["precision"])
+                resume.check_finite(loss, step)
                 (loss / tp["grad_accum"]).backward()
             if tp["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
@@ -93,14 +114,24 @@ def main():
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc.item():.2f}")
             if (step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]:
                 val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], device, tp["precision"])
-                live.log_metric("train/loss", float(np.mean([x[0] for x in running])))
-                live.log_metric("train/accuracy", float(np.mean([x[1] for x in running])))
+                row = {
+                    "train/loss": float(np.mean([x[0] for x in running])),
+                    "train/accuracy": float(np.mean([x[1] for x in running])),
+                    "val/loss": val_loss,
+                    "val/accuracy": val_acc,
+                    "lr": sched.get_last_lr()[0],
+                }
                 running.clear()
-                live.log_metric("val/loss", val_loss)
-                live.log_metric("val/accuracy", val_acc)
-                live.log_metric("lr", sched.get_last_lr()[0])
-                live.next_step()
-        live.summary.update({"val_loss": val_loss, "val_accuracy": val_acc, "params": model.num_params()})
+                history.append(row)
+                log_row(live, row)
+            if resume.due(step + 1) and step + 1 < tp["steps"]:
+                resume.save(step + 1, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": rng_state(generator), "running": running, "history": history,
+                })
+        last = history[-1]
+        live.summary.update({"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
+                             "params": model.num_params()})
     save_torch(
         "models/transformer.pt",
         {
@@ -111,6 +142,13 @@ def main():
             "steps": tp["steps"],
         },
     )
+    resume.clear()
+
+
+def log_row(live, row: dict) -> None:
+    for name, value in row.items():
+        live.log_metric(name, value)
+    live.next_step()
 
 
 if __name__ == "__main__":

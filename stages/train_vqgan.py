@@ -7,6 +7,8 @@ commitment loss, dead-code restarts).
 
 Writes models/vqgan.pt ({config, state_dict, mean, std}) and, under dvclive/vqgan,
 the training curves and the final metrics (reconstruction error, codebook usage).
+Saves a resumable checkpoint every train_vqgan.checkpoint_every steps: a killed run
+re-started with the same command continues from it (maskgit/resume.py).
 """
 
 import math
@@ -16,11 +18,13 @@ from dvclive import Live
 from tqdm import tqdm
 
 from maskgit.cli import resolve_device, run_stage, seed_everything
-from maskgit.io import read_images, save_torch, to_tensor
+from maskgit.io import list_images, read_images, save_torch, to_tensor
 from maskgit.params import load_params
+from maskgit.resume import Resumable, fingerprint, rng_state, set_rng_state
 from maskgit.vqgan import VQGAN, codebook_usage, kmeans_codes, reconstruction_loss, restart_dead_codes
 
 KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
+TRAIN, VAL = "data/prepared/train", "data/prepared/val"
 
 
 def random_crop(images, size, generator):
@@ -65,8 +69,8 @@ def main():
     device = resolve_device(params["device"])
     generator = seed_everything(tp["seed"])
     size, mean, std = data["image_size"], data["mean"], data["std"]
-    train = to_tensor(read_images("data/prepared/train", size), mean, std)
-    val = to_tensor(read_images("data/prepared/val", size), mean, std)
+    train = to_tensor(read_images(TRAIN, size), mean, std)
+    val = to_tensor(read_images(VAL, size), mean, std)
 
     model = VQGAN(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
@@ -75,10 +79,25 @@ def main():
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, tp["steps"]) / tp["steps"]))
     )
     counts = torch.zeros(cfg["num_codebook_vectors"], dtype=torch.long)
-    restarted = 0
+    restarted, start, history = 0, 0, []  # history: the logged rows, replayed into dvclive on resume
+
+    run = {k: v for k, v in tp.items() if k != "checkpoint_every"}
+    key = fingerprint({"vqgan": cfg, "train_vqgan": run, "data": data, "device": str(device)},
+                      *list_images(TRAIN), *list_images(VAL))
+    resume = Resumable("train_vqgan", key, tp["checkpoint_every"])
+    saved = resume.load()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], generator)
+        counts, restarted, start, history = saved["counts"], saved["restarted"], saved["step"], saved["history"]
+
     with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"vqgan": cfg, "train_vqgan": tp})
-        bar = tqdm(range(1, tp["steps"] + 1), desc="train_vqgan", unit="step")
+        for row in history:
+            log_row(live, row)
+        bar = tqdm(range(start + 1, tp["steps"] + 1), desc="train_vqgan", unit="step", initial=start, total=tp["steps"])
         for step in bar:
             quantise = step > tp["continuous_steps"]
             if step == tp["continuous_steps"] + 1 and step > 1:
@@ -92,6 +111,7 @@ def main():
                 indices = torch.zeros(0, dtype=torch.long, device=device)
             rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
             loss = rec_loss + q_loss
+            resume.check_finite(loss, step - 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -103,14 +123,18 @@ def main():
                 restarted += restart_dead_codes(model, z_e, counts, generator=generator)
                 counts.zero_()
             if step % tp["log_every"] == 0 or step == tp["steps"]:
-                for key, value in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items():
-                    live.log_metric(f"train/{key}", float(value))
                 usage = codebook_usage(indices, cfg["num_codebook_vectors"])
+                row = {f"train/{k}": float(v) for k, v in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items()}
                 if quantise:  # no codes are used before the codebook exists
-                    live.log_metric("train/perplexity", usage["perplexity"])
-                live.log_metric("train/lr", sched.get_last_lr()[0])
-                live.next_step()
+                    row["train/perplexity"] = usage["perplexity"]
+                row["train/lr"] = sched.get_last_lr()[0]
+                history.append(row)
+                log_row(live, row)
                 bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")
+            if resume.due(step) and step < tp["steps"]:
+                resume.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), "rng": rng_state(generator),
+                                   "counts": counts, "restarted": restarted, "history": history})
 
         l1, mse, val_indices = evaluate(model, val, 100, device)
         usage = codebook_usage(val_indices, cfg["num_codebook_vectors"])
@@ -126,6 +150,13 @@ def main():
         for key, value in metrics.items():
             live.summary[key] = value
     save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std})
+    resume.clear()
+
+
+def log_row(live, row: dict) -> None:
+    for name, value in row.items():
+        live.log_metric(name, value)
+    live.next_step()
 
 
 if __name__ == "__main__":

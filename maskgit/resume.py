@@ -1,0 +1,97 @@
+"""Resumable training: periodic checkpoints of everything a training loop needs to
+continue bit for bit, and the guard that stops a run whose loss is not finite.
+
+A checkpoint lives outside the stage's DVC outputs (DVC deletes those before it
+re-runs a stage) under checkpoints/<stage>/last.pt, and carries a fingerprint of the
+params and input data it belongs to: a run with other params starts afresh instead
+of continuing someone else's run. The finished stage deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import save_torch
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss went NaN or inf: training stops instead of writing a broken model."""
+
+
+def fingerprint(params: dict, *files: str | Path) -> str:
+    """Hash of the params a run depends on and the bytes of its input files."""
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Resumable:
+    """checkpoints/<stage>/last.pt: save every `every` steps, load if it matches."""
+
+    def __init__(self, stage: str, key: str, every: int, root: str | Path = "checkpoints"):
+        self.path = Path(root) / stage / "last.pt"
+        self.key, self.every = key, int(every)
+
+    def load(self) -> dict | None:
+        """The saved state of this run, or None (nothing saved, or another run's)."""
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.key:
+            print(f"{self.path}: belongs to other params or data; starting afresh")
+            return None
+        print(f"{self.path}: resuming after step {state['step']}")
+        return state
+
+    def due(self, step: int) -> bool:
+        """Save after `step` steps done? (never when every == 0)"""
+        return self.every > 0 and step % self.every == 0
+
+    def save(self, step: int, state: dict) -> None:
+        # written to a temporary name and moved: a kill mid-save leaves the last one
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        save_torch(self.path, {"fingerprint": self.key, "step": step, **state})
+
+    def last_good(self) -> str:
+        if self.path.is_file():
+            step = torch.load(self.path, map_location="cpu", weights_only=False)["step"]
+            return f"{self.path} (step {step})"
+        return "none saved yet"
+
+    def check_finite(self, loss: torch.Tensor, step: int) -> None:
+        """Stop on a NaN/inf loss, naming the step and the last good checkpoint."""
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step + 1}; nothing written; last good checkpoint: {self.last_good()}"
+            )
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,142 @@
+"""Interrupted training continues where it stopped; a diverging run stops cleanly.
+
+The transformer stage runs as a subprocess in a scratch project on synthetic
+token grids (the stage reads only data/tokens/{train,val}.npy and params.yaml).
+"""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, stage_env
+from maskgit.io import write_images
+from maskgit.procedural import make_dataset
+from maskgit.resume import Resumable, TrainingDiverged, fingerprint
+
+# per stage: steps, checkpoint_every, eval/log interval
+RUNS = {"train_transformer": (240, 20, 40), "train_vqgan": (60, 10, 10)}
+
+
+def tiny_params(**train_changes) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["vqgan"].update(num_codebook_vectors=16, enc_channels=[16, 16, 16, 16], dec_channels=[16, 16, 16],
+                           latent_dim=8, norm_groups=4)
+    params["transformer"].update(dim=32, n_layers=2, n_heads=2, mlp_dim=64, dropout=0.1)  # dropout: global RNG used
+    steps, every, log = RUNS["train_transformer"]
+    params["train_transformer"].update({**dict(steps=steps, batch_size=8, warmup_steps=5, eval_every=log,
+                                               checkpoint_every=every, precision="fp32"), **train_changes})
+    # the codebook's k-means init (step 16) and restarts (every 10) happen on both sides of the kill
+    steps, every, log = RUNS["train_vqgan"]
+    params["train_vqgan"].update(steps=steps, batch_size=4, continuous_steps=15, log_every=log, restart_every=10,
+                                 checkpoint_every=every)
+    return params
+
+
+def make_project(path, params, stage="train_transformer"):
+    rng = np.random.default_rng(0)
+    if stage == "train_transformer":
+        (path / "data" / "tokens").mkdir(parents=True)
+        # learnable structure: every row of a grid repeats one token
+        for split, n in (("train", 64), ("val", 16)):
+            rows = rng.integers(0, 16, size=(n, 16, 1))
+            grids = np.repeat(rows, 16, axis=2).reshape(n, 256).astype(np.int16)
+            np.save(path / "data" / "tokens" / f"{split}.npy", grids)
+    else:
+        images = make_dataset(0, 40, palette_size=8)
+        write_images(path / "data" / "prepared" / "train", images[:32])
+        write_images(path / "data" / "prepared" / "val", images[32:])
+    (path / "stages").mkdir()
+    (path / "stages" / f"{stage}.py").write_text((ROOT / "stages" / f"{stage}.py").read_text())
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_stage(project, tmp_path, stage="train_transformer"):
+    return subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=project, env=stage_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def saved_step(project, stage):
+    path = project / "checkpoints" / stage / "last.pt"
+    try:
+        return torch.load(path, weights_only=False)["step"]
+    except Exception:  # not there yet (the save is atomic, so never half-written)
+        return 0
+
+
+def final_weights(project, stage):
+    name = "transformer" if stage == "train_transformer" else "vqgan"
+    return torch.load(project / "models" / f"{name}.pt", weights_only=False)["state_dict"]
+
+
+@pytest.mark.parametrize("stage", list(RUNS))
+def test_killed_run_resumes_to_the_same_weights(tmp_path, stage):
+    steps, every, log = RUNS[stage]
+    params = tiny_params()
+    whole = make_project(tmp_path / "whole", params, stage)
+    proc = run_stage(whole, tmp_path, stage)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert not (whole / "checkpoints" / stage / "last.pt").exists(), "a finished run leaves no checkpoint"
+
+    broken = make_project(tmp_path / "broken", params, stage)
+    proc = run_stage(broken, tmp_path, stage)
+    deadline = time.monotonic() + 600
+    while saved_step(broken, stage) < 2 * every and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # in the middle of the run, no chance to clean up
+    proc.communicate()
+    killed_at = saved_step(broken, stage)
+    assert 0 < killed_at < steps and not (broken / "models").exists(), "the kill came too late"
+
+    proc = run_stage(broken, tmp_path, stage)  # the same command again
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert f"resuming after step {killed_at}" in out
+    a, b = final_weights(whole, stage), final_weights(broken, stage)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the curves are complete: one row per log, none repeated or lost
+    name = stage.removeprefix("train_")
+    for tsv in sorted((whole / "dvclive" / name / "plots" / "metrics").rglob("*.tsv")):
+        ref = tsv.read_text().strip().splitlines()
+        got = (broken / tsv.relative_to(whole)).read_text().strip().splitlines()
+        assert [r.split("\t")[1:] for r in got] == [r.split("\t")[1:] for r in ref], tsv.name
+    loss = (broken / "dvclive" / name / "plots" / "metrics" / "train" / "loss.tsv").read_text().strip().splitlines()
+    assert len(loss) == steps // log + 1  # header + one row per log
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tmp_path, capsys):
+    r = Resumable("train_transformer", "key-a", every=5, root=tmp_path)
+    r.save(5, {"model": {}})
+    assert Resumable("train_transformer", "key-a", 5, root=tmp_path).load()["step"] == 5
+    assert Resumable("train_transformer", "key-b", 5, root=tmp_path).load() is None
+    assert "starting afresh" in capsys.readouterr().out
+    assert fingerprint({"lr": 1e-3}) != fingerprint({"lr": 2e-3}) and fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+    assert r.due(10) and not r.due(11) and not Resumable("x", "k", 0, root=tmp_path).due(10)
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path):
+    r = Resumable("train_transformer", "k", every=5, root=tmp_path)
+    r.check_finite(torch.tensor(1.5), 3)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 4; nothing written; last good checkpoint: none"):
+        r.check_finite(torch.tensor(float("nan")), 3)
+    r.save(5, {})
+    with pytest.raises(TrainingDiverged, match=r"at step 8; .*last.pt \(step 5\)"):
+        r.check_finite(torch.tensor(float("inf")), 7)
+
+
+def test_diverging_stage_exits_with_one_line_and_no_model(tmp_path):
+    # an absurd learning rate drives the weights to inf within a few steps
+    project = make_project(tmp_path / "p", tiny_params(lr=1.0e30, grad_clip=0.0, warmup_steps=1))
+    proc = run_stage(project, tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: train_transformer: loss is") and "at step" in line and "Traceback" not in err
+    assert not (project / "models" / "transformer.pt").exists()
