@@ -1,4 +1,5 @@
-"""Stage prepare: write the dataset in the lab5 layout.
+"""Stage prepare: write the dataset in the lab5 layout, from the built-in
+procedural source or from the user's folders (prepare.source), checked first.
 
 data/prepared/
   train/, val/            64x64 RGB PNGs
@@ -11,7 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from maskgit import procedural
+from maskgit.folders import load_folders
 from maskgit.cli import run_stage
 from maskgit.io import make_tmp_dir, replace_dir, write_images
 from maskgit.params import load_params
@@ -22,23 +26,39 @@ OUT = Path("data/prepared")
 def main():
     params = load_params()
     p, size = params["prepare"], params["data"]["image_size"]
-    seed = p["seed"]
+    if p["source"] == "folders":
+        # everything is read and checked before anything is written
+        d = load_folders(p, params["data"], np.random.default_rng(p["seed"]))
+    else:
+        d = procedural_dataset(p, size)
     tmp = make_tmp_dir(OUT)
     try:
-        # different seeds per split so that no test image is also a training image
-        style = dict(palette_size=p["palette_size"], blur=p["blur"])
-        write_images(tmp / "train", procedural.make_dataset(seed, p["n_train"], size, **style))
-        write_images(tmp / "val", procedural.make_dataset(seed + 1000, p["n_val"], size, **style))
-        gt = procedural.make_dataset(seed + 2000, p["n_test"], size, **style)
-        known = procedural.make_masks(seed + 3000, p["n_test"], size)
-        masked = [procedural.apply_mask(img, k) for img, k in zip(gt, known)]
-        write_images(tmp / "test" / "gt", gt)
-        write_images(tmp / "test" / "mask64", known)
-        write_images(tmp / "test" / "masked_image", masked)
+        write_images(tmp / "train", d["train"])
+        write_images(tmp / "val", d["val"])
+        write_images(tmp / "test" / "gt", d["gt"], d["names"])
+        write_images(tmp / "test" / "mask64", d["known"], d["names"])
+        write_images(tmp / "test" / "masked_image", d["masked"], d["names"])
         replace_dir(tmp, OUT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"prepare: {p['n_train']} train, {p['n_val']} val, {p['n_test']} test images in {OUT}", file=sys.stderr)
+    print(f"prepare: {len(d['train'])} train, {len(d['val'])} val, {len(d['gt'])} test images "
+          f"({p['source']}) in {OUT}", file=sys.stderr)
+
+
+def procedural_dataset(p, size):
+    seed = p["seed"]
+    # different seeds per split so that no test image is also a training image
+    style = dict(palette_size=p["palette_size"], blur=p["blur"])
+    gt = procedural.make_dataset(seed + 2000, p["n_test"], size, **style)
+    known = procedural.make_masks(seed + 3000, p["n_test"], size)
+    return {
+        "train": procedural.make_dataset(seed, p["n_train"], size, **style),
+        "val": procedural.make_dataset(seed + 1000, p["n_val"], size, **style),
+        "gt": gt,
+        "known": known,
+        "masked": np.stack([procedural.apply_mask(img, k) for img, k in zip(gt, known)]),
+        "names": [f"{i:05d}.png" for i in range(len(gt))],
+    }
 
 
 if __name__ == "__main__":
