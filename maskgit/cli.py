@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -12,6 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .io import write_json
 from .params import ParamError
 from .resume import TrainingDiverged
 
@@ -34,8 +34,7 @@ def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> 
     seconds = time.perf_counter() - start
     if record_time:
         os.makedirs("timings", exist_ok=True)
-        with open(f"timings/{name}.json", "w") as f:
-            json.dump({"stage": name, "seconds": round(seconds, 2)}, f)
+        write_json(f"timings/{name}.json", {"stage": name, "seconds": round(seconds, 2)})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
 
 
