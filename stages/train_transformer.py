@@ -5,10 +5,12 @@ token, cross-entropy on the masked positions. AdamW (no decay on norms, biases a
 embeddings), linear warmup then cosine decay, gradient clipping and accumulation.
 Writes models/transformer.pt and the curves under dvclive/transformer. Saves a
 resumable checkpoint every train_transformer.checkpoint_every steps: a killed run
-re-started with the same command continues from it (maskgit/resume.py).
+re-started with the same command continues from it (maskgit/resume.py). With
+transformer.checkpoint set, that model is checked against the tokens and used as is.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,6 +72,8 @@ def main():
     if int(train.max()) >= codebook_size:
         raise ValueError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
 
+    if params["transformer"]["checkpoint"] is not None:
+        return use_trained(params["transformer"]["checkpoint"], codebook_size, num_tokens)
     model = BidirectionalTransformer(codebook_size, num_tokens, params["transformer"]).to(device)
     opt = torch.optim.AdamW(model.param_groups(tp["weight_decay"]), lr=tp["lr"], betas=tuple(tp["betas"]))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -143,6 +147,29 @@ def main():
         },
     )
     resume.clear()
+
+
+def use_trained(path, codebook_size, num_tokens):
+    """transformer.checkpoint: a model trained elsewhere (say on a GPU machine), for
+    inpainting only; it must fit the tokenizer's vocabulary and token count."""
+    ckpt = torch.load(checked_path(path), map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or not {"config", "codebook_size", "num_tokens", "state_dict"} <= set(ckpt):
+        raise ValueError(f"transformer.checkpoint: {path} is not a transformer.pt written by this project")
+    if ckpt["codebook_size"] != codebook_size:
+        raise ValueError(f"transformer.checkpoint: {path} predicts {ckpt['codebook_size']} codes but the tokenizer "
+                         f"has {codebook_size} (vqgan.num_codebook_vectors)")
+    if ckpt["num_tokens"] != num_tokens:
+        raise ValueError(f"transformer.checkpoint: {path} takes {ckpt['num_tokens']} tokens per image but the "
+                         f"tokenizer gives {num_tokens}")
+    model = BidirectionalTransformer(ckpt["codebook_size"], ckpt["num_tokens"], ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])  # strict: a broken file fails here, before anything is written
+    save_torch("models/transformer.pt", ckpt)
+
+
+def checked_path(path):
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"transformer.checkpoint: {path} not found")
+    return path
 
 
 def log_row(live, row: dict) -> None:

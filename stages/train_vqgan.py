@@ -5,6 +5,9 @@ quantiser; the codebook is then initialised by k-means on encoder outputs of the
 training images, and training goes on with quantisation (straight-through,
 commitment loss, dead-code restarts).
 
+With vqgan.checkpoint set, the lab's pretrained VQGAN is loaded strictly and used
+as is: no training, only its reconstruction and codebook usage on val images.
+
 Writes models/vqgan.pt ({config, state_dict, mean, std}) and, under dvclive/vqgan,
 the training curves and the final metrics (reconstruction error, codebook usage).
 Saves a resumable checkpoint every train_vqgan.checkpoint_every steps: a killed run
@@ -12,6 +15,8 @@ re-started with the same command continues from it (maskgit/resume.py).
 """
 
 import math
+import sys
+from pathlib import Path
 
 import torch
 from dvclive import Live
@@ -21,10 +26,18 @@ from maskgit.cli import resolve_device, run_stage, seed_everything
 from maskgit.io import list_images, read_images, save_torch, to_tensor
 from maskgit.params import load_params
 from maskgit.resume import Resumable, fingerprint, rng_state, set_rng_state
-from maskgit.vqgan import VQGAN, codebook_usage, kmeans_codes, reconstruction_loss, restart_dead_codes
+from maskgit.vqgan import (
+    VQGAN,
+    codebook_usage,
+    kmeans_codes,
+    load_lab_checkpoint,
+    reconstruction_loss,
+    restart_dead_codes,
+)
 
 KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
 TRAIN, VAL = "data/prepared/train", "data/prepared/val"
+PRETRAINED_EVAL = 100  # val images to score a pretrained VQGAN on (the lab's takes ~0.6 s per image on CPU)
 
 
 def random_crop(images, size, generator):
@@ -69,6 +82,9 @@ def main():
     device = resolve_device(params["device"])
     generator = seed_everything(tp["seed"])
     size, mean, std = data["image_size"], data["mean"], data["std"]
+    if cfg["checkpoint"] is not None:
+        return use_pretrained(cfg, val_images=to_tensor(read_images(VAL, size), mean, std), mean=mean, std=std,
+                              device=device)
     train = to_tensor(read_images(TRAIN, size), mean, std)
     val = to_tensor(read_images(VAL, size), mean, std)
 
@@ -136,21 +152,41 @@ def main():
                                    "scheduler": sched.state_dict(), "rng": rng_state(generator),
                                    "counts": counts, "restarted": restarted, "history": history})
 
-        l1, mse, val_indices = evaluate(model, val, 100, device)
-        usage = codebook_usage(val_indices, cfg["num_codebook_vectors"])
-        scale = sum(std) / 3  # back to [0, 1] pixel units
-        metrics = {
-            "val_l1": l1 * scale,
-            "val_psnr": 10 * math.log10(1.0 / (mse * scale**2)),
-            "perplexity": usage["perplexity"],
-            "codes_used": usage["used"],
-            "dead_codes": usage["dead"],
-            "codes_restarted": restarted,
-        }
+        metrics = val_metrics(model, val, cfg, std, device, restarted)
         for key, value in metrics.items():
             live.summary[key] = value
     save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std})
     resume.clear()
+
+
+def use_pretrained(cfg, val_images, mean, std, device):
+    """vqgan.checkpoint: the lab's VQGAN as is (strict load, this config), no training;
+    its reconstruction and codebook usage on (up to PRETRAINED_EVAL) val images."""
+    path = Path(cfg["checkpoint"])
+    if not path.is_file():
+        raise FileNotFoundError(f"vqgan.checkpoint: {path} not found")
+    model = load_lab_checkpoint(path, cfg).to(device)
+    with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        live.log_params({"vqgan": cfg, "pretrained": str(path)})
+        for key, value in val_metrics(model, val_images[:PRETRAINED_EVAL], cfg, std, device, restarted=0).items():
+            live.summary[key] = value
+    save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std,
+                                   "pretrained": str(path)})
+    print(f"train_vqgan: no training, using {path}", file=sys.stderr)
+
+
+def val_metrics(model, val, cfg, std, device, restarted):
+    l1, mse, val_indices = evaluate(model, val, 100, device)
+    usage = codebook_usage(val_indices, cfg["num_codebook_vectors"])
+    scale = sum(std) / 3  # back to [0, 1] pixel units
+    return {
+        "val_l1": l1 * scale,
+        "val_psnr": 10 * math.log10(1.0 / (mse * scale**2)),
+        "perplexity": usage["perplexity"],
+        "codes_used": usage["used"],
+        "dead_codes": usage["dead"],
+        "codes_restarted": restarted,
+    }
 
 
 def log_row(live, row: dict) -> None:
