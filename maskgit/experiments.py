@@ -1,0 +1,173 @@
+"""Finished DVC experiments -> reports/experiments.md, the ablation tables of the lab
+reports: FID per schedule for every experiment, and for every swept param a table
+and a plot of FID against it (the other swept params held at their most common
+value), best row marked.
+
+    dvc exp run --queue -S 'inpaint.total_iter=5,8,10' && dvc queue start
+    python -m maskgit.experiments          # reads `dvc exp show --json`
+
+The Optuna study of maskgit.tune adds its trial table to the same page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_bytes
+
+FID_FILE = "metrics/fid_schedules.json"
+BASELINE_FILE = "metrics/fid_baselines.json"
+STUDY_FILE = Path("reports/study.json")  # written by maskgit.tune
+
+
+def dvc_exp_show() -> list:
+    result = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc exp show failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def _entries(node, parent=None):
+    """Every (name, data) of a `dvc exp show --json` tree: baselines and experiments."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _entries(item, parent)
+    elif isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and ("params" in data or "metrics" in data) and node.get("rev") != "workspace":
+            yield node.get("name") or str(node.get("rev", ""))[:7], data
+        for key in ("experiments", "revs"):
+            if node.get(key):
+                yield from _entries(node[key], node)
+
+
+def experiments_frame(exp_show: list) -> pd.DataFrame:
+    """One row per experiment: its params (dotted keys) and FID per schedule."""
+    rows = []
+    for name, data in _entries(exp_show):
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
+        if not fids:
+            continue  # a failed or unfinished experiment
+        row = {"experiment": name, **_flatten(params)}
+        for schedule, m in fids.items():
+            row[f"fid.{schedule}"] = m["fid"]
+        base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
+        for key, m in base.items():
+            row[f"baseline.{key}"] = m["fid"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    # one row per distinct experiment (a baseline commit may show up under several branches)
+    return frame.drop_duplicates(subset=[c for c in frame.columns if c != "experiment"]).reset_index(drop=True)
+
+
+def swept_params(frame: pd.DataFrame) -> list[str]:
+    params = [c for c in frame.columns if not c.startswith(("fid.", "baseline.")) and c != "experiment"]
+    return [c for c in params if frame[c].astype(str).nunique() > 1]
+
+
+def _mark_best(table: pd.DataFrame, fid_cols: list[str]) -> pd.DataFrame:
+    best_value = table[fid_cols].min(axis=1)
+    out = table.copy()
+    out["best FID"] = best_value.round(2)
+    i = int(best_value.values.argmin())
+    out.insert(0, "", ["**best**" if j == i else "" for j in range(len(out))])
+    for c in fid_cols:
+        out[c] = out[c].round(2)
+    return out
+
+
+def sweep_table(frame: pd.DataFrame, param: str, others: list[str]) -> pd.DataFrame:
+    """FID against `param`, the other swept params held at their most common value."""
+    sub = frame
+    for o in others:
+        sub = sub[sub[o].astype(str) == str(frame[o].astype(str).mode().iloc[0])]
+    fid_cols = [c for c in frame.columns if c.startswith("fid.")]
+    table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=lambda s: pd.to_numeric(s, errors="ignore"))
+    return _mark_best(table.reset_index(drop=True), fid_cols)
+
+
+def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    x = pd.to_numeric(table[param], errors="coerce")
+    numeric = x.notna().all()
+    for c in [c for c in table.columns if c.startswith("fid.")]:
+        ax.plot(x if numeric else table[param].astype(str), table[c], marker="o", label=c.removeprefix("fid."))
+    ax.set_xlabel(param)
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(f"FID against {param}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="schedule")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
+    lines = ["# Experiments", "", "Built by `python -m maskgit.experiments` from `dvc exp show --json`.", ""]
+    if frame.empty:
+        lines += ["No finished experiments with FID yet: run `dvc exp run` or `dvc queue start` first.", ""]
+    else:
+        fid_cols = [c for c in frame.columns if c.startswith("fid.")]
+        swept = swept_params(frame)
+        lines += [f"{len(frame)} experiments; swept: {', '.join(swept) or 'nothing'}.", "",
+                  "## FID per schedule", ""]
+        lines += [_mark_best(frame[["experiment", *swept, *fid_cols]], fid_cols).to_markdown(index=False), ""]
+        for param in swept:
+            others = [p for p in swept if p != param]
+            table = sweep_table(frame, param, others)
+            held = ", ".join(f"{o} = {frame[o].astype(str).mode().iloc[0]}" for o in others)
+            fig = out.parent / "figures" / f"experiments_{param.replace('.', '_')}.png"
+            plot_sweep(table, param, fig)
+            lines += [f"## FID against {param}", "", f"Other swept params held at: {held}." if held else "", "",
+                      table.to_markdown(index=False), "", f"![FID against {param}](figures/{fig.name})", ""]
+    if study:
+        lines += [f"## Optuna study: {study['param']} ({len(study['trials'])} trials)", "",
+                  f"Objective: {study['objective']} (minimised). Each trial is a DVC experiment.", "",
+                  pd.DataFrame(study["trials"]).to_markdown(index=False), "",
+                  f"Best: {study['param']} = {study['best']['value']:.4g} "
+                  f"({study['objective']} {study['best']['objective']:.4f}, experiment {study['best']['experiment']}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Build reports/experiments.md from the finished DVC experiments.")
+    parser.add_argument("--out", default="reports/experiments.md", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        frame = experiments_frame(dvc_exp_show())
+    except (RuntimeError, json.JSONDecodeError) as e:
+        print(f"error: experiments: {e}", file=sys.stderr)
+        sys.exit(2)
+    study = json.loads(STUDY_FILE.read_text()) if STUDY_FILE.is_file() else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, render(frame, args.out, study).encode())
+    print(f"wrote {args.out}: {len(frame)} experiments")
+
+
+if __name__ == "__main__":
+    main()
