@@ -1,0 +1,370 @@
+"""The benchmark: where the time goes, measured side by side in one run.
+
+    python -m maskgit.bench              # ~10 minutes on 2 CPU cores; --quick for a smoke run
+    python -m maskgit.bench --full       # adds 10,000 images to the scaling table
+
+Writes reports/benchmark.json and reports/benchmark.md. Every figure is the median
+of several repeats after a warm-up, and every ratio is taken inside the same run:
+  1. inpainting seconds per image, this project's batched decoder against a
+     lab-style loop (one image at a time, VQGAN decode after every step) over the
+     same model, tokens and settings (argmax, choice temperature 0: tokens must be
+     identical, and are checked), demo and lab5 sizes, fp32 and bf16 autocast;
+  2. the decoding forward's FLOP/s (torch's FlopCounterMode) against a large
+     square matmul of the same dtype timed in the same run;
+  3. training steps/s from pre-tokenized data against encoding every batch with
+     the VQGAN as the lab does;
+  4. FID of a second image set with cached ground-truth features against without;
+  5. hand-written attention against scaled_dot_product_attention;
+  6. inpainting and FID time and peak memory against the number of images.
+Models are randomly initialised at the real sizes (speed does not depend on the
+weights). Nothing here is asserted: tests check correctness, this reports speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from .decode import inpaint_tokens
+from .masking import random_token_mask
+from .transformer import BidirectionalTransformer
+from .vqgan import VQGAN
+
+SIZES = {
+    "demo": {
+        "codebook": 128,
+        "transformer": dict(dim=128, n_layers=4, n_heads=4, mlp_dim=512, dropout=0.0),
+        "vqgan": dict(image_channels=3, enc_channels=[32, 32, 32, 32], dec_channels=[32, 32, 32], latent_dim=16,
+                      img_resolution=64, latent_resolution=16, num_codebook_vectors=128, beta=0.25, norm_groups=8),
+    },
+    "lab5": {
+        "codebook": 1024,
+        "transformer": dict(dim=768, n_layers=15, n_heads=16, mlp_dim=1536, dropout=0.1),
+        "vqgan": dict(image_channels=3, enc_channels=[128, 128, 128, 256, 256, 512],
+                      dec_channels=[128, 128, 256, 256, 512], latent_dim=256, img_resolution=64,
+                      latent_resolution=16, num_codebook_vectors=1024, beta=0.25),
+    },
+}
+NUM_TOKENS = 256
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "python": platform.python_version(),
+    }
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int) -> float:
+    """Median seconds of fn() over `repeats` runs after one warm-up."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def autocast(device, precision):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def build(size: str, device, seed: int = 0):
+    spec = SIZES[size]
+    torch.manual_seed(seed)
+    transformer = BidirectionalTransformer(spec["codebook"], NUM_TOKENS, spec["transformer"]).to(device).eval()
+    vqgan = VQGAN(spec["vqgan"]).to(device).eval()
+    with torch.no_grad():  # spread the codes so that decoding sees varied tokens
+        vqgan.codebook.embedding.weight.normal_(0, 1)
+    return transformer, vqgan
+
+
+def test_batch(n: int, codebook: int, device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, codebook, (n, NUM_TOKENS), generator=g)
+    unknown = random_token_mask(n, NUM_TOKENS, "cosine", r_range=(0.3, 0.7), regional_prob=1.0, generator=g)
+    return tokens.to(device), unknown.to(device)
+
+
+DECODE = dict(schedule="cosine", sampling="argmax", choice_temperature=0.0)
+
+
+def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size):
+    """This project: batched decoding, one VQGAN decode per image at the end."""
+    device = tokens.device
+    out = []
+    with torch.no_grad(), autocast(device, precision):
+        for i in range(0, len(tokens), batch_size):
+            filled = inpaint_tokens(transformer, tokens[i:i + batch_size], unknown[i:i + batch_size],
+                                    total_iter=total_iter, sweet_spot=total_iter, **DECODE)
+            vqgan.decode_tokens(filled)
+            out.append(filled)
+    return torch.cat(out)
+
+
+def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
+    """The lab's loop: one image at a time, the image decoded after every step."""
+    device = tokens.device
+    out = []
+    with torch.no_grad(), autocast(device, precision):
+        for i in range(len(tokens)):
+            out.append(inpaint_tokens(transformer, tokens[i:i + 1], unknown[i:i + 1], total_iter=total_iter,
+                                      sweet_spot=total_iter, on_step=lambda t, chosen, m: vqgan.decode_tokens(chosen),
+                                      **DECODE))
+    return torch.cat(out)
+
+
+def bench_inpainting(size, device, n, total_iter, repeats, batch_size):
+    transformer, vqgan = build(size, device)
+    tokens, unknown = test_batch(n, SIZES[size]["codebook"], device)
+    rows, results = [], {}
+    for precision in ("fp32", "bf16"):
+        t_ours = timed(lambda: results.__setitem__(("ours", precision),
+                       ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size)), device, repeats)
+        t_lab = timed(lambda: results.__setitem__(("lab", precision),
+                      lab_style(transformer, vqgan, tokens, unknown, total_iter, precision)), device, repeats)
+        same = bool(torch.equal(results[("ours", precision)], results[("lab", precision)]))
+        rows.append({"size": size, "precision": precision, "images": n, "total_iter": total_iter,
+                     "ours_s_per_image": t_ours / n, "lab_style_s_per_image": t_lab / n,
+                     "speedup": t_lab / t_ours, "tokens_identical": same})
+    agree = (results[("ours", "bf16")] == results[("ours", "fp32")])[unknown].float().mean().item()
+    for r in rows:
+        r["bf16_token_agreement_vs_fp32"] = agree if r["precision"] == "bf16" else 1.0
+    return rows
+
+
+def matmul_peak(device, dtype, n: int, repeats: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / timed(lambda: a @ b, device, repeats)
+
+
+def forward_flops(model, batch) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(batch)
+    return counter.get_total_flops()
+
+
+def bench_flops(size, device, batch, repeats, peak_n):
+    transformer, _ = build(size, device)
+    x = torch.randint(0, SIZES[size]["codebook"], (batch, NUM_TOKENS), device=device)
+    flops = forward_flops(transformer, x)
+    rows = []
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        with torch.no_grad(), autocast(device, precision):
+            t = timed(lambda: transformer(x), device, repeats)
+        peak = matmul_peak(device, dtype, peak_n, repeats)
+        rows.append({"size": size, "precision": precision, "batch": batch, "forward_gflop": flops / 1e9,
+                     "forward_s": t, "achieved_gflops": flops / t / 1e9, "matmul_peak_gflops": peak / 1e9,
+                     "fraction_of_peak": flops / t / peak})
+    return rows
+
+
+def bench_training(size, device, batch, repeats):
+    from .cli import autocast as cli_autocast
+
+    transformer, vqgan = build(size, device)
+    transformer.train()
+    opt = torch.optim.AdamW(transformer.parameters(), lr=1e-4)
+    codebook = SIZES[size]["codebook"]
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, codebook, (batch, NUM_TOKENS), generator=g).to(device)
+    images = torch.rand(batch, 3, 64, 64, generator=g).to(device) * 2 - 1
+    mask = random_token_mask(batch, NUM_TOKENS, "cosine", generator=g).to(device)
+
+    def step(tok, precision):
+        inputs = torch.where(mask, torch.full_like(tok, transformer.mask_token_id), tok)
+        with cli_autocast(device, precision):
+            logits = transformer(inputs)[..., :codebook]
+        loss = torch.nn.functional.cross_entropy(logits.float()[mask], tok[mask])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def lab_step(precision):
+        with torch.no_grad(), cli_autocast(device, precision):
+            tok = vqgan.encode_to_tokens(images)
+        step(tok, precision)
+
+    rows = []
+    for precision in ("fp32", "bf16"):
+        t_tok = timed(lambda: step(tokens, precision), device, repeats)
+        t_lab = timed(lambda: lab_step(precision), device, repeats)
+        rows.append({"size": size, "precision": precision, "batch": batch,
+                     "pretokenized_steps_per_s": 1 / t_tok, "encode_every_batch_steps_per_s": 1 / t_lab,
+                     "speedup": t_lab / t_tok, "tokens_per_s": batch * NUM_TOKENS / t_tok})
+    return rows
+
+
+def bench_attention(size, device, batch, repeats):
+    spec = SIZES[size]
+    rows = []
+    x = torch.randint(0, spec["codebook"], (batch, NUM_TOKENS), device=device)
+    torch.manual_seed(0)
+    manual = BidirectionalTransformer(spec["codebook"], NUM_TOKENS, {**spec["transformer"], "attention": "manual"})
+    sdpa = BidirectionalTransformer(spec["codebook"], NUM_TOKENS, {**spec["transformer"], "attention": "sdpa"})
+    sdpa.load_state_dict(manual.state_dict())
+    manual, sdpa = manual.to(device).eval(), sdpa.to(device).eval()
+    for precision in ("fp32", "bf16"):
+        with torch.no_grad(), autocast(device, precision):
+            diff = (manual(x).float() - sdpa(x).float()).abs().max().item()
+            t_manual = timed(lambda: manual(x), device, repeats)
+            t_sdpa = timed(lambda: sdpa(x), device, repeats)
+        rows.append({"size": size, "precision": precision, "batch": batch, "manual_s": t_manual, "sdpa_s": t_sdpa,
+                     "sdpa_speedup": t_manual / t_sdpa, "max_abs_diff": diff})
+    return rows
+
+
+def _fid_features(n: int, seed: int):
+    from .fid import InceptionFeatures, resolve_inception_weights
+
+    path, _ = resolve_inception_weights(None, Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache/maskgit")))
+    extractor = InceptionFeatures(path, progress=False, batch_size=50)
+    g = torch.Generator().manual_seed(seed)
+    return extractor, torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
+
+
+def bench_fid_cache(n, repeats):
+    from .fid import fid_from_statistics, statistics as stats
+
+    extractor, gt = _fid_features(n, 0)
+    _, other = _fid_features(n, 1)
+    gt_stats = stats(extractor(gt))
+
+    def cached():
+        return fid_from_statistics(stats(extractor(other)), gt_stats)
+
+    def uncached():
+        return fid_from_statistics(stats(extractor(other)), stats(extractor(gt)))
+
+    cpu = torch.device("cpu")
+    t_cached, t_uncached = timed(cached, cpu, repeats), timed(uncached, cpu, repeats)
+    return [{"images": n, "cached_s": t_cached, "uncached_s": t_uncached, "speedup": t_uncached / t_cached}]
+
+
+def _scaling_child(kind, n, batch_size, queue):
+    # a fresh process per point, so that ru_maxrss is this point's peak alone
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    if kind == "inpaint":
+        transformer, vqgan = build("demo", torch.device("cpu"))
+        tokens, unknown = test_batch(n, SIZES["demo"]["codebook"], torch.device("cpu"))
+        ours(transformer, vqgan, tokens, unknown, 8, "bf16", batch_size)
+    else:
+        from .fid import statistics as stats
+
+        extractor, images = _fid_features(n, 0)
+        stats(extractor(images))
+    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def bench_scaling(kind, sizes, batch_size):
+    ctx = mp.get_context("spawn")
+    rows = []
+    for n in sizes:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_scaling_child, args=(kind, n, batch_size, queue))
+        proc.start()
+        seconds, peak_mb = queue.get()
+        proc.join()
+        rows.append({"what": kind, "images": n, "seconds": seconds, "s_per_image": seconds / n, "peak_rss_mb": peak_mb})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    import pandas as pd
+
+    m = result["machine"]
+    lines = ["# Benchmark", "", f"`python -m maskgit.bench {' '.join(result['args'])}`".replace("  ", " "), "",
+             f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+             f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}. "
+             f"Medians of {result['repeats']} repeats after a warm-up; {result['seconds']:.0f} s in all.", ""]
+    titles = {
+        "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
+        "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
+        "training": "3. Transformer training: pre-tokenized data against VQGAN-encoding every batch",
+        "fid_cache": "4. FID of a second image set: ground-truth features cached against recomputed",
+        "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
+        "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
+    }
+    for key, title in titles.items():
+        if result.get(key):
+            lines += [f"## {title}", "", pd.DataFrame(result[key]).to_markdown(index=False, floatfmt=".4g"), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Benchmark the decoder, training, FID and attention.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: a smoke run, not numbers")
+    parser.add_argument("--full", action="store_true", help="add 10,000 images to the scaling table")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="reports", type=Path)
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    gpu = device.type == "cuda"
+    repeats = 1 if args.quick else args.repeats
+    start = time.perf_counter()
+    result = {"machine": machine(), "device": str(device), "repeats": repeats, "args": list(argv or sys.argv[1:])}
+    n_demo, n_lab = (4, 1) if args.quick else ((256, 64) if gpu else (32, 4))
+    steps = 2 if args.quick else 10
+
+    def section(name, fn):
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        result[name] = fn()
+
+    section("inpainting", lambda: bench_inpainting("demo", device, n_demo, steps, repeats, 256)
+            + bench_inpainting("lab5", device, n_lab, steps, repeats, 256))
+    section("flops", lambda: bench_flops("demo", device, 4 if args.quick else 64, repeats, 512 if args.quick else 2048)
+            + ([] if args.quick else bench_flops("lab5", device, 64 if gpu else 4, repeats, 4096 if gpu else 2048)))
+    section("training", lambda: bench_training("demo", device, 4 if args.quick else 32, repeats)
+            + ([] if args.quick else bench_training("lab5", device, 32 if gpu else 4, repeats)))
+    section("attention", lambda: bench_attention("demo", device, 4 if args.quick else 32, repeats)
+            + ([] if args.quick else bench_attention("lab5", device, 4, repeats)))
+    section("fid_cache", lambda: bench_fid_cache(8 if args.quick else 100, repeats))
+    sizes = [8, 32] if args.quick else ([100, 1000, 10000] if args.full else [100, 1000])
+    section("scaling", lambda: bench_scaling("inpaint", sizes, 100)
+            + bench_scaling("fid", sizes[:1] if args.quick else [100, 300], 100))
+    result["seconds"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_write_bytes, write_json
+
+    write_json(args.out / "benchmark.json", result)
+    atomic_write_bytes(args.out / "benchmark.md", markdown(result).encode())
+    print(f"wrote {args.out / 'benchmark.json'} and {args.out / 'benchmark.md'} in {result['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The benchmark's correctness side: the two decoders it times agree token for token,
+and a quick run writes every section. Speed itself is reported, never asserted."""
+
+import json
+
+import torch
+
+from maskgit import bench
+
+
+def test_lab_style_loop_gives_the_same_tokens_as_the_batched_decoder():
+    transformer, vqgan = bench.build("demo", torch.device("cpu"))
+    tokens, unknown = bench.test_batch(6, 128, torch.device("cpu"))
+    decoded = []
+    # the lab-style loop decodes the image after every step: count those decodes
+    original = vqgan.decode_tokens
+    vqgan.decode_tokens = lambda t: decoded.append(len(t)) or original(t)
+    ours = bench.ours(transformer, vqgan, tokens, unknown, total_iter=4, precision="fp32", batch_size=4)
+    assert decoded == [4, 2]  # one decode per batch
+    decoded.clear()
+    lab = bench.lab_style(transformer, vqgan, tokens, unknown, total_iter=4, precision="fp32")
+    assert decoded == [1] * (6 * 4)  # every image at every step
+    assert torch.equal(ours, lab)
+    assert torch.equal(ours[~unknown], tokens[~unknown]) and (ours < 128).all()
+
+
+def test_flop_count_matches_the_architecture():
+    transformer, _ = bench.build("demo", torch.device("cpu"))
+    x = torch.zeros(2, 256, dtype=torch.long)
+    d, m, n, layers, vocab = 128, 512, 256, 4, 129
+    # q, k, v, proj and the MLP per layer, QK^T and AV, then the head's transform and the tied logits
+    matmuls = layers * (4 * n * d * d + 2 * n * d * m + 2 * n * n * d) + n * d * d + n * d * vocab
+    flops = bench.forward_flops(transformer, x)
+    assert 2 * 2 * matmuls <= flops <= 2 * 2 * matmuls * 1.05  # 2 FLOPs per multiply-add, batch 2
+
+
+def test_quick_run_writes_every_section(tmp_path):
+    bench.main(["--quick", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling"):
+        assert result[key], key
+    assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
+    assert all(r["max_abs_diff"] < 1e-3 for r in result["attention"] if r["precision"] == "fp32")
+    assert "## 1. Inpainting" in (tmp_path / "benchmark.md").read_text()
