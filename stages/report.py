@@ -24,6 +24,7 @@ STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpai
 # pipeline's own outputs (dvc.lock, metrics, timings, reports) change on every
 # run and would otherwise always mark it dirty
 SOURCE_PATHS = ["params.yaml", "dvc.yaml", "pyproject.toml", "maskgit", "stages"]
+PREPARED = Path("data/prepared")
 
 
 def read_json(path):
@@ -141,6 +142,14 @@ def reading(table) -> list[str]:
     return lines + [""]
 
 
+def data_line(pr: dict, size: int) -> str:
+    # counted on disk: with source folders the n_* params do not apply
+    count = {split: len(list((PREPARED / split).glob("*.png"))) for split in ("train", "val", "test/gt")}
+    where = f"procedural (seed {pr['seed']})" if pr["source"] == "procedural" else f"folders (`{pr['train_dir']}`, ...)"
+    return (f"{where}, {size}x{size}; {count['train']} train, {count['val']} val, "
+            f"{count['test/gt']} test images")
+
+
 def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
@@ -159,10 +168,10 @@ def main():
         "## What was run",
         "",
         f"- Code: {git_state()}.",
-        f"- Data: {pr['source']} images, {params['data']['image_size']}x{params['data']['image_size']}; "
-        f"{pr['n_train']} train, {pr['n_val']} val, {pr['n_test']} test (seed {pr['seed']}).",
+        f"- Data: {data_line(pr, params['data']['image_size'])}.",
         f"- Tokens: {vq['latent_resolution']}x{vq['latent_resolution']} = {tokens} per image, "
-        f"codebook of {vq['num_codebook_vectors']}.",
+        f"codebook of {vq['num_codebook_vectors']}"
+        + (f"; pretrained VQGAN `{vq['checkpoint']}`, not trained here." if vq["checkpoint"] else "."),
         f"- Decoding: schedules {', '.join(schedules)}; total_iter {ip['total_iter']}, sweet spot {ip['sweet_spot']} "
         f"({steps} steps run), {ip['sampling']}, choice temperature {ip['choice_temperature']}, "
         f"composite {'on' if ip['composite'] else 'off'}.",
