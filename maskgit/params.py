@@ -96,13 +96,21 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "std": _list(_float(0.0, lo_open=True), length=3),
     },
     "prepare": {
-        "source": _choice("procedural"),
+        "source": _choice("procedural", "folders"),
         "n_train": _int(1),
         "n_val": _int(1),
         "n_test": _int(2),
         "palette_size": _int(0),
         "blur": _float(0.0),
         "seed": _int(0),
+        "train_dir": _optional_path,
+        "val_dir": _optional_path,
+        "val_fraction": _float(0.0, 0.9, lo_open=True),
+        "test_masked_dir": _optional_path,
+        "test_mask_dir": _optional_path,
+        "test_gt_dir": _optional_path,
+        "resize": _bool,
+        "convert_mode": _bool,
     },
     "vqgan": {
         "image_channels": _choice(3),
@@ -114,6 +122,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "num_codebook_vectors": _int(2),
         "beta": _float(0.0),
         "norm_groups": _int(1),
+        "checkpoint": _optional_path,
     },
     "train_vqgan": {
         "steps": _int(1),
@@ -138,6 +147,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "dropout": _float(0.0, 1.0),
         "attention": _choice("manual", "sdpa"),
         "norm_first": _bool,
+        "checkpoint": _optional_path,
     },
     "train_transformer": {
         "steps": _int(1),
@@ -210,6 +220,10 @@ def _raise_if(problem: str | None, source: str, name: str, value) -> None:
 
 def _check_across(p: dict, source: str) -> None:
     size, vq = p["data"]["image_size"], p["vqgan"]
+    if p["prepare"]["source"] == "folders":
+        for key in ("train_dir", "test_mask_dir", "test_gt_dir"):
+            if p["prepare"][key] is None:
+                raise ParamError(f"{source}: prepare.{key} must be set with prepare.source: folders")
     tv = p["train_vqgan"]
     if tv["continuous_steps"] >= tv["steps"]:
         raise ParamError(f"{source}: train_vqgan.continuous_steps ({tv['continuous_steps']}) must be below "
