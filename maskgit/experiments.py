@@ -22,12 +22,17 @@ import pandas as pd
 from .io import atomic_write_bytes
 
 FID_FILE = "metrics/fid_schedules.json"
+# column prefixes of the metrics; params are dotted keys (and include fid.* settings)
+FID, BASE = "FID ", "baseline FID "
 BASELINE_FILE = "metrics/fid_baselines.json"
 STUDY_FILE = Path("reports/study.json")  # written by maskgit.tune
 
 
 def dvc_exp_show() -> list:
-    result = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    try:
+        result = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RuntimeError("dvc is not on PATH (activate the project's virtual environment)") from None
     if result.returncode != 0:
         raise RuntimeError(f"dvc exp show failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout)
@@ -67,10 +72,10 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
             continue  # a failed or unfinished experiment
         row = {"experiment": name, **_flatten(params)}
         for schedule, m in fids.items():
-            row[f"fid.{schedule}"] = m["fid"]
+            row[f"{FID}{schedule}"] = m["fid"]
         base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
         for key, m in base.items():
-            row[f"baseline.{key}"] = m["fid"]
+            row[f"{BASE}{key}"] = m["fid"]
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -80,7 +85,7 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
 
 
 def swept_params(frame: pd.DataFrame) -> list[str]:
-    params = [c for c in frame.columns if not c.startswith(("fid.", "baseline.")) and c != "experiment"]
+    params = [c for c in frame.columns if not c.startswith((FID, BASE)) and c != "experiment"]
     return [c for c in params if frame[c].astype(str).nunique() > 1]
 
 
@@ -95,13 +100,18 @@ def _mark_best(table: pd.DataFrame, fid_cols: list[str]) -> pd.DataFrame:
     return out
 
 
+def _sort_key(values: pd.Series) -> pd.Series:
+    numeric = pd.to_numeric(values, errors="coerce")
+    return numeric if numeric.notna().all() else values.astype(str)
+
+
 def sweep_table(frame: pd.DataFrame, param: str, others: list[str]) -> pd.DataFrame:
     """FID against `param`, the other swept params held at their most common value."""
     sub = frame
     for o in others:
         sub = sub[sub[o].astype(str) == str(frame[o].astype(str).mode().iloc[0])]
-    fid_cols = [c for c in frame.columns if c.startswith("fid.")]
-    table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=lambda s: pd.to_numeric(s, errors="ignore"))
+    fid_cols = [c for c in frame.columns if c.startswith(FID)]
+    table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=_sort_key)
     return _mark_best(table.reset_index(drop=True), fid_cols)
 
 
@@ -114,8 +124,8 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x = pd.to_numeric(table[param], errors="coerce")
     numeric = x.notna().all()
-    for c in [c for c in table.columns if c.startswith("fid.")]:
-        ax.plot(x if numeric else table[param].astype(str), table[c], marker="o", label=c.removeprefix("fid."))
+    for c in [c for c in table.columns if c.startswith(FID)]:
+        ax.plot(x if numeric else table[param].astype(str), table[c], marker="o", label=c.removeprefix(FID))
     ax.set_xlabel(param)
     ax.set_ylabel("FID (lower is better)")
     ax.set_title(f"FID against {param}")
@@ -132,7 +142,7 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
     if frame.empty:
         lines += ["No finished experiments with FID yet: run `dvc exp run` or `dvc queue start` first.", ""]
     else:
-        fid_cols = [c for c in frame.columns if c.startswith("fid.")]
+        fid_cols = [c for c in frame.columns if c.startswith(FID)]
         swept = swept_params(frame)
         lines += [f"{len(frame)} experiments; swept: {', '.join(swept) or 'nothing'}.", "",
                   "## FID per schedule", ""]

@@ -4,10 +4,11 @@ changes only the sweet spot. Never touches the developer's checkout."""
 import json
 import math
 import subprocess
+import time
 
 import pytest
 
-from conftest import FID_WEIGHTS, copy_project, stage_env
+from conftest import FID_WEIGHTS, SHARED, copy_project, stage_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -20,22 +21,31 @@ def run(cmd, cwd, env, timeout=900):
     return result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory):
+def tiny_repro(tmp, customise=None):
+    """A copy of the project on the tiny preset, in its own git repo, after `dvc repro`.
+    customise(project) may write a preset and return the command that applies it."""
     if not FID_WEIGHTS.is_file():
         pytest.skip("../shared/fid is absent: no offline Inception weights for the FID stages")
-    tmp = tmp_path_factory.mktemp("pipeline")
     project = copy_project(tmp / "project")
     env = stage_env(tmp)
     run(["python", "-m", "maskgit.preset", "tiny"], project, env)
     (project / "configs/shared-fid.yaml").write_text(f"fid:\n  inception_weights: {FID_WEIGHTS}\n")
     run(["python", "-m", "maskgit.preset", "shared-fid"], project, env)
+    if customise is not None:
+        run(customise(project), project, env)
+    for old in (project / "metrics").glob("*.json"):  # the checkout's default-run metrics: not this run's
+        old.unlink()
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
                 ["git", "config", "user.email", "test@example.com"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "tiny"]):
         run(cmd, project, env)
     out = run(["dvc", "repro"], project, env)
     return project, env, out
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    return tiny_repro(tmp_path_factory.mktemp("pipeline"))
 
 
 def read_json(path):
@@ -63,6 +73,23 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     assert "up to date" in run(["dvc", "status"], project, env).lower()
 
 
+def test_two_runs_on_cpu_are_identical(tiny_project, tmp_path_factory):
+    # a second, independent run of the same params and seeds: same tokens, the same
+    # inpainted images bit for bit, the same FID (runs before the experiment below
+    # changes the first project's outputs)
+    first, _, _ = tiny_project
+    second, _, _ = tiny_repro(tmp_path_factory.mktemp("again"))
+    for name in ("train.npy", "val.npy", "test.npy", "test_unknown.npy"):
+        assert (first / "data/tokens" / name).read_bytes() == (second / "data/tokens" / name).read_bytes(), name
+    for schedule in ("cosine", "linear", "square"):
+        a = sorted((first / "outputs/inpaint" / schedule / "images").glob("*.png"))
+        b = sorted((second / "outputs/inpaint" / schedule / "images").glob("*.png"))
+        assert [p.name for p in a] == [p.name for p in b] and a
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b)), schedule
+    for name in ("fid_schedules.json", "fid_baselines.json"):
+        assert read_json(first / "metrics" / name) == read_json(second / "metrics" / name)
+
+
 def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     project, env, _ = tiny_project
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)
@@ -77,3 +104,84 @@ def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     text = json.dumps(json.loads(shown.stdout))
     # every schedule's FID is listed per experiment
     assert "fid_schedules.json" in text and '"cosine"' in text and '"square"' in text
+
+
+
+def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory):
+    # a user's lab5-format folders and a pretrained lab-architecture VQGAN (the golden
+    # file): the tokenizer is used as is, and FID comes out per schedule
+    golden = SHARED / "lab5" / "vqgan_golden_small.pt"
+    if not golden.is_file():
+        pytest.skip(f"{golden} absent (../shared is not beside the project)")
+    import numpy as np
+    import torch
+    import yaml
+    from PIL import Image
+
+    from maskgit.procedural import make_dataset, make_masks
+
+    tmp = tmp_path_factory.mktemp("lab5")
+    data = tmp / "lab5_dataset"
+    images, known = make_dataset(7, 60), make_masks(8, 12)
+    gt = images[48:]
+    for folder, arrays in (("train", images[:40]), ("val", images[40:48]), ("gt", gt), ("mask64", known),
+                           ("masked_image", np.where(known[..., None], gt, np.uint8(128)))):
+        (data / folder).mkdir(parents=True)
+        for i, a in enumerate(arrays):
+            Image.fromarray(a.astype(np.uint8) * 255 if a.dtype == bool else a).save(data / folder / f"{i:04d}.png")
+    config = torch.load(golden, weights_only=True)["config"]
+    overrides = {
+        "prepare": {"source": "folders", **{f"{k}_dir": str(data / v) for k, v in (
+            ("train", "train"), ("val", "val"), ("test_masked", "masked_image"), ("test_mask", "mask64"),
+            ("test_gt", "gt"))}},
+        "vqgan": {**config, "norm_groups": 32, "checkpoint": str(golden)},
+    }
+
+    def customise(project):
+        (project / "configs/user.yaml").write_text(yaml.safe_dump(overrides))
+        return ["python", "-m", "maskgit.preset", "user"]
+
+    project, env, out = tiny_repro(tmp, customise)
+    assert "train_vqgan: no training, using" in out
+    assert not (project / "dvclive/vqgan/plots").exists(), "no stage-1 training curves: nothing was trained"
+    used = torch.load(project / "models/vqgan.pt", weights_only=False)["state_dict"]
+    given = torch.load(golden, weights_only=True)["state_dict"]
+    assert used.keys() == given.keys() and all(torch.equal(used[k], given[k]) for k in used)
+    fid = read_json(project / "metrics/fid_schedules.json")
+    assert list(fid) == ["cosine", "linear", "square"] and all(math.isfinite(v["fid"]) for v in fid.values())
+    assert len(list((project / "data/prepared/test/gt").glob("*.png"))) == 12
+
+
+def wait_for_queue(project, env, timeout=1200):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project, env)
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"the queue did not drain:\n{status}")
+
+
+def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
+    project, env, _ = tiny_project
+    run(["dvc", "exp", "run", "--queue", "-S", "inpaint.total_iter=2,3,4", "-S", "inpaint.sweet_spot=4"], project, env)
+    run(["dvc", "queue", "start", "-j", "1"], project, env)
+    status = wait_for_queue(project, env)
+    assert status.count("Success") >= 3 and "Failed" not in status, status
+    # three trials of a learning-rate search, each a real experiment
+    out = run(["python", "-m", "maskgit.tune", "--trials", "3", "--param", "train_transformer.lr",
+               "--low", "1e-4", "--high", "1e-2", "--objective", "val_loss", "--study", "lr",
+               "--set", "inpaint.sweet_spot=4"], project, env)
+    assert out.count("trial ") >= 3
+    page = (project / "reports/experiments.md").read_text()
+    assert "## FID against inpaint.total_iter" in page and "**best**" in page
+    section = page.split("## FID against inpaint.total_iter")[1].split("##")[0]
+    rows = [line for line in section.splitlines() if line.startswith("|") and "---" not in line][1:]
+    assert sorted(int(r.split("|")[2]) for r in rows) == [2, 3, 4]  # one row per swept value
+    assert (project / "reports/figures/experiments_inpaint_total_iter.png").is_file()
+    study = read_json(project / "reports/study.json")
+    assert len(study["trials"]) == 3 and "## Optuna study: train_transformer.lr (3 trials)" in page
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    names = json.dumps(json.loads(shown.stdout))
+    assert all(t["experiment"] in names for t in study["trials"])
+    assert min(t["val_loss"] for t in study["trials"]) == study["best"]["objective"]

@@ -140,3 +140,39 @@ def test_diverging_stage_exits_with_one_line_and_no_model(tmp_path):
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: train_transformer: loss is") and "at step" in line and "Traceback" not in err
     assert not (project / "models" / "transformer.pt").exists()
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"codebook_size": 32}, "predicts 32 codes but the tokenizer has 16 (vqgan.num_codebook_vectors)"),
+    ({"num_tokens": 64}, "takes 64 tokens per image but the tokenizer gives 256"),
+    (None, "is not a transformer.pt written by this project"),
+])
+def test_transformer_checkpoint_must_fit_the_tokenizer(tmp_path, change, expected):
+    from maskgit.transformer import BidirectionalTransformer
+
+    params = tiny_params()
+    cfg = params["transformer"]
+    good = {"config": cfg, "codebook_size": 16, "num_tokens": 256,
+            "state_dict": BidirectionalTransformer(16, 256, cfg).state_dict()}
+    if change is None:
+        ckpt = {"weights": good["state_dict"]}
+    else:
+        ckpt = {**good, **change}
+        ckpt["state_dict"] = BidirectionalTransformer(ckpt["codebook_size"], ckpt["num_tokens"], cfg).state_dict()
+    torch.save(ckpt, tmp_path / "elsewhere.pt")
+    params["transformer"]["checkpoint"] = str(tmp_path / "elsewhere.pt")
+    project = make_project(tmp_path / "p", params)
+    proc = run_stage(project, tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: train_transformer: transformer.checkpoint: ") and expected in line, line
+    assert not (project / "models").exists()
+
+    torch.save(good, tmp_path / "elsewhere.pt")  # the matching one is used as is, nothing trained
+    proc = run_stage(project, tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    used = torch.load(project / "models/transformer.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(used[k], good["state_dict"][k]) for k in used)
+    assert not (project / "dvclive").exists()
