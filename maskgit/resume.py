@@ -71,6 +71,18 @@ class Resumable:
         print(f"{self.path}: resuming after step {state['step']}")
         return state
 
+    def restore(self, saved: dict, model, optimizer, scheduler, generator: torch.Generator) -> None:
+        """Put a loaded state back into the training objects."""
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], generator)
+
+    def save_training(self, step: int, model, optimizer, scheduler, generator: torch.Generator, **extra) -> None:
+        """Save everything restore() needs, plus the loop's own `extra` state."""
+        self.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": rng_state(generator), **extra})
+
     def due(self, step: int) -> bool:
         """Save after `step` steps done? (never when every == 0)"""
         return self.every > 0 and step % self.every == 0
@@ -95,3 +107,10 @@ class Resumable:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def log_row(live, row: dict) -> None:
+    """One dvclive step: how the loops log, and how a resumed run replays its history."""
+    for name, value in row.items():
+        live.log_metric(name, value)
+    live.next_step()

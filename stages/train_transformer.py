@@ -22,7 +22,7 @@ from maskgit.cli import autocast, resolve_device, run_stage, seed_everything
 from maskgit.io import save_torch
 from maskgit.masking import random_token_mask
 from maskgit.params import load_params
-from maskgit.resume import Resumable, fingerprint, rng_state, set_rng_state
+from maskgit.resume import Resumable, fingerprint, log_row
 from maskgit.transformer import BidirectionalTransformer
 
 TRAIN, VAL = "data/tokens/train.npy", "data/tokens/val.npy"
@@ -90,10 +90,7 @@ def main():
     start, running, history = 0, [], []  # running: (loss, accuracy) since the last log; history: logged rows
     saved = resume.load()
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"], generator)
+        resume.restore(saved, model, opt, sched, generator)
         start, running, history = saved["step"], saved["running"], saved["history"]
 
     with Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) as live:
@@ -129,10 +126,7 @@ def main():
                 history.append(row)
                 log_row(live, row)
             if resume.due(step + 1) and step + 1 < tp["steps"]:
-                resume.save(step + 1, {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": rng_state(generator), "running": running, "history": history,
-                })
+                resume.save_training(step + 1, model, opt, sched, generator, running=running, history=history)
         last = history[-1]
         live.summary.update({"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
                              "params": model.num_params()})
@@ -170,12 +164,6 @@ def checked_path(path):
     if not Path(path).is_file():
         raise FileNotFoundError(f"transformer.checkpoint: {path} not found")
     return path
-
-
-def log_row(live, row: dict) -> None:
-    for name, value in row.items():
-        live.log_metric(name, value)
-    live.next_step()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from maskgit.cli import resolve_device, run_stage, seed_everything
 from maskgit.io import list_images, read_images, save_torch, to_tensor
 from maskgit.params import load_params
-from maskgit.resume import Resumable, fingerprint, rng_state, set_rng_state
+from maskgit.resume import Resumable, fingerprint, log_row
 from maskgit.vqgan import (
     VQGAN,
     codebook_usage,
@@ -103,10 +103,7 @@ def main():
     resume = Resumable("train_vqgan", key, tp["checkpoint_every"])
     saved = resume.load()
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"], generator)
+        resume.restore(saved, model, opt, sched, generator)
         counts, restarted, start, history = saved["counts"], saved["restarted"], saved["step"], saved["history"]
 
     with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
@@ -148,9 +145,8 @@ def main():
                 log_row(live, row)
                 bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")
             if resume.due(step) and step < tp["steps"]:
-                resume.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "rng": rng_state(generator),
-                                   "counts": counts, "restarted": restarted, "history": history})
+                resume.save_training(step, model, opt, sched, generator,
+                                     counts=counts, restarted=restarted, history=history)
 
         metrics = val_metrics(model, val, cfg, std, device, restarted)
         for key, value in metrics.items():
@@ -187,12 +183,6 @@ def val_metrics(model, val, cfg, std, device, restarted):
         "dead_codes": usage["dead"],
         "codes_restarted": restarted,
     }
-
-
-def log_row(live, row: dict) -> None:
-    for name, value in row.items():
-        live.log_metric(name, value)
-    live.next_step()
 
 
 if __name__ == "__main__":
