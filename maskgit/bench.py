@@ -286,7 +286,19 @@ def _scaling_child(kind, n, batch_size, queue):
 
         extractor, images = _fid_features(n, 0)
         stats(extractor(images))
-    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put((time.perf_counter() - start, peak_rss_mb()))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries
+    ru_maxrss across exec, so a spawned child would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_scaling(kind, sizes, batch_size):
@@ -309,7 +321,10 @@ def markdown(result: dict) -> str:
     lines = ["# Benchmark", "", f"`python -m maskgit.bench {' '.join(result['args'])}`".replace("  ", " "), "",
              f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
              f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}. "
-             f"Medians of {result['repeats']} repeats after a warm-up; {result['seconds']:.0f} s in all.", ""]
+             f"Medians of {result['repeats']} repeats after a warm-up; "
+             + (f"this invocation re-ran only `{result['only']}` in {result['seconds']:.0f} s, the other "
+                f"sections come from the full run before it." if result.get("only")
+                else f"{result['seconds']:.0f} s in all."), ""]
     titles = {
         "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
         "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
@@ -331,6 +346,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="reports", type=Path)
+    parser.add_argument("--only", default=None, metavar="SECTION[,SECTION]",
+                        help="re-run only these sections, keeping the others of an existing benchmark.json")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -338,12 +355,21 @@ def main(argv=None):
     repeats = 1 if args.quick else args.repeats
     start = time.perf_counter()
     result = {"machine": machine(), "device": str(device), "repeats": repeats, "args": list(argv or sys.argv[1:])}
+    only = set(args.only.split(",")) if args.only else None
+    result["only"] = args.only
+    if only and (args.out / "benchmark.json").is_file():
+        kept = json.loads((args.out / "benchmark.json").read_text())
+        result.update({k: v for k, v in kept.items() if k not in only and k not in ("args", "only")})
     n_demo, n_lab = (4, 1) if args.quick else ((256, 64) if gpu else (32, 4))
     steps = 2 if args.quick else 10
 
     def section(name, fn):
+        if only and name not in only:
+            return
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         result[name] = fn()
+        result.setdefault("section_seconds", {})[name] = time.perf_counter() - started
 
     section("inpainting", lambda: bench_inpainting("demo", device, n_demo, steps, repeats, 256)
             + bench_inpainting("lab5", device, n_lab, steps, repeats, 256))
@@ -357,7 +383,7 @@ def main(argv=None):
     sizes = [8, 32] if args.quick else ([100, 1000, 10000] if args.full else [100, 1000])
     section("scaling", lambda: bench_scaling("inpaint", sizes, 100)
             + bench_scaling("fid", sizes[:1] if args.quick else [100, 300], 100))
-    result["seconds"] = time.perf_counter() - start
+    result["seconds"] = time.perf_counter() - start  # this invocation
     args.out.mkdir(parents=True, exist_ok=True)
     from .io import atomic_write_bytes, write_json
 
