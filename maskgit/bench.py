@@ -31,12 +31,13 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from .cli import autocast
 from .decode import inpaint_tokens
+from .inpaint import inpaint_set
 from .masking import random_token_mask
 from .transformer import BidirectionalTransformer
 from .vqgan import VQGAN
@@ -92,12 +93,6 @@ def timed(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def autocast(device, precision):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def build(size: str, device, seed: int = 0):
     spec = SIZES[size]
     torch.manual_seed(seed)
@@ -119,16 +114,11 @@ DECODE = dict(schedule="cosine", sampling="argmax", choice_temperature=0.0)
 
 
 def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size):
-    """This project: batched decoding, one VQGAN decode per image at the end."""
-    device = tokens.device
-    out = []
-    with torch.no_grad(), autocast(device, precision):
-        for i in range(0, len(tokens), batch_size):
-            filled = inpaint_tokens(transformer, tokens[i:i + batch_size], unknown[i:i + batch_size],
-                                    total_iter=total_iter, sweet_spot=total_iter, **DECODE)
-            vqgan.decode_tokens(filled)
-            out.append(filled)
-    return torch.cat(out)
+    """This project: inpaint_set, batched decoding, one VQGAN decode per batch at the end."""
+    with autocast(tokens.device, precision):
+        filled, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
+                                   total_iter=total_iter, sweet_spot=total_iter, desc="bench", **DECODE)
+    return filled
 
 
 def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
@@ -139,7 +129,7 @@ def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
         for i in range(len(tokens)):
             out.append(inpaint_tokens(transformer, tokens[i:i + 1], unknown[i:i + 1], total_iter=total_iter,
                                       sweet_spot=total_iter, on_step=lambda t, chosen, m: vqgan.decode_tokens(chosen),
-                                      **DECODE))
+                                      **DECODE).cpu())
     return torch.cat(out)
 
 
@@ -156,7 +146,7 @@ def bench_inpainting(size, device, n, total_iter, repeats, batch_size):
         rows.append({"size": size, "precision": precision, "images": n, "total_iter": total_iter,
                      "ours_s_per_image": t_ours / n, "lab_style_s_per_image": t_lab / n,
                      "speedup": t_lab / t_ours, "tokens_identical": same})
-    agree = (results[("ours", "bf16")] == results[("ours", "fp32")])[unknown].float().mean().item()
+    agree = (results[("ours", "bf16")] == results[("ours", "fp32")])[unknown.cpu()].float().mean().item()
     for r in rows:
         r["bf16_token_agreement_vs_fp32"] = agree if r["precision"] == "bf16" else 1.0
     return rows
@@ -192,8 +182,6 @@ def bench_flops(size, device, batch, repeats, peak_n):
 
 
 def bench_training(size, device, batch, repeats):
-    from .cli import autocast as cli_autocast
-
     transformer, vqgan = build(size, device)
     transformer.train()
     opt = torch.optim.AdamW(transformer.parameters(), lr=1e-4)
@@ -205,7 +193,7 @@ def bench_training(size, device, batch, repeats):
 
     def step(tok, precision):
         inputs = torch.where(mask, torch.full_like(tok, transformer.mask_token_id), tok)
-        with cli_autocast(device, precision):
+        with autocast(device, precision):
             logits = transformer(inputs)[..., :codebook]
         loss = torch.nn.functional.cross_entropy(logits.float()[mask], tok[mask])
         loss.backward()
@@ -213,7 +201,7 @@ def bench_training(size, device, batch, repeats):
         opt.zero_grad(set_to_none=True)
 
     def lab_step(precision):
-        with torch.no_grad(), cli_autocast(device, precision):
+        with torch.no_grad(), autocast(device, precision):
             tok = vqgan.encode_to_tokens(images)
         step(tok, precision)
 
@@ -246,20 +234,22 @@ def bench_attention(size, device, batch, repeats):
     return rows
 
 
-def _fid_features(n: int, seed: int):
+def _extractor():
     from .fid import InceptionFeatures, resolve_inception_weights
 
     path, _ = resolve_inception_weights(None, Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache/maskgit")))
-    extractor = InceptionFeatures(path, progress=False, batch_size=50)
+    return InceptionFeatures(path, progress=False, batch_size=50)
+
+
+def _random_images(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
-    return extractor, torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
+    return torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
 
 
 def bench_fid_cache(n, repeats):
     from .fid import fid_from_statistics, statistics as stats
 
-    extractor, gt = _fid_features(n, 0)
-    _, other = _fid_features(n, 1)
+    extractor, gt, other = _extractor(), _random_images(n, 0), _random_images(n, 1)
     gt_stats = stats(extractor(gt))
 
     def cached():
@@ -284,8 +274,7 @@ def _scaling_child(kind, n, batch_size, queue):
     else:
         from .fid import statistics as stats
 
-        extractor, images = _fid_features(n, 0)
-        stats(extractor(images))
+        stats(_extractor()(_random_images(n, 0)))
     queue.put((time.perf_counter() - start, peak_rss_mb()))
 
 
