@@ -34,7 +34,8 @@ def dvc_exp_show() -> list:
     except FileNotFoundError:
         raise RuntimeError("dvc is not on PATH (activate the project's virtual environment)") from None
     if result.returncode != 0:
-        raise RuntimeError(f"dvc exp show failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"dvc exp show failed: {last}")
     return json.loads(result.stdout)
 
 
