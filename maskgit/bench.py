@@ -28,7 +28,6 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from .cli import autocast
 from .decode import inpaint_tokens
 from .inpaint import inpaint_set
 from .masking import random_token_mask
+from .perf import forward_flops, matmul_peak, sync, timed
 from .transformer import BidirectionalTransformer
 from .vqgan import VQGAN
 
@@ -75,22 +75,6 @@ def machine() -> dict:
     }
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` runs after one warm-up."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build(size: str, device, seed: int = 0):
@@ -152,18 +136,6 @@ def bench_inpainting(size, device, n, total_iter, repeats, batch_size):
     return rows
 
 
-def matmul_peak(device, dtype, n: int, repeats: int) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    return 2 * n**3 / timed(lambda: a @ b, device, repeats)
-
-
-def forward_flops(model, batch) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(batch)
-    return counter.get_total_flops()
 
 
 def bench_flops(size, device, batch, repeats, peak_n):
@@ -205,13 +177,18 @@ def bench_training(size, device, batch, repeats):
             tok = vqgan.encode_to_tokens(images)
         step(tok, precision)
 
+    # a training step is one forward and a backward of twice its FLOPs
+    step_flops = 3 * forward_flops(transformer, tokens)
+    transformer.train()
     rows = []
-    for precision in ("fp32", "bf16"):
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         t_tok = timed(lambda: step(tokens, precision), device, repeats)
         t_lab = timed(lambda: lab_step(precision), device, repeats)
+        peak = matmul_peak(device, dtype, 2048, repeats)
         rows.append({"size": size, "precision": precision, "batch": batch,
                      "pretokenized_steps_per_s": 1 / t_tok, "encode_every_batch_steps_per_s": 1 / t_lab,
-                     "speedup": t_lab / t_tok, "tokens_per_s": batch * NUM_TOKENS / t_tok})
+                     "speedup": t_lab / t_tok, "tokens_per_s": batch * NUM_TOKENS / t_tok,
+                     "model_flops_utilisation": step_flops / t_tok / peak})
     return rows
 
 

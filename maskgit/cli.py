@@ -32,7 +32,7 @@ def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> 
         print(f"error: {name}: {e}", file=sys.stderr)
         sys.exit(2)
     seconds = time.perf_counter() - start
-    if record_time:
+    if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs("timings", exist_ok=True)
         write_json(f"timings/{name}.json", {"stage": name, "seconds": round(seconds, 2)})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
@@ -44,6 +44,25 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ParamError("params.yaml: device is 'cuda' but no CUDA device is available (use auto or cpu)")
     return torch.device(choice)
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host to device; on CUDA through pinned memory, so the copy overlaps compute."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def maybe_compile(model: torch.nn.Module, device: torch.device, enabled: bool) -> torch.nn.Module:
+    """The `compile` param: torch.compile on CUDA (fused kernels, fewer launches).
+    On CPU it is skipped with a note: compiling this model there takes longer than
+    a demo run saves, and needs a C++ toolchain."""
+    if not enabled:
+        return model
+    if device.type != "cuda":
+        print("compile: true applies on CUDA only; running eagerly on CPU", file=sys.stderr)
+        return model
+    return torch.compile(model)
 
 
 def autocast(device: torch.device, precision: str):

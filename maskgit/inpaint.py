@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from .cli import to_device
 from .decode import inpaint_tokens
 
 
@@ -46,8 +47,8 @@ def inpaint_set(
         want_history = start == 0 and history_images > 0
         filled = inpaint_tokens(
             transformer,
-            tokens[batch].to(device),
-            unknown[batch].to(device),
+            to_device(tokens[batch], device),
+            to_device(unknown[batch], device),
             generator=generator,
             on_step=record if want_history else None,
             **decode_args,

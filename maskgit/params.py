@@ -90,6 +90,7 @@ def _unit_range(v):
 
 SCHEMA: dict[str, dict[str, Check]] = {
     "device": _choice("auto", "cpu", "cuda"),
+    "compile": _bool,
     "data": {
         "image_size": _int(8),
         "mean": _list(_float(0.0, 1.0), length=3),
@@ -166,6 +167,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "precision": _choice("fp32", "bf16"),
         "eval_every": _int(1),
         "checkpoint_every": _int(0),
+        "nproc_per_node": _int(1),
         "seed": _int(0),
     },
     "inpaint": {
@@ -242,6 +244,10 @@ def _check_across(p: dict, source: str) -> None:
     crop, patch = p["train_vqgan"]["crop_size"], size // vq["latent_resolution"]
     if crop % patch or crop > size:
         raise ParamError(f"{source}: train_vqgan.crop_size ({crop}) must be a multiple of the token patch ({patch}) and <= data.image_size")
+    tt = p["train_transformer"]
+    if tt["batch_size"] % tt["nproc_per_node"]:
+        raise ParamError(f"{source}: train_transformer.batch_size ({tt['batch_size']}) must be divisible by "
+                         f"train_transformer.nproc_per_node ({tt['nproc_per_node']}): each process takes an equal slice")
     t = p["transformer"]
     if t["dim"] % t["n_heads"]:
         raise ParamError(f"{source}: transformer.dim ({t['dim']}) must be divisible by transformer.n_heads ({t['n_heads']})")

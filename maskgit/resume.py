@@ -60,15 +60,17 @@ class Resumable:
         self.path = Path(root) / stage / "last.pt"
         self.key, self.every = key, int(every)
 
-    def load(self) -> dict | None:
+    def load(self, verbose: bool = True) -> dict | None:
         """The saved state of this run, or None (nothing saved, or another run's)."""
         if not self.path.is_file():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != self.key:
-            print(f"{self.path}: belongs to other params or data; starting afresh")
+            if verbose:
+                print(f"{self.path}: belongs to other params or data; starting afresh")
             return None
-        print(f"{self.path}: resuming after step {state['step']}")
+        if verbose:
+            print(f"{self.path}: resuming after step {state['step']}")
         return state
 
     def restore(self, saved: dict, model, optimizer, scheduler, generator: torch.Generator) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_transformer, load_vqgan
-from .cli import resolve_device
+from .cli import maybe_compile, resolve_device
 from .inpaint import composite, inpaint_set
 from .io import list_images, read_images, read_masks, save_npy, to_tensor, to_uint8, write_images, write_json
 
@@ -31,7 +31,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     ip = params["inpaint"]
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
-    transformer = load_transformer("models/transformer.pt", device)
+    transformer = maybe_compile(load_transformer("models/transformer.pt", device), device, params["compile"])
     tokens, unknown, masked, known, names = load_test_set(params)
     generator = torch.Generator(device=device).manual_seed(ip["seed"])
     start = time.perf_counter()

@@ -7,21 +7,32 @@ Writes models/transformer.pt and the curves under dvclive/transformer. Saves a
 resumable checkpoint every train_transformer.checkpoint_every steps: a killed run
 re-started with the same command continues from it (maskgit/resume.py). With
 transformer.checkpoint set, that model is checked against the tokens and used as is.
+
+Data parallel: with train_transformer.nproc_per_node > 1 the stage relaunches itself
+under torchrun (or run `torchrun --nproc_per_node N stages/train_transformer.py`);
+each rank trains on its slice of the same global batch and rank 0 alone writes
+(maskgit/distributed.py).
 """
 
 import math
+import sys
+from contextlib import nullcontext
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from dvclive import Live
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from maskgit.cli import autocast, resolve_device, run_stage, seed_everything
+from maskgit import distributed
+from maskgit.cli import autocast, maybe_compile, resolve_device, run_stage, seed_everything, to_device
 from maskgit.io import save_torch
 from maskgit.masking import random_token_mask
 from maskgit.params import load_params
+from maskgit.perf import forward_flops, matmul_peak
 from maskgit.resume import Resumable, fingerprint, log_row
 from maskgit.transformer import BidirectionalTransformer
 
@@ -35,45 +46,63 @@ def lr_factor(step, warmup, total, min_ratio):
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def masked_loss(model, tokens, mask, label_smoothing, precision="fp32"):
+def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=None):
+    """Summed cross-entropy over the masked positions and the number predicted right.
+    Sums, not means: the caller divides by the masked count of the whole (global)
+    batch, which is what makes N data-parallel ranks take the step of one process.
+    `forward` is the module to call (the DDP or compiled wrapper of `model`)."""
     inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
     with autocast(tokens.device, precision):
-        logits = model(inputs)[..., : model.codebook_size]
-    logits = logits.float()  # the softmax and the loss in float32
-    loss = F.cross_entropy(logits[mask], tokens[mask], label_smoothing=label_smoothing)
-    accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
-    return loss, accuracy
+        logits = (forward or model)(inputs)[..., : model.codebook_size]
+    logits = logits.float()[mask]  # the softmax and the loss in float32
+    loss = F.cross_entropy(logits, tokens[mask], label_smoothing=label_smoothing, reduction="sum")
+    return loss, (logits.argmax(-1) == tokens[mask]).sum().float()
 
 
 @torch.no_grad()
-def evaluate(model, val, masks, label_smoothing, device, precision, batch_size=100):
+def evaluate(model, val, masks, label_smoothing, precision, batch_size=100):
     """Validation loss on fixed masks (drawn once), so that values are comparable."""
     model.eval()
-    losses, accs, weights = [], [], []
+    loss, correct = 0.0, 0.0
     for i in range(0, len(val), batch_size):
-        loss, acc = masked_loss(model, val[i : i + batch_size].to(device), masks[i : i + batch_size].to(device),
-                                label_smoothing, precision)
-        n = int(masks[i : i + batch_size].sum())
-        losses.append(loss.item() * n)
-        accs.append(acc.item() * n)
-        weights.append(n)
+        l, c = masked_loss(model, val[i : i + batch_size], masks[i : i + batch_size], label_smoothing, precision)
+        loss, correct = loss + l.item(), correct + c.item()
     model.train()
-    return sum(losses) / sum(weights), sum(accs) / sum(weights)
+    n = int(masks.sum())
+    return loss / n, correct / n
 
 
 def main():
     params = load_params()
     tp, vq = params["train_transformer"], params["vqgan"]
     device = resolve_device(params["device"])
-    generator = seed_everything(tp["seed"])
+    if tp["nproc_per_node"] > 1 and not distributed.under_launcher() and params["transformer"]["checkpoint"] is None:
+        code = distributed.relaunch(tp["nproc_per_node"], sys.argv[0])
+        if code:
+            sys.exit(code)  # the ranks printed their error
+        return
+    world, device = distributed.init(device)
+    try:
+        train_or_load(params, tp, vq, device, world)
+    finally:
+        distributed.close(world)
+
+
+def train_or_load(params, tp, vq, device, world):
+    generator = seed_everything(tp["seed"])  # the same on every rank: all draw the same global batches
     train = torch.from_numpy(np.load(TRAIN).astype(np.int64))
     val = torch.from_numpy(np.load(VAL).astype(np.int64))
     codebook_size, num_tokens = vq["num_codebook_vectors"], train.shape[1]
     if int(train.max()) >= codebook_size:
         raise ValueError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
-
     if params["transformer"]["checkpoint"] is not None:
         return use_trained(params["transformer"]["checkpoint"], codebook_size, num_tokens)
+    if tp["batch_size"] % world.size:
+        raise ValueError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
+                         f"{world.size} processes (train_transformer.nproc_per_node)")
+    # the token grids are small (a few MB): on the device once, no per-batch copies
+    train, val = train.to(device), val.to(device)
+
     model = BidirectionalTransformer(codebook_size, num_tokens, params["transformer"]).to(device)
     opt = torch.optim.AdamW(model.param_groups(tp["weight_decay"]), lr=tp["lr"], betas=tuple(tp["betas"]))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -81,55 +110,77 @@ def main():
     )
     mask_args = dict(schedule=tp["gamma"], r_range=tuple(tp["r_range"]), regional_prob=tp["regional_mask_prob"])
     val_masks = random_token_mask(len(val), num_tokens, generator=torch.Generator().manual_seed(1234), **mask_args)
+    val_masks = val_masks.to(device)
 
-    # everything that decides the result, except checkpoint_every: changing how often
-    # to save must not throw a saved run away
-    run = {k: v for k, v in tp.items() if k != "checkpoint_every"}
-    key = fingerprint({"transformer": params["transformer"], "train_transformer": run, "device": str(device)}, TRAIN, VAL)
+    # everything that decides the result, except how often to save and how many
+    # processes share the work (neither changes the steps taken)
+    run = {k: v for k, v in tp.items() if k not in ("checkpoint_every", "nproc_per_node")}
+    key = fingerprint({"transformer": params["transformer"], "train_transformer": run, "device": device.type},
+                      TRAIN, VAL)
     resume = Resumable("train_transformer", key, tp["checkpoint_every"])
     start, running, history = 0, [], []  # running: (loss, accuracy) since the last log; history: logged rows
-    saved = resume.load()
+    saved = resume.load(verbose=world.is_main)
     if saved is not None:
         resume.restore(saved, model, opt, sched, generator)
         start, running, history = saved["step"], saved["running"], saved["history"]
 
-    with Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    net = DistributedDataParallel(model) if world.active else model
+    net = maybe_compile(net, device, params["compile"])
+    live = Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) if world.is_main else None
+    if live:
         live.log_params({"transformer": params["transformer"], "train_transformer": tp})
         for row in history:  # the curve of the steps before a resume, as they were logged
             log_row(live, row)
-        bar = tqdm(range(start, tp["steps"]), desc="train_transformer", unit="step", initial=start, total=tp["steps"])
-        for step in bar:
-            for _ in range(tp["grad_accum"]):
-                idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
-                mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
-                loss, acc = masked_loss(model, train[idx].to(device), mask.to(device), tp["label_smoothing"],
-                                        tp["precision"])
-                resume.check_finite(loss, step)
-                (loss / tp["grad_accum"]).backward()
-            if tp["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            running.append((loss.item(), acc.item()))
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc.item():.2f}")
-            if (step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]:
-                val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], device, tp["precision"])
-                row = {
-                    "train/loss": float(np.mean([x[0] for x in running])),
-                    "train/accuracy": float(np.mean([x[1] for x in running])),
-                    "val/loss": val_loss,
-                    "val/accuracy": val_acc,
-                    "lr": sched.get_last_lr()[0],
-                }
-                running.clear()
-                history.append(row)
-                log_row(live, row)
-            if resume.due(step + 1) and step + 1 < tp["steps"]:
-                resume.save_training(step + 1, model, opt, sched, generator, running=running, history=history)
-        last = history[-1]
-        live.summary.update({"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
-                             "params": model.num_params()})
+    bar = tqdm(range(start, tp["steps"]), desc="train_transformer", unit="step", initial=start, total=tp["steps"],
+               disable=not world.is_main)
+    train_seconds = 0.0
+    for step in bar:
+        started = time.perf_counter()
+        for micro in range(tp["grad_accum"]):
+            # the global micro-batch, identical on every rank; each trains on its slice
+            idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
+            mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
+            count = mask.sum().clamp(min=1)
+            tokens, mask = distributed.shard(train[idx.to(device)], world), distributed.shard(to_device(mask, device), world)
+            sync = micro == tp["grad_accum"] - 1 or not world.active  # DDP: all-reduce once per step
+            with net.no_sync() if not sync else nullcontext():
+                loss_sum, correct = masked_loss(model, tokens, mask, tp["label_smoothing"], tp["precision"], net)
+                # DDP averages gradients over ranks; times world.size makes it the global batch's sum / count
+                (loss_sum * world.size / (count * tp["grad_accum"])).backward()
+            stats = distributed.all_sum(torch.stack([loss_sum.detach(), correct]), world) / count.to(device)
+            resume.check_finite(stats[0], step)  # the same value on every rank: all stop together
+        if tp["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        loss, acc = stats.tolist()
+        train_seconds += time.perf_counter() - started
+        running.append((loss, acc))
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}")
+        if world.is_main and ((step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]):
+            val_loss, val_acc = evaluate(model, val, val_masks, tp["label_smoothing"], tp["precision"])
+            row = {
+                "train/loss": float(np.mean([x[0] for x in running])),
+                "train/accuracy": float(np.mean([x[1] for x in running])),
+                "val/loss": val_loss,
+                "val/accuracy": val_acc,
+                "lr": sched.get_last_lr()[0],
+            }
+            running.clear()
+            history.append(row)
+            log_row(live, row)
+        if world.is_main and resume.due(step + 1) and step + 1 < tp["steps"]:
+            resume.save_training(step + 1, model, opt, sched, generator, running=running, history=history)
+
+    rank_diff = distributed.max_weight_diff(model, world)  # a collective: every rank takes part
+    if not world.is_main:
+        return
+    last = history[-1]
+    live.summary.update({"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
+                         "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
+                         **throughput(model, tp, num_tokens, device, world, start, train_seconds)})
+    live.end()
     save_torch(
         "models/transformer.pt",
         {
@@ -141,6 +192,20 @@ def main():
         },
     )
     resume.clear()
+
+
+def throughput(model, tp, num_tokens, device, world, start, seconds):
+    """Training tokens/s and model FLOPs utilisation: the FLOPs the model needs per
+    step (forward counted by torch, backward twice that) over the time taken, as a
+    share of this device's measured matmul peak in the training dtype times the
+    number of processes (timing noise on tiny runs makes these rough)."""
+    steps = tp["steps"] - start
+    if steps == 0 or seconds == 0:
+        return {}
+    tokens = steps * tp["grad_accum"] * tp["batch_size"] * num_tokens
+    per_sequence = 3 * forward_flops(model, torch.zeros(1, num_tokens, dtype=torch.long, device=device))
+    peak = matmul_peak(device, torch.bfloat16 if tp["precision"] == "bf16" else torch.float32) * world.size
+    return {"tokens_per_s": tokens / seconds, "mfu": per_sequence * tokens / num_tokens / seconds / peak}
 
 
 def use_trained(path, codebook_size, num_tokens):
