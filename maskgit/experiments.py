@@ -117,12 +117,10 @@ def sweep_table(frame: pd.DataFrame, param: str, others: list[str]) -> pd.DataFr
 
 
 def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
-    import matplotlib
+    from .plotting import new_figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = new_figure(5, 3.4)
+    ax = fig.add_subplot()
     x = pd.to_numeric(table[param], errors="coerce")
     numeric = x.notna().all()
     for c in [c for c in table.columns if c.startswith(FID)]:
@@ -132,10 +130,7 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
     ax.set_title(f"FID against {param}")
     ax.grid(alpha=0.3)
     ax.legend(title="schedule")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:

@@ -74,10 +74,10 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_images(folder: str | Path, size: int | None = None) -> np.ndarray:
-    """All images of a folder, sorted by name, as uint8 (N, H, W, 3)."""
+def read_images(folder: str | Path, size: int | None = None, limit: int | None = None) -> np.ndarray:
+    """The images of a folder (all, or the first `limit`), sorted by name, as uint8 (N, H, W, 3)."""
     out = []
-    for p in list_images(folder):
+    for p in list_images(folder)[:limit]:
         try:
             with Image.open(p) as im:
                 im.load()

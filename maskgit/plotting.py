@@ -7,6 +7,7 @@ backend to pick on a headless machine.
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from pathlib import Path
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from .io import atomic_write_bytes
 from .schedules import gamma
 
 # key in metrics/fid_baselines.json -> label in tables and figures, in table order
@@ -146,8 +148,11 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save(fig: Figure, path: str | Path, dpi: int = 110) -> None:
     # no "Software" chunk: the PNG bytes then depend on the data only, not on the
-    # matplotlib version, so DVC sees an unchanged figure as unchanged
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    # matplotlib version, so DVC sees an unchanged figure as unchanged; written
+    # atomically like every other output
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:

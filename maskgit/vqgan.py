@@ -303,11 +303,7 @@ class Codebook(nn.Module):
 
     def nearest(self, z_flat):
         """Index of the nearest code (squared Euclidean) for each row of (M, D)."""
-        e = self.embedding.weight
-        # expanded ||z||^2 + ||e||^2 - 2 z.e: one matmul, no (M, K, D) tensor;
-        # argmin picks the first minimum on ties
-        dist = z_flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2.0 * (z_flat @ e.t())
-        return dist.argmin(dim=1)
+        return squared_distances(z_flat, self.embedding.weight).argmin(dim=1)  # first minimum on ties
 
     def forward(self, z):
         """z (B, D, h, w) -> (z_q straight-through, indices (B, h*w), q_loss)."""
@@ -505,6 +501,12 @@ def restart_dead_codes(vqgan: VQGAN, z_e_flat, counts, generator=None) -> int:
     return n
 
 
+def squared_distances(z_flat: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """(M, D) x (K, D) -> (M, K) squared Euclidean distances, expanded as
+    ||z||^2 + ||e||^2 - 2 z.e: one matmul, no (M, K, D) tensor."""
+    return z_flat.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2.0 * (z_flat @ codes.t())
+
+
 @torch.no_grad()
 def kmeans_codes(z_flat, num_codes: int, iters: int = 20, generator=None):
     """Lloyd's k-means on encoder outputs (M, D) -> (num_codes, D) centres.
@@ -523,8 +525,7 @@ def kmeans_codes(z_flat, num_codes: int, iters: int = 20, generator=None):
     z = z_flat.float()
     centres = z[torch.randperm(m, generator=generator, device=gen_device)[:num_codes].to(z.device)].clone()
     for _ in range(iters):
-        dist = z.pow(2).sum(1, keepdim=True) + centres.pow(2).sum(1) - 2.0 * (z @ centres.t())
-        assign = dist.argmin(dim=1)
+        assign = squared_distances(z, centres).argmin(dim=1)
         counts = torch.bincount(assign, minlength=num_codes).to(z.dtype)
         sums = torch.zeros_like(centres).index_add_(0, assign, z)
         reseed = z[torch.randint(m, (num_codes,), generator=generator, device=gen_device).to(z.device)]

@@ -83,8 +83,8 @@ def main():
     generator = seed_everything(tp["seed"])
     size, mean, std = data["image_size"], data["mean"], data["std"]
     if cfg["checkpoint"] is not None:
-        return use_pretrained(cfg, val_images=to_tensor(read_images(VAL, size), mean, std), mean=mean, std=std,
-                              device=device)
+        val = read_images(VAL, size, limit=PRETRAINED_EVAL)
+        return use_pretrained(cfg, val_images=to_tensor(val, mean, std), mean=mean, std=std, device=device)
     train = to_tensor(read_images(TRAIN, size), mean, std)
     val = to_tensor(read_images(VAL, size), mean, std)
 
@@ -132,7 +132,7 @@ def main():
             counts += torch.bincount(indices.flatten().cpu(), minlength=len(counts))
             if quantise and tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
                 with torch.no_grad():
-                    z_e = model.quant_conv(model.encoder(x)).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
+                    z_e = model.encode_latent(x).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
                 restarted += restart_dead_codes(model, z_e, counts, generator=generator)
                 counts.zero_()
             if step % tp["log_every"] == 0 or step == tp["steps"]:
@@ -164,7 +164,7 @@ def use_pretrained(cfg, val_images, mean, std, device):
     model = load_lab_checkpoint(path, cfg).to(device)
     with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"vqgan": cfg, "pretrained": str(path)})
-        for key, value in val_metrics(model, val_images[:PRETRAINED_EVAL], cfg, std, device, restarted=0).items():
+        for key, value in val_metrics(model, val_images, cfg, std, device, restarted=0).items():
             live.summary[key] = value
     save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std,
                                    "pretrained": str(path)})
