@@ -44,6 +44,11 @@ def test_shipped_params_are_valid():
         ("transformer.n_heads", 5, "must be divisible by transformer.n_heads (5)"),
         ("device", "tpu", "device must be one of auto, cpu, cuda"),
         ("train_transformer.precision", "fp16", "train_transformer.precision must be one of"),
+        ("inpaint.precision", "fp16", "inpaint.precision must be one of fp32, bf16"),
+        ("compile", "yes", "compile must be true or false"),
+        ("train_transformer.nproc_per_node", 0, "train_transformer.nproc_per_node must be an integer >= 1"),
+        ("train_transformer.nproc_per_node", 3, "train_transformer.batch_size (32) must be divisible by "
+                                                "train_transformer.nproc_per_node (3)"),
         ("prepare.blur", -1.0, "prepare.blur must be >= 0"),
         ("train_vqgan.continuous_steps", 5000, "train_vqgan.continuous_steps (5000) must be below train_vqgan.steps"),
         ("vqgan.norm_groups", 7, "norm_groups"),
