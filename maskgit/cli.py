@@ -40,7 +40,12 @@ def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> 
 
 def resolve_device(choice: str) -> torch.device:
     if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # several GPUs: the one with the most free memory, so that experiments run
+        # side by side (dvc queue start -j N) spread over them instead of piling on GPU 0
+        free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+        return torch.device("cuda", free.index(max(free)))
     if choice == "cuda" and not torch.cuda.is_available():
         raise ParamError("params.yaml: device is 'cuda' but no CUDA device is available (use auto or cpu)")
     return torch.device(choice)
@@ -48,6 +53,7 @@ def resolve_device(choice: str) -> torch.device:
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host to device; on CUDA through pinned memory, so the copy overlaps compute."""
+    device = torch.device(device)
     if device.type == "cuda" and x.device.type == "cpu":
         return x.pin_memory().to(device, non_blocking=True)
     return x.to(device)

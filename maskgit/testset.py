@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_transformer, load_vqgan
-from .cli import maybe_compile, resolve_device
+from .cli import autocast, maybe_compile, resolve_device
 from .inpaint import composite, inpaint_set
 from .io import list_images, read_images, read_masks, save_npy, to_tensor, to_uint8, write_images, write_json
 
@@ -35,12 +35,13 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     tokens, unknown, masked, known, names = load_test_set(params)
     generator = torch.Generator(device=device).manual_seed(ip["seed"])
     start = time.perf_counter()
-    _, images, history = inpaint_set(
-        vqgan, transformer, tokens, unknown,
-        batch_size=ip["batch_size"], device=device, generator=generator, history_images=history_images, desc=desc,
-        schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
-        choice_temperature=ip["choice_temperature"], sampling=ip["sampling"],
-    )
+    with autocast(device, ip["precision"]):
+        _, images, history = inpaint_set(
+            vqgan, transformer, tokens, unknown,
+            batch_size=ip["batch_size"], device=device, generator=generator, history_images=history_images,
+            desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
+            choice_temperature=ip["choice_temperature"], sampling=ip["sampling"],
+        )
     seconds = time.perf_counter() - start
     if ip["composite"]:
         images = composite(images, to_tensor(masked, norm["mean"], norm["std"]), known)
@@ -53,5 +54,5 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     write_json(out_dir / "info.json", {
         "schedule": schedule, "total_iter": total_iter, "sweet_spot": sweet_spot,
         "images": len(names), "seconds": round(seconds, 3), "seconds_per_image": seconds / len(names),
-        "device": str(device),
+        "device": str(device), "precision": ip["precision"],
     })

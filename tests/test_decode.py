@@ -154,6 +154,25 @@ def test_known_tokens_never_change_and_masks_only_shrink():
         previous = masked
 
 
+def test_rules_hold_under_bf16_autocast():
+    """inpaint.precision: bf16 runs the forward in bfloat16; the counts, the known
+    tokens and the final fill must not depend on it (only which tokens are chosen)."""
+    tokens, unknown = batch_with_different_masks()
+    steps, on_step = record_steps()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
+                             choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+    reference_steps, reference_on_step = record_steps()
+    reference = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
+                               choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
+                               on_step=reference_on_step)
+    assert out.dtype == torch.long and torch.equal(out[~unknown], tokens[~unknown]) and (out < K).all()
+    for (_, _, masked), (_, _, ref_masked) in zip(steps, reference_steps, strict=True):
+        assert torch.equal(masked.sum(1), ref_masked.sum(1))  # the same number left masked per image and step
+    assert not steps[-1][2].any()
+    assert (out == reference)[unknown].float().mean() > 0.5  # mostly the fp32 choices
+
+
 def test_revealed_tokens_are_not_resampled():
     tokens, unknown = batch_with_different_masks()
     model = CountingModel(toy_transformer())
