@@ -42,3 +42,13 @@ def test_quick_run_writes_every_section(tmp_path):
     assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
     assert all(r["max_abs_diff"] < 1e-3 for r in result["attention"] if r["precision"] == "fp32")
     assert "## 1. Inpainting" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_lab_style_subset_is_compared_on_the_images_both_ran():
+    # the GPU run decodes 747 images but times the lab loop on the first 64 of them
+    rows = bench.bench_inpainting("demo", torch.device("cpu"), n=5, total_iter=2, repeats=1, batch_size=4,
+                                  n_lab_style=2)
+    assert [(r["images"], r["lab_style_images"]) for r in rows] == [(5, 2), (5, 2)]
+    assert all(r["tokens_identical"] for r in rows if r["precision"] == "fp32")
+    for r in rows:
+        assert r["speedup"] == r["lab_style_s_per_image"] / r["ours_s_per_image"]
