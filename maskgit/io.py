@@ -47,7 +47,10 @@ def save_torch(path: str | Path, obj) -> None:
     path = Path(path)
     tmp = _tmp_beside(path)
     try:
-        torch.save(obj, tmp)
+        # through a file object: given a path, torch names the records inside the
+        # zip after the (random) temporary file, and equal models get unequal bytes
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

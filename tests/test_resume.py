@@ -176,3 +176,16 @@ def test_transformer_checkpoint_must_fit_the_tokenizer(tmp_path, change, expecte
     used = torch.load(project / "models/transformer.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(used[k], good["state_dict"][k]) for k in used)
     assert not (project / "dvclive").exists()
+
+
+def test_equal_checkpoints_are_equal_bytes(tmp_path):
+    """Models are saved under a temporary name and moved: the bytes must not depend
+    on that name, or DVC sees a changed model after every identical run."""
+    from maskgit.io import save_torch
+
+    state = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "steps": 3}
+    save_torch(tmp_path / "a.pt", state)
+    save_torch(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt")["state_dict"]["w"], state["state_dict"]["w"])
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
