@@ -75,8 +75,6 @@ def machine() -> dict:
     }
 
 
-
-
 def build(size: str, device, seed: int = 0):
     spec = SIZES[size]
     torch.manual_seed(seed)
@@ -183,8 +181,7 @@ def bench_training(size, device, batch, repeats):
         step(tok, precision)
 
     # a training step is one forward and a backward of twice its FLOPs
-    step_flops = 3 * forward_flops(transformer, tokens)
-    transformer.train()
+    step_flops = 3 * forward_flops(transformer, tokens)  # counted in eval mode, training mode restored
     rows = []
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         t_tok = timed(lambda: step(tokens, precision), device, repeats)
