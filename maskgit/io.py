@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,24 @@ def _tmp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: str | Path):
+    """Open a temporary sibling of `path` for binary writing; it replaces `path`
+    when the block ends and is deleted when the block raises. `f.name` is the
+    temporary file, for checks that must read it back before it is published."""
     path = Path(path)
     tmp = _tmp_beside(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -44,27 +58,15 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def save_torch(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
-        # through a file object: given a path, torch names the records inside the
-        # zip after the (random) temporary file, and equal models get unequal bytes
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # through a file object: given a path, torch names the records inside the
+    # zip after the (random) temporary file, and equal models get unequal bytes
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
-    path = Path(path)
-    tmp = _tmp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        np.save(f, array)
 
 
 def list_images(folder: str | Path) -> list[Path]:

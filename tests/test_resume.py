@@ -189,3 +189,21 @@ def test_equal_checkpoints_are_equal_bytes(tmp_path):
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(torch.load(tmp_path / "a.pt")["state_dict"]["w"], state["state_dict"]["w"])
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    """A crash while a file is written (here: an object torch cannot pickle, after
+    some bytes went out) must leave the previous file intact and nothing beside it."""
+    from maskgit.io import atomic_file, save_torch
+
+    target = tmp_path / "model.pt"
+    save_torch(target, {"steps": 1})
+    before = target.read_bytes()
+    with pytest.raises(Exception):
+        save_torch(target, {"steps": 2, "bad": lambda: None})
+    assert target.read_bytes() == before
+    with pytest.raises(RuntimeError, match="disk"):
+        with atomic_file(tmp_path / "new.npy") as f:
+            f.write(b"partial")
+            raise RuntimeError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
