@@ -38,7 +38,7 @@ from .cli import autocast
 from .decode import inpaint_tokens
 from .inpaint import inpaint_set
 from .masking import random_token_mask
-from .perf import forward_flops, matmul_peak, sync, timed
+from .perf import forward_flops, matmul_peak, sync, timed, train_step_flops
 from .transformer import BidirectionalTransformer
 from .vqgan import VQGAN
 
@@ -181,7 +181,7 @@ def bench_training(size, device, batch, repeats):
         step(tok, precision)
 
     # a training step is one forward and a backward of twice its FLOPs
-    step_flops = 3 * forward_flops(transformer, tokens)  # counted in eval mode, training mode restored
+    step_flops = train_step_flops(transformer, tokens)
     rows = []
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         t_tok = timed(lambda: step(tokens, precision), device, repeats)

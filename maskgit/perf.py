@@ -48,3 +48,9 @@ def forward_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
         model(batch)
     model.train(was_training)
     return counter.get_total_flops()
+
+
+def train_step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
+    """FLOPs of one training step on `batch`: the counted forward plus a backward of
+    twice that (gradients of activations and of weights), the usual 3x rule."""
+    return 3 * forward_flops(model, batch)

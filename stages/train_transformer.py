@@ -16,8 +16,8 @@ each rank trains on its slice of the same global batch and rank 0 alone writes
 
 import math
 import sys
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from maskgit.cli import autocast, maybe_compile, resolve_device, run_stage, seed
 from maskgit.io import save_torch
 from maskgit.masking import random_token_mask
 from maskgit.params import load_params
-from maskgit.perf import forward_flops, matmul_peak
+from maskgit.perf import matmul_peak, train_step_flops
 from maskgit.resume import Resumable, fingerprint, log_row
 from maskgit.transformer import BidirectionalTransformer
 
@@ -141,7 +141,8 @@ def train_or_load(params, tp, vq, device, world):
             idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
             mask = random_token_mask(tp["batch_size"], num_tokens, generator=generator, **mask_args)
             count = mask.sum().clamp(min=1)
-            tokens, mask = distributed.shard(train[idx.to(device)], world), distributed.shard(to_device(mask, device), world)
+            tokens = distributed.shard(train[idx.to(device)], world)
+            mask = distributed.shard(to_device(mask, device), world)
             sync = micro == tp["grad_accum"] - 1 or not world.active  # DDP: all-reduce once per step
             with net.no_sync() if not sync else nullcontext():
                 loss_sum, correct = masked_loss(model, tokens, mask, tp["label_smoothing"], tp["precision"], net)
@@ -196,14 +197,14 @@ def train_or_load(params, tp, vq, device, world):
 
 def throughput(model, tp, num_tokens, device, world, start, seconds):
     """Training tokens/s and model FLOPs utilisation: the FLOPs the model needs per
-    step (forward counted by torch, backward twice that) over the time taken, as a
-    share of this device's measured matmul peak in the training dtype times the
-    number of processes (timing noise on tiny runs makes these rough)."""
+    step (perf.train_step_flops) over the time taken, as a share of this device's
+    measured matmul peak in the training dtype times the number of processes
+    (timing noise on tiny runs makes these rough)."""
     steps = tp["steps"] - start
     if steps == 0 or seconds == 0:
         return {}
     tokens = steps * tp["grad_accum"] * tp["batch_size"] * num_tokens
-    per_sequence = 3 * forward_flops(model, torch.zeros(1, num_tokens, dtype=torch.long, device=device))
+    per_sequence = train_step_flops(model, torch.zeros(1, num_tokens, dtype=torch.long, device=device))
     peak = matmul_peak(device, torch.bfloat16 if tp["precision"] == "bf16" else torch.float32) * world.size
     return {"tokens_per_s": tokens / seconds, "mfu": per_sequence * tokens / num_tokens / seconds / peak}
 
