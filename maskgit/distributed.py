@@ -66,17 +66,20 @@ def init(device: torch.device) -> tuple[World, torch.device]:
     return world, device
 
 
-def close(world: World) -> None:
-    """Tear the process group down on every rank together. Rank 1 used to finish
-    first (rank 0 still measuring and writing), destroy the group while DDP's
-    reducer, caught in a reference cycle, still held it, and abort at interpreter
-    exit ("terminate called without an active exception", exit -6) in 3 of 32
-    two-process test runs; 0 of 24 since: wait for every rank, collect the DDP
-    wrapper while Python is alive, then destroy the group."""
-    if world.active and dist.is_initialized():
+def close(world: World, finished: bool) -> None:
+    """Tear the process group down. After a finished run every rank waits for the
+    others first: rank 1 used to finish while rank 0 was still measuring and
+    writing, destroy the group while DDP's reducer (caught in a reference cycle)
+    still held it, and abort at interpreter exit ("terminate called without an
+    active exception", exit -6) in 3 of 32 two-process test runs; 0 of 48 since.
+    After a failure nobody waits: the other ranks may be inside a collective that
+    a barrier would never match, and the run would hang instead of stopping."""
+    if not (world.active and dist.is_initialized()):
+        return
+    if finished:
         dist.barrier()
-        gc.collect()
-        dist.destroy_process_group()
+        gc.collect()  # the DDP wrapper, while Python is fully alive
+    dist.destroy_process_group()
 
 
 def shard(x: torch.Tensor, world: World) -> torch.Tensor:

@@ -84,8 +84,10 @@ def main():
     world, device = distributed.init(device)
     try:
         train_or_load(params, tp, vq, device, world)
-    finally:
-        distributed.close(world)
+    except BaseException:
+        distributed.close(world, finished=False)
+        raise
+    distributed.close(world, finished=True)
 
 
 def train_or_load(params, tp, vq, device, world):

@@ -6,13 +6,17 @@ exactly, and the result must be the one-process run up to float summation order.
 """
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 import yaml
 
+from conftest import stage_env
 from test_resume import final_weights, make_project, run_stage, saved_step, tiny_params
 
 STEPS = 12
@@ -85,6 +89,29 @@ def test_batch_that_does_not_split_evenly_stops_before_work(tmp_path):
         "error: train_transformer: params.yaml: train_transformer.batch_size (9) must be divisible by "
         "train_transformer.nproc_per_node (2): each process takes an equal slice")
     assert not (project / "models").exists() and not (project / "dvclive").exists()
+
+
+def test_a_failure_on_one_rank_stops_the_run_instead_of_hanging(tmp_path):
+    """Rank 0 alone writes checkpoints; when that write fails, rank 1 is already in
+    the next step's all-reduce. The failing rank must not wait for the others at
+    teardown (they would never arrive): the run stops, nothing is written."""
+    params = tiny_params(steps=40, eval_every=10, checkpoint_every=5, nproc_per_node=2)
+    params["transformer"]["dropout"] = 0.0
+    project = make_project(tmp_path / "p", params)
+    (project / "checkpoints").mkdir()
+    (project / "checkpoints" / "train_transformer").write_text("a file where the checkpoint folder goes")
+    # own session: if the run hangs, the test kills torchrun and both ranks with it
+    proc = subprocess.Popen([sys.executable, "stages/train_transformer.py"], cwd=project, env=stage_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("a failure on rank 0 left the run hanging")
+    assert proc.returncode != 0
+    assert "rank      : 0" in err  # torchrun names rank 0 as the root cause
+    assert not (project / "models").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the NCCL backend and one GPU per rank")
