@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from tqdm import tqdm
 
@@ -29,12 +31,19 @@ def inpaint_set(
     generator: torch.Generator | None = None,
     history_images: int = 0,
     desc: str = "inpaint",
+    on_batch: Callable[[slice, torch.Tensor, torch.Tensor], None] | None = None,
     **decode_args,
 ):
-    """Inpaint N images in batches of `batch_size` (memory is bounded by the batch,
-    not by N). Returns (tokens (N, n) long, images (N, 3, H, W) float on CPU, history)
-    where history, for the first `history_images` images, holds per step the still
-    masked tokens (k, T, n) bool and the decoded current choice (k, T, 3, H, W)."""
+    """Inpaint N images in batches of `batch_size`. Returns (tokens (N, n) long,
+    images, history) where history, for the first `history_images` images, holds per
+    step the still masked tokens (k, T, n) bool and the decoded current choice
+    (k, T, 3, H, W).
+
+    Without `on_batch`, images is (N, 3, H, W) float on CPU: the whole set in memory,
+    for small sets and tests. With it, `on_batch(batch, tokens, images)` receives each
+    batch's slice of the set, filled tokens and decoded images (float, CPU) and images
+    is None: nothing of size N but the tokens is kept, so memory is bounded by
+    `batch_size` whatever N (the stages write each batch out as it comes)."""
     all_tokens, all_images = [], []
     masks_per_step, chosen_per_step = [], []
 
@@ -43,7 +52,7 @@ def inpaint_set(
         chosen_per_step.append(chosen[:history_images].clone())
 
     for start in tqdm(range(0, len(tokens), batch_size), desc=desc, unit="batch"):
-        batch = slice(start, start + batch_size)
+        batch = slice(start, min(start + batch_size, len(tokens)))
         want_history = start == 0 and history_images > 0
         filled = inpaint_tokens(
             transformer,
@@ -53,12 +62,17 @@ def inpaint_set(
             on_step=record if want_history else None,
             **decode_args,
         )
-        all_tokens.append(filled.cpu())
-        all_images.append(vqgan.decode_tokens(filled).float().cpu())
+        images = vqgan.decode_tokens(filled).float().cpu()
+        filled = filled.cpu()
+        all_tokens.append(filled)
+        if on_batch is None:
+            all_images.append(images)
+        else:
+            on_batch(batch, filled, images)
 
     history = None
     if masks_per_step:
         # only the few figure images are decoded at every step; the lab decoded all
         steps = [vqgan.decode_tokens(c).float().cpu() for c in chosen_per_step]
         history = {"masked": torch.stack(masks_per_step, 1), "images": torch.stack(steps, 1)}
-    return torch.cat(all_tokens), torch.cat(all_images), history
+    return torch.cat(all_tokens), (torch.cat(all_images) if on_batch is None else None), history

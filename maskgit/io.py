@@ -81,8 +81,13 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_images(folder: str | Path, size: int | None = None, limit: int | None = None) -> np.ndarray:
     """The images of a folder (all, or the first `limit`), sorted by name, as uint8 (N, H, W, 3)."""
+    return read_image_files(list_images(folder)[:limit], size)
+
+
+def read_image_files(paths: list[Path], size: int | None = None) -> np.ndarray:
+    """The given image files as uint8 (N, H, W, 3): a batch of a folder read by `list_images`."""
     out = []
-    for p in list_images(folder)[:limit]:
+    for p in paths:
         try:
             with Image.open(p) as im:
                 im.load()
@@ -97,8 +102,13 @@ def read_images(folder: str | Path, size: int | None = None, limit: int | None =
 
 def read_masks(folder: str | Path, size: int | None = None) -> np.ndarray:
     """Masks as bool (N, H, W), True = known (white). Gray levels >= 128 count as white."""
+    return read_mask_files(list_images(folder), size)
+
+
+def read_mask_files(paths: list[Path], size: int | None = None) -> np.ndarray:
+    """The given mask files as bool (N, H, W), with the threshold of `read_masks`."""
     out = []
-    for p in list_images(folder):
+    for p in paths:
         with Image.open(p) as im:
             arr = np.asarray(im.convert("L"))
         if size is not None and arr.shape != (size, size):
@@ -110,15 +120,30 @@ def read_masks(folder: str | Path, size: int | None = None) -> np.ndarray:
 def write_images(folder: str | Path, images: np.ndarray, names: list[str] | None = None) -> None:
     """Write uint8 (N, H, W, 3) or bool masks (N, H, W) as PNGs into `folder`,
     replacing it whole: written to a temporary sibling, then renamed."""
+    with image_folder(folder) as write:
+        write(images, names or [f"{i:05d}.png" for i in range(len(images))])
+
+
+@contextmanager
+def image_folder(folder: str | Path):
+    """Build the image folder `folder` a batch at a time: yields `write(images, names)`,
+    which saves uint8 (n, H, W, 3) or bool (n, H, W) arrays as PNGs under those names
+    in a temporary sibling. The sibling replaces `folder` when the block ends and is
+    removed when it raises, so a set of any size streams through a batch's memory and
+    a crash leaves the previous folder (or none), never a partial one."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_tmp_dir(folder)
-    try:
-        for i, img in enumerate(images):
+
+    def write(images: np.ndarray, names: list[str]) -> None:
+        if len(images) != len(names):
+            raise ValueError(f"{folder}: {len(images)} images but {len(names)} names")
+        for img, name in zip(images, names):
             if img.dtype == bool:
                 img = img.astype(np.uint8) * 255
-            name = names[i] if names else f"{i:05d}.png"
             Image.fromarray(img).save(tmp / name)
+
+    try:
+        yield write
         replace_dir(tmp, folder)
     finally:
         if tmp.exists():

@@ -1,5 +1,9 @@
 """Inpainting runs over the test set on disk, shared by the inpaint and baselines
-stages (one-step decoding is the same run with total_iter 1)."""
+stages (one-step decoding is the same run with total_iter 1).
+
+The test set streams through memory a batch at a time (inpaint.batch_size): its
+tokens are loaded whole (2 KB per image), its images and masks are read, and the
+results written, per batch, so memory does not grow with the number of images."""
 
 import time
 from pathlib import Path
@@ -10,19 +14,39 @@ import torch
 from .checkpoints import load_transformer, load_vqgan
 from .cli import autocast, maybe_compile, resolve_device
 from .inpaint import composite, inpaint_set
-from .io import list_images, read_images, read_masks, save_npy, to_tensor, to_uint8, write_images, write_json
+from .io import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
 
 TEST = Path("data/prepared/test")
 
 
-def load_test_set(params):
-    size = params["data"]["image_size"]
-    tokens = torch.from_numpy(np.load("data/tokens/test.npy").astype(np.int64))
-    unknown = torch.from_numpy(np.load("data/tokens/test_unknown.npy"))
-    masked = read_images(TEST / "masked_image", size)
-    known = torch.from_numpy(read_masks(TEST / "mask64", size))
-    names = [p.name for p in list_images(TEST / "masked_image")]
-    return tokens, unknown, masked, known, names
+class PreparedTestSet:
+    """The prepared test set: tokens in memory, images and masks read on demand."""
+
+    def __init__(self, params):
+        self.size = params["data"]["image_size"]
+        self.tokens = torch.from_numpy(np.load("data/tokens/test.npy").astype(np.int64))
+        self.unknown = torch.from_numpy(np.load("data/tokens/test_unknown.npy"))
+        self.paths = {kind: list_images(TEST / kind) for kind in ("masked_image", "mask64", "gt")}
+        self.names = [p.name for p in self.paths["masked_image"]]
+
+    def __len__(self):
+        return len(self.names)
+
+    def images(self, kind: str, batch: slice) -> np.ndarray:
+        """uint8 (n, H, W, 3) of `kind` (masked_image or gt) for the images in `batch`."""
+        return read_image_files(self.paths[kind][batch], self.size)
+
+    def known(self, batch: slice) -> torch.Tensor:
+        """bool (n, H, W), True where the pixel is known, for the images in `batch`."""
+        return torch.from_numpy(read_mask_files(self.paths["mask64"][batch], self.size))
+
+    def finish(self, images: torch.Tensor, batch: slice, norm: dict, paste_known: bool) -> np.ndarray:
+        """Decoded images of `batch` -> uint8 for writing, with the known pixels of
+        the masked input pasted back when `paste_known` (inpaint.composite)."""
+        if paste_known:
+            masked = to_tensor(self.images("masked_image", batch), norm["mean"], norm["std"])
+            images = composite(images, masked, self.known(batch))
+        return to_uint8(images, norm["mean"], norm["std"])
 
 
 def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, history_images, desc):
@@ -32,20 +56,26 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
     transformer = maybe_compile(load_transformer("models/transformer.pt", device), device, params["compile"])
-    tokens, unknown, masked, known, names = load_test_set(params)
+    test = PreparedTestSet(params)
     generator = torch.Generator(device=device).manual_seed(ip["seed"])
+    io_seconds = 0.0
     start = time.perf_counter()
-    with autocast(device, ip["precision"]):
-        _, images, history = inpaint_set(
-            vqgan, transformer, tokens, unknown,
+    with image_folder(out_dir / "images") as write, autocast(device, ip["precision"]):
+
+        def write_batch(batch, _tokens, images):
+            nonlocal io_seconds
+            io_start = time.perf_counter()
+            write(test.finish(images, batch, norm, ip["composite"]), test.names[batch])
+            io_seconds += time.perf_counter() - io_start
+
+        _, _, history = inpaint_set(
+            vqgan, transformer, test.tokens, test.unknown,
             batch_size=ip["batch_size"], device=device, generator=generator, history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
-            choice_temperature=ip["choice_temperature"], sampling=ip["sampling"],
+            choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
         )
-    seconds = time.perf_counter() - start
-    if ip["composite"]:
-        images = composite(images, to_tensor(masked, norm["mean"], norm["std"]), known)
-    write_images(out_dir / "images", to_uint8(images, norm["mean"], norm["std"]), names)
+    # decoding alone (transformer + VQGAN decode), without reading and writing PNGs
+    seconds = time.perf_counter() - start - io_seconds
     if history is not None:
         steps = to_uint8(history["images"].flatten(0, 1), norm["mean"], norm["std"])
         k, t = history["images"].shape[:2]
@@ -53,6 +83,6 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
         save_npy(out_dir / "steps_masked.npy", history["masked"].numpy())
     write_json(out_dir / "info.json", {
         "schedule": schedule, "total_iter": total_iter, "sweet_spot": sweet_spot,
-        "images": len(names), "seconds": round(seconds, 3), "seconds_per_image": seconds / len(names),
-        "device": str(device), "precision": ip["precision"],
+        "images": len(test), "seconds": round(seconds, 3), "seconds_per_image": seconds / len(test),
+        "io_seconds": round(io_seconds, 3), "device": str(device), "precision": ip["precision"],
     })

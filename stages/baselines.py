@@ -14,17 +14,16 @@ from tqdm import tqdm
 
 from maskgit.checkpoints import load_vqgan
 from maskgit.cli import resolve_device, run_stage
-from maskgit.inpaint import composite
-from maskgit.io import read_images, to_tensor, to_uint8, write_images
+from maskgit.io import image_folder, to_tensor
 from maskgit.params import load_params
-from maskgit.testset import TEST, load_test_set, run_inpainting
+from maskgit.testset import PreparedTestSet, run_inpainting
 
 OUT = Path("outputs/baselines")
 
 
 def main():
     params = load_params()
-    ip, size = params["inpaint"], params["data"]["image_size"]
+    ip = params["inpaint"]
     # with total_iter 1 the only step is the last one, which never evaluates gamma:
     # the schedule named here does not matter, so the stage does not depend on the list
     run_inpainting(params, OUT / "onestep", schedule="cosine", total_iter=1, sweet_spot=1,
@@ -32,16 +31,14 @@ def main():
 
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
-    gt = to_tensor(read_images(TEST / "gt", size), norm["mean"], norm["std"])
-    with torch.no_grad():
-        recon = torch.cat([
-            vqgan.decode_tokens(vqgan.encode_to_tokens(gt[i : i + ip["batch_size"]].to(device))).float().cpu()
-            for i in tqdm(range(0, len(gt), ip["batch_size"]), desc="reconstruction", unit="batch")
-        ])
-    _, _, masked, known, names = load_test_set(params)
-    if ip["composite"]:
-        recon = composite(recon, to_tensor(masked, norm["mean"], norm["std"]), known)
-    write_images(OUT / "recon" / "images", to_uint8(recon, norm["mean"], norm["std"]), names)
+    test = PreparedTestSet(params)
+    batch_size = ip["batch_size"]
+    with image_folder(OUT / "recon" / "images") as write, torch.no_grad():
+        for start in tqdm(range(0, len(test), batch_size), desc="reconstruction", unit="batch"):
+            batch = slice(start, min(start + batch_size, len(test)))
+            gt = to_tensor(test.images("gt", batch), norm["mean"], norm["std"]).to(device)
+            recon = vqgan.decode_tokens(vqgan.encode_to_tokens(gt)).float().cpu()
+            write(test.finish(recon, batch, norm, ip["composite"]), test.names[batch])
 
 
 if __name__ == "__main__":

@@ -45,3 +45,25 @@ def test_composite_keeps_known_pixels():
     known[0, :2] = True
     out = composite(generated, masked_input, known)
     assert (out[0, :, :2] == 1).all() and (out[0, :, 2:] == 0).all() and (out[1] == 0).all()
+
+
+def test_streaming_batches_gives_the_in_memory_result_and_keeps_no_images():
+    """With on_batch (what the stages use, so that memory does not grow with the
+    number of images) every image arrives exactly once, in order, equal to the
+    in-memory result, and nothing of the set's images is kept."""
+    vqgan, transformer = models()
+    images = torch.rand(7, 3, 16, 16) * 2 - 1
+    known = torch.ones(7, 16, 16, dtype=torch.bool)
+    for i in range(7):
+        known[i, i : i + 5, 1 : 3 + i] = False
+    tokens = vqgan.encode_to_tokens(images)
+    unknown = token_unknown_from_pixel_mask(known, 2)
+    args = dict(device="cpu", schedule="linear", total_iter=3, sweet_spot=3, choice_temperature=0.0)
+    t_all, x_all, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
+    seen = []
+    t_stream, x_stream, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=3,
+                                        on_batch=lambda b, t, x: seen.append((b, t, x)), **args)
+    assert x_stream is None and torch.equal(t_stream, t_all)
+    assert [(b.start, b.stop) for b, _, _ in seen] == [(0, 3), (3, 6), (6, 7)]
+    assert torch.equal(torch.cat([t for _, t, _ in seen]), t_all)
+    assert torch.allclose(torch.cat([x for _, _, x in seen]), x_all, atol=1e-5)

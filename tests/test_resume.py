@@ -207,3 +207,27 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             f.write(b"partial")
             raise RuntimeError("disk full")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_an_image_folder_that_fails_halfway_keeps_the_old_folder(tmp_path):
+    """Image folders are written a batch at a time (inpainting streams): a crash
+    after some batches went out leaves the previous folder as it was and no
+    temporary sibling; a finished build replaces it whole (stale files gone)."""
+    from maskgit.io import image_folder, read_images, write_images
+
+    folder = tmp_path / "images"
+    old = np.zeros((2, 8, 8, 3), np.uint8)
+    write_images(folder, old, ["a.png", "b.png"])
+    with pytest.raises(RuntimeError, match="killed"):
+        with image_folder(folder) as write:
+            write(np.full((1, 8, 8, 3), 255, np.uint8), ["a.png"])
+            raise RuntimeError("killed between batches")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]
+    assert np.array_equal(read_images(folder), old)
+    new = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+    with image_folder(folder) as write:
+        write(new[:1], ["c.png"])
+        write(new[1:], ["d.png"])
+    assert sorted(p.name for p in folder.iterdir()) == ["c.png", "d.png"]
+    assert np.array_equal(read_images(folder), new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
