@@ -20,12 +20,14 @@ from .resume import TrainingDiverged
 USER_ERRORS = (ParamError, ValueError, FileNotFoundError, NotADirectoryError, TrainingDiverged)
 
 
-def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> None:
-    """Run a stage's main(); on bad input print one line and exit 2. The wall time
-    lands in timings/<name>.json (a stage output) for the report."""
+def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True) -> None:
+    """Run a stage's main(); on bad input print one line and exit 2. The wall time,
+    plus any timings main() returns as a dict, lands in timings/<name>.json (a stage
+    output) for the report. Timings go there and never into a stage's cached outputs:
+    a re-run that writes the same images must hash the same, so DVC skips what follows."""
     start = time.perf_counter()
     try:
-        main()
+        extra = main()
     except USER_ERRORS as e:
         if os.environ.get("MASKGIT_DEBUG") or "--debug" in sys.argv:
             raise
@@ -34,7 +36,7 @@ def run_stage(main: Callable[[], None], name: str, record_time: bool = True) -> 
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs("timings", exist_ok=True)
-        write_json(f"timings/{name}.json", {"stage": name, "seconds": round(seconds, 2)})
+        write_json(f"timings/{name}.json", {"stage": name, "seconds": round(seconds, 2), **(extra or {})})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
 
 
@@ -76,6 +78,30 @@ def autocast(device: torch.device, precision: str):
     (2.3x the fp32 training throughput of the demo transformer on a 2-core CPU with
     avx512_bf16); fp32 is plain float32. Weights and optimizer state stay float32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def release_free_heap() -> None:
+    """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    Called between inpainting batches. glibc raises its mmap threshold after large
+    frees, so later batches' tensors land on the heap and fragment it: resident
+    memory crept up by ~10 MB per batch (819 -> 1,021 MB over 20 batches of 100),
+    although nothing is kept. Trimming holds it flat (584 -> 593 MB) at no
+    measurable cost; a fixed mmap threshold also holds it flat but made inpainting
+    1.7x slower (page faults on every large tensor)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def seed_everything(seed: int) -> torch.Generator:

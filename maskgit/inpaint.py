@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from .cli import to_device
+from .cli import release_free_heap, to_device
 from .decode import inpaint_tokens
 
 
@@ -62,6 +62,7 @@ def inpaint_set(
             on_step=record if want_history else None,
             **decode_args,
         )
+        release_free_heap()  # the decoding loop's logits and activations
         images = vqgan.decode_tokens(filled).float().cpu()
         filled = filled.cpu()
         all_tokens.append(filled)
@@ -69,6 +70,7 @@ def inpaint_set(
             all_images.append(images)
         else:
             on_batch(batch, filled, images)
+            release_free_heap()  # the decoded images, once written
 
     history = None
     if masks_per_step:

@@ -26,8 +26,8 @@ def main():
     ip = params["inpaint"]
     # with total_iter 1 the only step is the last one, which never evaluates gamma:
     # the schedule named here does not matter, so the stage does not depend on the list
-    run_inpainting(params, OUT / "onestep", schedule="cosine", total_iter=1, sweet_spot=1,
-                   history_images=0, desc="one-step")
+    onestep = run_inpainting(params, OUT / "onestep", schedule="cosine", total_iter=1, sweet_spot=1,
+                             history_images=0, desc="one-step")
 
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
@@ -39,6 +39,7 @@ def main():
             gt = to_tensor(test.images("gt", batch), norm["mean"], norm["std"]).to(device)
             recon = vqgan.decode_tokens(vqgan.encode_to_tokens(gt)).float().cpu()
             write(test.finish(recon, batch, norm, ip["composite"]), test.names[batch])
+    return {f"onestep_{key}": value for key, value in onestep.items()}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 Writes outputs/inpaint/<schedule>/images/*.png (one per test image, same names),
 steps_masked.npy / steps_images.npy (the latent mask and the decoded image at
 every step for the first inpaint.n_figure_images images, the lab's figures) and
-info.json (timing).
+info.json (the settings). Timings go to timings/inpaint-<schedule>.json.
 """
 
 import sys
@@ -24,7 +24,7 @@ def main():
     ip = params["inpaint"]
     if schedule not in ip["schedules"]:
         raise ParamError(f"params.yaml: schedule {schedule!r} is not in inpaint.schedules {ip['schedules']}")
-    run_inpainting(params, Path("outputs/inpaint") / schedule, schedule=schedule, total_iter=ip["total_iter"],
+    return run_inpainting(params, Path("outputs/inpaint") / schedule, schedule=schedule, total_iter=ip["total_iter"],
                    sweet_spot=ip["sweet_spot"], history_images=ip["n_figure_images"], desc=f"inpaint {schedule}")
 
 

@@ -90,6 +90,20 @@ def test_two_runs_on_cpu_are_identical(tiny_project, tmp_path_factory):
         assert read_json(first / "metrics" / name) == read_json(second / "metrics" / name)
 
 
+def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
+    # timings go to timings/ (uncached), never into a stage's cached outputs: forced
+    # re-runs of inpainting and the baselines write the same bytes, the output hashes
+    # do not move, and DVC skips FID and plots (only the report shows the new timings)
+    project, env, _ = tiny_project
+    run(["dvc", "repro", "--force", "--single-item", "inpaint@cosine", "baselines"], project, env)
+    out = run(["dvc", "repro"], project, env)
+    for stage in ["fid_baselines", "fid", "plots"]:
+        assert f"Running stage '{stage}'" not in out, f"{stage} re-ran after an identical re-run"
+    assert "Running stage 'report'" in out
+    timing = read_json(project / "timings/inpaint-cosine.json")
+    assert timing["decode_seconds"] > 0 and "seconds" not in read_json(project / "outputs/inpaint/cosine/info.json")
+
+
 def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     project, env, _ = tiny_project
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)
