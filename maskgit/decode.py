@@ -19,7 +19,7 @@ then keeps its choice from that step.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -62,11 +62,27 @@ def annealed_temperature(choice_temperature: float, r: float) -> float:
     return choice_temperature * (1.0 - r)
 
 
-def _gumbel(shape, generator, device) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _uniform(shape, generator: Generators, device) -> torch.Tensor:
+    """U(0, 1) noise of `shape` (B, ...): from one generator, or row b from generator b."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
+    return torch.stack([torch.rand(shape[1:], generator=g, device=device, dtype=torch.float32) for g in generator])
+
+
+def _gumbel(shape, generator: Generators, device) -> torch.Tensor:
     # -log(-log U) with U kept away from 0 and 1 so the noise is finite
-    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
-    u = u.clamp(torch.finfo(torch.float32).tiny, 1.0 - 1e-7)
+    u = _uniform(shape, generator, device).clamp(torch.finfo(torch.float32).tiny, 1.0 - 1e-7)
     return -torch.log(-torch.log(u))
+
+
+def _sample(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """One draw per position from probs (B, N, K) -> (B, N) long."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:2])
+    return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1) for p, g in zip(probs, generator)])
 
 
 @torch.no_grad()
@@ -80,7 +96,7 @@ def inpaint_tokens(
     sweet_spot: int,
     choice_temperature: float,
     sampling: str = "argmax",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Fill the unknown tokens of a batch by MaskGIT's iterative decoding.
@@ -88,6 +104,8 @@ def inpaint_tokens(
     tokens: (B, N) long, the tokenised input (values at unknown positions are ignored);
     unknown: (B, N) bool, True where the token must be generated; it may differ per image.
     Returns (B, N) long: known positions unchanged, every unknown one filled.
+    `generator`: one torch.Generator for the batch, or a sequence of B, one per image,
+    so that an image's noise does not depend on which images share its batch.
     `on_step(t, chosen, still_masked)` is called after each step with the tokens chosen
     at that step and the mask that remains (for the lab's per-step figures).
     """
@@ -98,6 +116,8 @@ def inpaint_tokens(
     mask_id = transformer.mask_token_id
     unknown = unknown.bool()
     device = tokens.device
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != len(tokens):
+        raise ValueError(f"{len(generator)} generators for a batch of {len(tokens)} images: give one per image")
 
     n0 = unknown.sum(dim=1)  # per image, fixed for the whole loop
     masked = unknown.clone()
@@ -112,8 +132,7 @@ def inpaint_tokens(
         if sampling == "argmax":
             sampled = log_probs.argmax(dim=-1)
         else:
-            flat = log_probs.exp().reshape(-1, codebook_size)
-            sampled = torch.multinomial(flat, 1, generator=generator).view_as(current)
+            sampled = _sample(log_probs.exp(), generator)
         chosen = torch.where(masked, sampled, current)
         if t == steps - 1:
             if on_step is not None:

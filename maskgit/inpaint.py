@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -19,6 +20,15 @@ def composite(generated: torch.Tensor, masked_input: torch.Tensor, known: torch.
     return torch.where(known[:, None].to(generated.device), masked_input.to(generated.device), generated)
 
 
+def image_generators(seed: int, indices: range, device) -> list[torch.Generator]:
+    """One generator per image, seeded from (seed, index in the set): an image's noise
+    is then the same whatever batch_size, and whichever images share its batch."""
+    return [
+        torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0]))
+        for i in indices
+    ]
+
+
 @torch.no_grad()
 def inpaint_set(
     vqgan,
@@ -28,7 +38,7 @@ def inpaint_set(
     *,
     batch_size: int,
     device,
-    generator: torch.Generator | None = None,
+    seed: int | None = None,
     history_images: int = 0,
     desc: str = "inpaint",
     on_batch: Callable[[slice, torch.Tensor, torch.Tensor], None] | None = None,
@@ -43,7 +53,11 @@ def inpaint_set(
     for small sets and tests. With it, `on_batch(batch, tokens, images)` receives each
     batch's slice of the set, filled tokens and decoded images (float, CPU) and images
     is None: nothing of size N but the tokens is kept, so memory is bounded by
-    `batch_size` whatever N (the stages write each batch out as it comes)."""
+    `batch_size` whatever N (the stages write each batch out as it comes).
+
+    With `seed`, image i draws its noise (Gumbel confidences, samples) from its own
+    generator seeded with (seed, i): results do not depend on batch_size. Without
+    it, torch's global generator is used."""
     all_tokens, all_images = [], []
     masks_per_step, chosen_per_step = [], []
 
@@ -58,7 +72,7 @@ def inpaint_set(
             transformer,
             to_device(tokens[batch], device),
             to_device(unknown[batch], device),
-            generator=generator,
+            generator=None if seed is None else image_generators(seed, range(batch.start, batch.stop), device),
             on_step=record if want_history else None,
             **decode_args,
         )

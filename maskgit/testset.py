@@ -58,7 +58,6 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
     transformer = maybe_compile(load_transformer("models/transformer.pt", device), device, params["compile"])
     test = PreparedTestSet(params)
-    generator = torch.Generator(device=device).manual_seed(ip["seed"])
     io_seconds = 0.0
     start = time.perf_counter()
     with image_folder(out_dir / "images") as write, autocast(device, ip["precision"]):
@@ -71,7 +70,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
 
         _, _, history = inpaint_set(
             vqgan, transformer, test.tokens, test.unknown,
-            batch_size=ip["batch_size"], device=device, generator=generator, history_images=history_images,
+            batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
             choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
         )

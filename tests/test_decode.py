@@ -301,6 +301,22 @@ def test_sampling_is_reproducible_with_a_generator():
     assert not torch.equal(a, c)
 
 
+def test_one_generator_per_image_makes_each_row_its_own():
+    """With a generator per image, an image decoded inside a batch equals the same
+    image decoded alone with a generator seeded the same (sampling and Gumbel noise)."""
+    tokens, unknown = batch_with_different_masks()
+    model = toy_transformer()
+    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
+    together = inpaint_tokens(model, tokens, unknown, generator=[torch.Generator().manual_seed(10 + b)
+                                                                 for b in range(len(tokens))], **kwargs)
+    for b in range(len(tokens)):
+        alone = inpaint_tokens(model, tokens[b:b + 1], unknown[b:b + 1],
+                               generator=[torch.Generator().manual_seed(10 + b)], **kwargs)
+        assert torch.equal(alone[0], together[b])
+    with pytest.raises(ValueError, match="one per image"):
+        inpaint_tokens(model, tokens, unknown, generator=[torch.Generator()], **kwargs)
+
+
 def test_num_masked_clamps():
     n0 = torch.tensor([0, 1, 2, 100, 100])
     current = torch.tensor([0, 1, 2, 100, 3])

@@ -1,6 +1,7 @@
 """Inpainting whole sets: batching does not change results, compositing keeps the
 known pixels, the per-step history is that of the decoding loop."""
 
+import pytest
 import torch
 
 from maskgit.inpaint import composite, inpaint_set
@@ -17,6 +18,35 @@ def models():
     vqgan = VQGAN(CONFIG).eval()
     transformer = BidirectionalTransformer(16, 64, {"dim": 16, "n_layers": 1, "n_heads": 2, "mlp_dim": 32}).eval()
     return vqgan, transformer
+
+
+def holes(n):
+    vqgan, transformer = models()
+    images = torch.rand(n, 3, 16, 16) * 2 - 1
+    known = torch.ones(n, 16, 16, dtype=torch.bool)
+    for i in range(n):
+        known[i, i : i + 6, 2 : 2 + 2 * i + 2] = False  # a different hole per image
+    tokens = vqgan.encode_to_tokens(images)
+    return vqgan, transformer, tokens, token_unknown_from_pixel_mask(known, 2)
+
+
+@pytest.mark.parametrize("sampling", ["argmax", "sample"])
+def test_with_noise_an_image_is_filled_the_same_in_any_batch(sampling):
+    """Gumbel confidences (and samples) come from one generator per image, seeded by
+    (seed, index): the fill of an image does not depend on batch_size, while another
+    seed changes the order in which tokens are revealed (so the noise is really used)."""
+    vqgan, transformer, tokens, unknown = holes(5)
+    args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=4.5,
+                sampling=sampling)
+    t_all, x_all, h_all = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=3, history_images=5,
+                                      **args)
+    t_two, x_two, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, seed=3, **args)
+    t_one, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=1, seed=3, **args)
+    assert torch.equal(t_all, t_two) and torch.equal(t_all, t_one) and torch.allclose(x_all, x_two, atol=1e-5)
+    t_other, _, h_other = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=4, history_images=5,
+                                      **args)
+    assert not torch.equal(h_all["masked"], h_other["masked"])
+    assert torch.equal(t_all[~unknown], t_other[~unknown])
 
 
 def test_batch_size_does_not_change_the_result_and_history_is_kept():
