@@ -12,9 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import ParamError, TrainingDiverged
 from .io import write_json
-from .params import ParamError
-from .resume import TrainingDiverged
 
 # Errors that mean "the input is wrong" (or training diverged), shown as one line; anything else is a bug
 # and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback for all of them.

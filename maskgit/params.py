@@ -14,11 +14,8 @@ from typing import Any, Callable
 import yaml
 
 from .schedules import SCHEDULES
-from .vqgan import check_config as check_vqgan_config
-
-
-class ParamError(ValueError):
-    """A bad value in params.yaml; the message is one line naming the key."""
+from .errors import ParamError
+from .vqgan_config import check_config as check_vqgan_config
 
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None

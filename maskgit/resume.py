@@ -17,11 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import TrainingDiverged  # noqa: F401 (raised here; importable from here as before)
 from .io import save_torch
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss went NaN or inf: training stops instead of writing a broken model."""
 
 
 def fingerprint(params: dict, *files: str | Path) -> str:
