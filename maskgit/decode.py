@@ -65,9 +65,14 @@ def annealed_temperature(choice_temperature: float, r: float) -> float:
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
+def _per_image(generator: Generators) -> bool:
+    """True for a sequence of generators, one per image of the batch."""
+    return generator is not None and not isinstance(generator, torch.Generator)
+
+
 def _uniform(shape, generator: Generators, device) -> torch.Tensor:
     """U(0, 1) noise of `shape` (B, ...): from one generator, or row b from generator b."""
-    if generator is None or isinstance(generator, torch.Generator):
+    if not _per_image(generator):
         return torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
     return torch.stack([torch.rand(shape[1:], generator=g, device=device, dtype=torch.float32) for g in generator])
 
@@ -80,7 +85,7 @@ def _gumbel(shape, generator: Generators, device) -> torch.Tensor:
 
 def _sample(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One draw per position from probs (B, N, K) -> (B, N) long."""
-    if generator is None or isinstance(generator, torch.Generator):
+    if not _per_image(generator):
         return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:2])
     return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1) for p, g in zip(probs, generator)])
 
@@ -116,7 +121,7 @@ def inpaint_tokens(
     mask_id = transformer.mask_token_id
     unknown = unknown.bool()
     device = tokens.device
-    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != len(tokens):
+    if _per_image(generator) and len(generator) != len(tokens):
         raise ValueError(f"{len(generator)} generators for a batch of {len(tokens)} images: give one per image")
 
     n0 = unknown.sum(dim=1)  # per image, fixed for the whole loop

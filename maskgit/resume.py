@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import TrainingDiverged  # noqa: F401 (raised here; importable from here as before)
+from .errors import TrainingDiverged
 from .io import save_torch
 
 

@@ -32,14 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# check_config, CONFIG_KEYS and OPTIONAL_KEYS stay importable from here, beside the model
-from .vqgan_config import CONFIG_KEYS, GN_GROUPS, OPTIONAL_KEYS, check_config, norm_groups, num_halvings  # noqa: F401
+from .vqgan_config import GN_GROUPS, check_config, norm_groups, num_halvings
 
 GN_EPS = 1e-6
 
 
 # -----------------------------------------------------------------------------
 # layout
+
 
 def down_positions(n_enc: int, d: int) -> set[int]:
     """Encoder loop indices followed by a Downsample: the first d of L-2, L-4, ... (the deepest stages)."""

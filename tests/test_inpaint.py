@@ -50,13 +50,7 @@ def test_with_noise_an_image_is_filled_the_same_in_any_batch(sampling):
 
 
 def test_batch_size_does_not_change_the_result_and_history_is_kept():
-    vqgan, transformer = models()
-    images = torch.rand(5, 3, 16, 16) * 2 - 1
-    known = torch.ones(5, 16, 16, dtype=torch.bool)
-    for i in range(5):
-        known[i, i : i + 6, 2 : 2 + 2 * i + 2] = False  # a different hole per image
-    tokens = vqgan.encode_to_tokens(images)
-    unknown = token_unknown_from_pixel_mask(known, 2)
+    vqgan, transformer, tokens, unknown = holes(5)
     args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=0.0)
     t_all, x_all, hist = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, history_images=2, **args)
     t_two, x_two, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, **args)
