@@ -53,7 +53,8 @@ def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=
     `forward` is the module to call (the DDP or compiled wrapper of `model`)."""
     inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
     with autocast(tokens.device, precision):
-        logits = (forward or model)(inputs)[..., : model.codebook_size]
+        # `is None`, not `or`: a compiled module has no truth value (its __len__ raises)
+        logits = (model if forward is None else forward)(inputs)[..., : model.codebook_size]
     logits = logits.float()[mask]  # the softmax and the loss in float32
     loss = F.cross_entropy(logits, tokens[mask], label_smoothing=label_smoothing, reduction="sum")
     return loss, (logits.argmax(-1) == tokens[mask]).sum().float()
@@ -135,7 +136,7 @@ def train_or_load(params, tp, vq, device, world):
             log_row(live, row)
     bar = tqdm(range(start, tp["steps"]), desc="train_transformer", unit="step", initial=start, total=tp["steps"],
                disable=not world.is_main)
-    train_seconds = 0.0
+    train_seconds = 0.0  # from the second step on: the first compiles (compile: true) and warms up kernels
     for step in bar:
         started = time.perf_counter()
         for micro in range(tp["grad_accum"]):
@@ -158,7 +159,8 @@ def train_or_load(params, tp, vq, device, world):
         opt.zero_grad(set_to_none=True)
         sched.step()
         loss, acc = stats.tolist()
-        train_seconds += time.perf_counter() - started
+        if step > start:
+            train_seconds += time.perf_counter() - started
         running.append((loss, acc))
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}")
         if world.is_main and ((step + 1) % tp["eval_every"] == 0 or step + 1 == tp["steps"]):
@@ -201,9 +203,11 @@ def throughput(model, tp, num_tokens, device, world, start, seconds):
     """Training tokens/s and model FLOPs utilisation: the FLOPs the model needs per
     step (perf.train_step_flops) over the time taken, as a share of this device's
     measured matmul peak in the training dtype times the number of processes
-    (timing noise on tiny runs makes these rough)."""
-    steps = tp["steps"] - start
-    if steps == 0 or seconds == 0:
+    (timing noise on tiny runs makes these rough). The first step of the run is left
+    out, as from `seconds`: with compile: true it holds the compilation (~25 s on an
+    H100 at lab size), which says nothing about the steps that follow."""
+    steps = tp["steps"] - start - 1
+    if steps <= 0 or seconds == 0:
         return {}
     tokens = steps * tp["grad_accum"] * tp["batch_size"] * num_tokens
     per_sequence = train_step_flops(model, torch.zeros(1, num_tokens, dtype=torch.long, device=device))
