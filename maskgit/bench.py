@@ -291,6 +291,17 @@ def bench_scaling(kind, sizes, batch_size):
     return rows
 
 
+TITLES = {
+    "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
+    "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
+    "training": "3. Transformer training: pre-tokenized data against VQGAN-encoding every batch",
+    "fid_cache": "4. FID of a second image set: ground-truth features cached against recomputed",
+    "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
+    "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
+}
+SECTIONS = tuple(TITLES)
+
+
 def markdown(result: dict) -> str:
     import pandas as pd
 
@@ -300,17 +311,9 @@ def markdown(result: dict) -> str:
              f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}. "
              f"Medians of {result['repeats']} repeats after a warm-up; "
              + (f"this invocation re-ran only `{result['only']}` in {result['seconds']:.0f} s, the other "
-                f"sections come from the full run before it." if result.get("only")
+                f"sections come from the full run before it." if result.get("kept")
                 else f"{result['seconds']:.0f} s in all."), ""]
-    titles = {
-        "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
-        "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
-        "training": "3. Transformer training: pre-tokenized data against VQGAN-encoding every batch",
-        "fid_cache": "4. FID of a second image set: ground-truth features cached against recomputed",
-        "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
-        "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
-    }
-    for key, title in titles.items():
+    for key, title in TITLES.items():
         if result.get(key):
             lines += [f"## {title}", "", pd.DataFrame(result[key]).to_markdown(index=False, floatfmt=".4g"), ""]
     return "\n".join(lines)
@@ -336,7 +339,8 @@ def main(argv=None):
     result["only"] = args.only
     if only and (args.out / "benchmark.json").is_file():
         kept = json.loads((args.out / "benchmark.json").read_text())
-        result.update({k: v for k, v in kept.items() if k not in only and k not in ("args", "only")})
+        result.update({k: v for k, v in kept.items() if k not in only and k not in ("args", "only", "kept")})
+        result["kept"] = sorted(k for k in kept if k in SECTIONS and k not in only)
     # on a GPU the lab5 row inpaints the 747 images of the lab's test set
     n_demo, n_lab = (4, 1) if args.quick else ((747, 747) if gpu else (32, 4))
     lab_loop = 64 if gpu and not args.quick else None
