@@ -145,6 +145,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "dropout": _float(0.0, 1.0),
         "attention": _choice("manual", "sdpa"),
         "norm_first": _bool,
+        "pos_init": _choice("sincos", "normal"),  # maskgit.transformer.POS_INITS
         "checkpoint": _optional_path,
     },
     "train_transformer": {
@@ -173,7 +174,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "sweet_spot": _int(1),
         "choice_temperature": _float(0.0),
         "sampling": _choice("argmax", "sample"),
-        "composite": _bool,
+        "composite": _choice("poisson", "paste", "none"),  # maskgit.inpaint.COMPOSITE
         "precision": _choice("fp32", "bf16"),
         "batch_size": _int(1),
         "n_figure_images": _int(0),

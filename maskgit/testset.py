@@ -40,12 +40,12 @@ class PreparedTestSet:
         """bool (n, H, W), True where the pixel is known, for the images in `batch`."""
         return torch.from_numpy(read_mask_files(self.paths["mask64"][batch], self.size))
 
-    def finish(self, images: torch.Tensor, batch: slice, norm: dict, paste_known: bool) -> np.ndarray:
+    def finish(self, images: torch.Tensor, batch: slice, norm: dict, mode: str) -> np.ndarray:
         """Decoded images of `batch` -> uint8 for writing, with the known pixels of
-        the masked input pasted back when `paste_known` (inpaint.composite)."""
-        if paste_known:
+        the masked input put back as inpaint.composite says (`mode`)."""
+        if mode != "none":
             masked = to_tensor(self.images("masked_image", batch), norm["mean"], norm["std"])
-            images = composite(images, masked, self.known(batch))
+            images = composite(images, masked, self.known(batch), mode)
         return to_uint8(images, norm["mean"], norm["std"])
 
 

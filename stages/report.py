@@ -174,7 +174,7 @@ def main():
         + (f"; pretrained VQGAN `{vq['checkpoint']}`, not trained here." if vq["checkpoint"] else "."),
         f"- Decoding: schedules {', '.join(schedules)}; total_iter {ip['total_iter']}, sweet spot {ip['sweet_spot']} "
         f"({steps} steps run), {ip['sampling']}, choice temperature {ip['choice_temperature']}, "
-        f"composite {'on' if ip['composite'] else 'off'}.",
+        f"composite: {ip['composite']}.",
         "",
         "<details><summary>params.yaml</summary>",
         "",

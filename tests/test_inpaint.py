@@ -69,6 +69,55 @@ def test_composite_keeps_known_pixels():
     known[0, :2] = True
     out = composite(generated, masked_input, known)
     assert (out[0, :, :2] == 1).all() and (out[0, :, 2:] == 0).all() and (out[1] == 0).all()
+    assert torch.equal(composite(generated, masked_input, known, "none"), generated)
+    with pytest.raises(ValueError, match="inpaint.composite"):
+        composite(generated, masked_input, known, "feather")
+
+
+def smooth_images(n, size=24):
+    """Smooth random images (cumulative sums of noise), so that a fill can be judged."""
+    torch.manual_seed(1)
+    return torch.randn(n, 3, size, size).cumsum(-1).cumsum(-2) / size
+
+
+def poisson_holes(n, size=24):
+    known = torch.ones(n, size, size, dtype=torch.bool)
+    known[0, 5:15, 3:11] = False  # inside the image
+    known[1, :9, :] = False  # across the whole top edge: no known pixel above it
+    known[2, 14:, 16:] = False  # in a corner
+    known[2, 2:5, 2:20] = False  # and a second hole
+    return known
+
+
+def test_poisson_composite_removes_a_shade_off_fill_and_keeps_known_pixels():
+    """A fill that is the right image a uniform shade off, per channel (the seam that
+    paste leaves as a visible rectangle): seamless cloning shifts it back exactly."""
+    gt = smooth_images(3)
+    known = poisson_holes(3)
+    generated = gt + torch.tensor([0.3, -0.2, 0.1])[:, None, None]
+    masked_input = torch.where(known[:, None], gt, torch.zeros_like(gt))  # holes gray, as in the lab
+    out = composite(generated, masked_input, known, "poisson")
+    assert torch.equal(out[known[:, None].expand_as(out)], masked_input[known[:, None].expand_as(out)])
+    assert torch.allclose(out, gt, atol=1e-4)
+    pasted = composite(generated, masked_input, known, "paste")
+    assert (pasted - gt).abs().amax() > 0.25  # the seam that poisson removes
+
+
+def test_poisson_correction_is_harmonic_in_the_hole_and_matches_the_border():
+    from maskgit.inpaint import _neighbour_sum, poisson_correction
+
+    difference = smooth_images(3) * 3
+    known = poisson_holes(3)
+    c = poisson_correction(difference, known)
+    hole = ~known[:, None].expand_as(c)
+    assert (c[~hole] == 0).all()
+    # discrete Laplace equation at every hole pixel, known neighbours at `difference`,
+    # no flux across the image border (a pixel has as many neighbours as lie inside)
+    field = torch.where(hole, c, difference)
+    degree = _neighbour_sum(torch.ones(1, 1, 24, 24))
+    residual = degree * field - _neighbour_sum(field)
+    assert residual[hole].abs().max() < 1e-3 * difference.abs().max()
+    assert c[hole].abs().max() > 0.1  # not trivially zero
 
 
 def test_streaming_batches_gives_the_in_memory_result_and_keeps_no_images():

@@ -34,11 +34,11 @@ def test_attention_dropout_is_active_only_in_training():
 
 def test_transformer_is_bidirectional_and_tied():
     torch.manual_seed(0)
-    model = BidirectionalTransformer(16, 12, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64}).eval()
+    model = BidirectionalTransformer(16, 16, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64}).eval()
     assert model.mask_token_id == 16
-    tokens = torch.randint(0, 17, (2, 12))
+    tokens = torch.randint(0, 17, (2, 16))
     logits = model(tokens)
-    assert logits.shape == (2, 12, 17)
+    assert logits.shape == (2, 16, 17)
     # changing the last token changes the logits at the first position: no causal mask
     changed = tokens.clone()
     changed[:, -1] = (changed[:, -1] + 1) % 16
@@ -49,7 +49,7 @@ def test_transformer_is_bidirectional_and_tied():
 
 
 def test_weight_decay_only_on_linear_matrices():
-    model = BidirectionalTransformer(16, 12, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64})
+    model = BidirectionalTransformer(16, 16, {"dim": 32, "n_layers": 2, "n_heads": 4, "mlp_dim": 64})
     decay, no_decay = model.param_groups(0.01)
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"])
@@ -80,3 +80,26 @@ def test_regional_training_masks_are_compact():
         return (grid[:, :, 1:] & grid[:, :, :-1]).float().sum() / grid.float().sum()
 
     assert masked_neighbours(regional) > 2 * masked_neighbours(uniform)
+
+
+def test_position_embeddings_start_as_2d_sincos_codes():
+    """pos_init sincos: neighbours on the token grid, across rows as along them,
+    start with more similar position embeddings than distant tokens; the embeddings
+    stay learned parameters with the scale of the random init."""
+    from maskgit.transformer import sincos_2d
+
+    model = BidirectionalTransformer(16, 64, {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp_dim": 64})
+    pos = model.pos_emb.detach()[0]
+    assert model.pos_emb.requires_grad and torch.equal(pos, sincos_2d(64, 32))
+    assert 0.015 < pos.std() < 0.03
+    sim = F.normalize(pos, dim=1) @ F.normalize(pos, dim=1).t()
+    at = lambda y, x: y * 8 + x  # noqa: E731
+    for a, near, far in ((at(3, 3), at(3, 4), at(3, 7)), (at(3, 3), at(4, 3), at(7, 3)), (at(0, 0), at(1, 1), at(6, 6))):
+        assert sim[a, near] > sim[a, far] + 0.05
+    assert len({tuple(row.tolist()) for row in pos}) == 64  # every position distinct
+    random = BidirectionalTransformer(16, 64, {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp_dim": 64, "pos_init": "normal"})
+    assert not torch.equal(random.pos_emb.detach()[0], pos)
+    with pytest.raises(ValueError, match="transformer.pos_init"):
+        BidirectionalTransformer(16, 64, {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp_dim": 64, "pos_init": "x"})
+    with pytest.raises(ValueError, match="square"):
+        BidirectionalTransformer(16, 60, {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp_dim": 64})
