@@ -36,6 +36,17 @@ def composite(generated: torch.Tensor, masked_input: torch.Tensor, known: torch.
     return torch.where(known, masked_input, generated)
 
 
+def harmonic_fill(masked_input: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The classical non-learned fill: every hole becomes the smoothest surface (the
+    harmonic function, Laplace interpolation) that meets the known pixels around it.
+    No model and no tokens; the reference a learned inpainter should beat.
+
+    masked_input: (B, C, H, W) in a linear space; known: (B, H, W) bool.
+    """
+    known = known[:, None].to(masked_input.device)
+    return torch.where(known, masked_input, poisson_correction(masked_input, known))
+
+
 def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of the 4 neighbours of every pixel of (B, C, H, W); outside the image counts 0."""
     p = F.pad(x, (1, 1, 1, 1))

@@ -25,11 +25,12 @@ from .schedules import gamma
 # key in metrics/fid_baselines.json -> label in tables and figures, in table order
 BASELINES = {
     "masked_input": "masked input (baseline)",
+    "harmonic": "harmonic fill, no model (baseline)",
     "onestep": "one-step T=1 (baseline)",
     "recon": "VQGAN reconstruction (floor)",
 }
 # short column titles for the image grids
-SHORT = {"onestep": "one-step (T=1)", "recon": "VQGAN recon."}
+SHORT = {"onestep": "one-step (T=1)", "recon": "VQGAN recon.", "harmonic": "harmonic fill"}
 METRIC_FIELDS = ("fid", "kid", "kid_std")
 
 
@@ -163,7 +164,8 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
     colors = ["tab:green" if b else "tab:blue" for b in sched["best"]]
     # the values go under the bars' names: on the bars they would collide with the reference lines
     ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6)
-    styles = {"masked_input": ("tab:red", "--"), "onestep": ("tab:orange", "-."), "recon": ("0.25", ":")}
+    styles = {"masked_input": ("tab:red", "--"), "onestep": ("tab:orange", "-."), "recon": ("0.25", ":"),
+              "harmonic": ("tab:purple", (0, (5, 1, 1, 1)))}
     for name, (color, style) in styles.items():
         b = row(df, name)
         ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
@@ -172,7 +174,7 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
     ax.set_ylabel("FID to the ground truth (lower is better)")
     ax.set_title("Inpainting FID per mask schedule" + (f"\n{subtitle}" if subtitle else ""))
     ax.grid(axis="y", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8.5)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8.5)
     save(fig, path)
 
 

@@ -2,9 +2,11 @@
 
 - onestep: one-step decoding (total_iter 1): every unknown token at once;
 - recon: the VQGAN reconstruction of the ground truth, the floor that token
-  inpainting cannot beat (composited like the schedules when inpaint.composite).
-The third baseline, the masked input as is, needs no computation.
-Writes outputs/baselines/{onestep,recon}/images/*.png.
+  inpainting cannot beat (composited like the schedules, as inpaint.composite says);
+- harmonic: the holes filled by Laplace interpolation of their border, no model:
+  what a learned inpainter has to beat to be worth its training.
+The masked input as is, the last baseline, needs no computation.
+Writes outputs/baselines/{onestep,recon,harmonic}/images/*.png.
 """
 
 from pathlib import Path
@@ -14,7 +16,8 @@ from tqdm import tqdm
 
 from maskgit.checkpoints import load_vqgan
 from maskgit.cli import resolve_device, run_stage
-from maskgit.io import image_folder, to_tensor
+from maskgit.inpaint import harmonic_fill
+from maskgit.io import image_folder, to_tensor, to_uint8
 from maskgit.params import load_params
 from maskgit.testset import PreparedTestSet, run_inpainting
 
@@ -33,12 +36,16 @@ def main():
     vqgan, norm = load_vqgan("models/vqgan.pt", device)
     test = PreparedTestSet(params)
     batch_size = ip["batch_size"]
-    with image_folder(OUT / "recon" / "images") as write, torch.no_grad():
-        for start in tqdm(range(0, len(test), batch_size), desc="reconstruction", unit="batch"):
+    with image_folder(OUT / "recon" / "images") as write, image_folder(OUT / "harmonic" / "images") as write_harmonic, \
+            torch.no_grad():
+        for start in tqdm(range(0, len(test), batch_size), desc="reconstruction, harmonic fill", unit="batch"):
             batch = slice(start, min(start + batch_size, len(test)))
             gt = to_tensor(test.images("gt", batch), norm["mean"], norm["std"]).to(device)
             recon = vqgan.decode_tokens(vqgan.encode_to_tokens(gt)).float().cpu()
             write(test.finish(recon, batch, norm, ip["composite"]), test.names[batch])
+            masked = to_tensor(test.images("masked_image", batch), norm["mean"], norm["std"])
+            write_harmonic(to_uint8(harmonic_fill(masked, test.known(batch)), norm["mean"], norm["std"]),
+                           test.names[batch])
     return {f"onestep_{key}": value for key, value in onestep.items()}
 
 

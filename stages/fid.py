@@ -33,6 +33,7 @@ def image_sets(which, params):
             "masked_input": "data/prepared/test/masked_image",
             "onestep": "outputs/baselines/onestep/images",
             "recon": "outputs/baselines/recon/images",
+            "harmonic": "outputs/baselines/harmonic/images",
         }
     # read the list from params, never glob: removed schedules leave stale folders
     return {s: f"outputs/inpaint/{s}/images" for s in params["inpaint"]["schedules"]}

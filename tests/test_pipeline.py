@@ -60,7 +60,7 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     fid = read_json(project / "metrics/fid_schedules.json")
     assert list(fid) == ["cosine", "linear", "square"]
     baselines = read_json(project / "metrics/fid_baselines.json")
-    assert set(baselines) == {"masked_input", "onestep", "recon"}
+    assert set(baselines) == {"masked_input", "harmonic", "onestep", "recon"}
     for entry in [*fid.values(), *baselines.values()]:
         assert math.isfinite(entry["fid"]) and entry["fid"] >= 0
     report = (project / "reports/report.md").read_text()

@@ -25,11 +25,13 @@ FID_SCHEDULES = {
 }
 FID_BASELINES = {
     "masked_input": {"fid": 100.0, "kid": 0.12, "kid_std": 0.01},
+    "harmonic": {"fid": 42.5, "kid": 0.044, "kid_std": 0.004},
     "onestep": {"fid": 45.0, "kid": 0.045, "kid_std": 0.005},
     "recon": {"fid": 20.0, "kid": 0.01, "kid_std": 0.001},
 }
 # linear vs masked input: (40 - 100) / 100 = -60 %; gap to floor 40 - 20 = 20 FID = 100 % of
 # the floor; closes (100 - 40) / (100 - 20) = 75 % of the distance; beats one-step by 5 = 11.1 %
+# and the harmonic fill by 2.5
 TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine": 10.0, "inpaint-linear": 8.5,
            "inpaint-square": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
 
@@ -77,7 +79,7 @@ def workdir(tmp_path, monkeypatch):
     write_pngs(test / "masked_image", masked)
     write_pngs(test / "mask64", known.astype(np.uint8) * 255)
     for folder in [*(f"outputs/inpaint/{s}/images" for s in SCHEDULES), "outputs/baselines/onestep/images",
-                   "outputs/baselines/recon/images"]:
+                   "outputs/baselines/recon/images", "outputs/baselines/harmonic/images"]:
         write_pngs(tmp_path / folder, np.clip(gt.astype(int) + rng.integers(-30, 30, gt.shape), 0, 255).astype(np.uint8))
     for s in SCHEDULES:
         write_json(tmp_path / f"outputs/inpaint/{s}/info.json", {
@@ -129,7 +131,7 @@ def test_plots_and_report(workdir):
     load_stage("plots").main()
 
     table = pd.read_csv(workdir / "reports/tables/fid.csv")
-    assert list(table["name"]) == SCHEDULES + ["masked_input", "onestep", "recon"]
+    assert list(table["name"]) == SCHEDULES + ["masked_input", "harmonic", "onestep", "recon"]
     expected = {**FID_SCHEDULES, **FID_BASELINES}
     for r in table.to_dict("records"):
         for field in ("fid", "kid", "kid_std"):
@@ -140,7 +142,7 @@ def test_plots_and_report(workdir):
 
     md = (workdir / "reports/tables/fid.md").read_text()
     for text in ["cosine", "**linear** (best)", "masked input (baseline)", "one-step T=1 (baseline)",
-                 "VQGAN reconstruction (floor)", "40.00", "-60.0 %", "-50.0 %", "+20.00", "0.0400 ± 0.0020"]:
+                 "harmonic fill, no model (baseline)", "VQGAN reconstruction (floor)", "40.00", "-60.0 %", "-50.0 %", "+20.00", "0.0400 ± 0.0020"]:
         assert text in md, text
     assert md.count("(best)") == 1
 
@@ -156,7 +158,7 @@ def test_plots_and_report(workdir):
     report_stage.main()
     report = (workdir / "reports/report.md").read_text()
     for text in ["Best schedule: **linear** with FID **40.00**", "by **60.0 %**", "beats one-step decoding",
-                 "(11.1 %)", "**20.00** FID", "100.0 % above the floor", "75.0 %", "Ranking by FID: linear 40.00, cosine 50.00",
+                 "(11.1 %)", "beats the harmonic fill, which uses no model (FID 42.50), by 2.50 FID", "**20.00** FID", "100.0 % above the floor", "75.0 %", "Ranking by FID: linear 40.00, cosine 50.00",
                  "KID agrees", "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png",
                  "val_psnr", "27.12", "1,234,567", "inpaint-linear"]:
         assert text in report, text
@@ -168,6 +170,15 @@ def test_plots_and_report(workdir):
     # generated from files only: a second run gives the same text (git state included, same tree)
     report_stage.main()
     assert (workdir / "reports/report.md").read_text() == report
+
+
+def test_report_says_when_the_model_does_not_beat_the_harmonic_fill(workdir):
+    write_json(workdir / "metrics/fid_baselines.json", {**FID_BASELINES, "harmonic": {"fid": 35.0, "kid": 0.03,
+                                                                                     "kid_std": 0.003}})
+    load_stage("plots").main()
+    load_stage("report").main()
+    report = (workdir / "reports/report.md").read_text()
+    assert "does **not** beat the harmonic fill, which uses no model (FID 35.00, 5.00 lower)" in report
 
 
 def test_missing_schedule_metrics_is_a_one_line_error(workdir):
