@@ -52,6 +52,8 @@ def test_shipped_params_are_valid():
         ("prepare.blur", -1.0, "prepare.blur must be >= 0"),
         ("train_vqgan.continuous_steps", 5000, "train_vqgan.continuous_steps (5000) must be below train_vqgan.steps"),
         ("vqgan.norm_groups", 7, "norm_groups"),
+        ("inpaint.composite", True, "inpaint.composite must be one of poisson, paste, none"),
+        ("transformer.pos_init", "learned", "transformer.pos_init must be one of sincos, normal"),
     ],
 )
 def test_bad_values_name_the_param(path, value, expected):
