@@ -4,7 +4,8 @@ and a plot of FID against it (the other swept params held at their most common
 value), best row marked.
 
     dvc exp run --queue -S 'inpaint.total_iter=5,8,10' && dvc queue start
-    python -m maskgit.experiments          # reads `dvc exp show --json`
+    python -m maskgit.experiments          # reads `dvc exp show --json`: HEAD and its experiments
+    python -m maskgit.experiments --all-commits   # every commit's too (this project's history included)
 
 The Optuna study of maskgit.tune adds its trial table to the same page.
 """
@@ -28,9 +29,14 @@ BASELINE_FILE = "metrics/fid_baselines.json"
 STUDY_FILE = Path("reports/study.json")  # written by maskgit.tune
 
 
-def dvc_exp_show() -> list:
+def dvc_exp_show(all_commits: bool = False) -> list:
+    """`dvc exp show --json`: the last commit and the experiments run from it. With
+    all_commits, every commit of the repository and their experiments: in a clone of
+    this project that is also the project's own history of default runs, whose params
+    then count as swept."""
+    cmd = ["dvc", "exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
     try:
-        result = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True)
     except FileNotFoundError:
         raise RuntimeError("dvc is not on PATH (activate the project's virtual environment)") from None
     if result.returncode != 0:
@@ -163,9 +169,11 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build reports/experiments.md from the finished DVC experiments.")
     parser.add_argument("--out", default="reports/experiments.md", type=Path)
+    parser.add_argument("--all-commits", action="store_true",
+                        help="experiments of every commit, not only of the last one (HEAD)")
     args = parser.parse_args(argv)
     try:
-        frame = experiments_frame(dvc_exp_show())
+        frame = experiments_frame(dvc_exp_show(args.all_commits))
     except (RuntimeError, json.JSONDecodeError) as e:
         print(f"error: experiments: {e}", file=sys.stderr)
         sys.exit(2)

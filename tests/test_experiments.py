@@ -1,0 +1,44 @@
+"""The experiments page reads the last commit's experiments by default, every
+commit's with --all-commits: in a clone of this project the history holds the
+project's own default runs, which must not count as a user's sweep."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from conftest import stage_env
+
+
+def git_dvc_repo_with_two_runs(root, env):
+    root.mkdir()
+    (root / "metrics").mkdir()
+    (root / "dvc.yaml").write_text("metrics:\n  - metrics/fid_schedules.json\nparams:\n  - params.yaml\n")
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@t"],
+                ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    for sweet_spot, fid in ((8, 50.0), (4, 40.0)):  # an older commit, then the current one
+        (root / "params.yaml").write_text(yaml.safe_dump({"inpaint": {"sweet_spot": sweet_spot}}))
+        (root / "metrics/fid_schedules.json").write_text(json.dumps({"cosine": {"fid": fid, "kid": 0.0,
+                                                                                 "kid_std": 0.0}}))
+        for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", f"run {sweet_spot}"]):
+            subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+
+
+def build_page(root, env, *flags):
+    result = subprocess.run([sys.executable, "-m", "maskgit.experiments", *flags], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return (root / "reports/experiments.md").read_text()
+
+
+def test_only_the_last_commit_unless_all_commits(tmp_path):
+    env = stage_env(tmp_path)
+    root = tmp_path / "repo"
+    git_dvc_repo_with_two_runs(root, env)
+    page = build_page(root, env)
+    assert "1 experiments; swept: nothing." in page and "40" in page and "50" not in page
+    page = build_page(root, env, "--all-commits")
+    assert "2 experiments; swept: inpaint.sweet_spot." in page
+    assert "## FID against inpaint.sweet_spot" in page
