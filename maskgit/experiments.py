@@ -100,8 +100,10 @@ def _mark_best(table: pd.DataFrame, fid_cols: list[str]) -> pd.DataFrame:
     best_value = table[fid_cols].min(axis=1)
     out = table.copy()
     out["best FID"] = best_value.round(2)
-    i = int(best_value.values.argmin())
-    out.insert(0, "", ["**best**" if j == i else "" for j in range(len(out))])
+    # every row tied at the printed precision is marked, so that two tables that
+    # order the same experiments differently never name different winners
+    tied = out["best FID"] == out["best FID"].min()
+    out.insert(0, "", ["**best**" if t else "" for t in tied])
     for c in fid_cols:
         out[c] = out[c].round(2)
     return out

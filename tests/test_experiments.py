@@ -42,3 +42,22 @@ def test_only_the_last_commit_unless_all_commits(tmp_path):
     page = build_page(root, env, "--all-commits")
     assert "2 experiments; swept: inpaint.sweet_spot." in page
     assert "## FID against inpaint.sweet_spot" in page
+
+
+def test_tied_experiments_are_all_marked_best_in_every_table(tmp_path):
+    import pandas as pd
+
+    from maskgit.experiments import FID, render
+
+    # the main table lists experiments in dvc's order, the sweep table by value: with
+    # one winner per table a tie would name different experiments in the two
+    frame = pd.DataFrame({"experiment": ["c", "a", "b"], "inpaint.total_iter": [8, 4, 6],
+                          f"{FID}cosine": [172.15, 172.15, 172.15], f"{FID}linear": [180.0, 175.0, 190.0]})
+    page = render(frame, tmp_path / "reports/experiments.md")
+    rows = [line for line in page.splitlines() if line.startswith("|") and "172.15" in line]
+    assert len(rows) == 6 and all("**best**" in r for r in rows)
+
+    frame.loc[1, f"{FID}cosine"] = 172.14
+    page = render(frame, tmp_path / "reports/experiments.md")
+    best = [line for line in page.splitlines() if "**best**" in line]
+    assert len(best) == 2 and all("a" in [cell.strip() for cell in line.split("|")] for line in best)
