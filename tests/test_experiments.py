@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import yaml
 
 from conftest import stage_env
+from maskgit.experiments import FID, render
 
 
 def git_dvc_repo_with_two_runs(root, env):
@@ -45,10 +47,6 @@ def test_only_the_last_commit_unless_all_commits(tmp_path):
 
 
 def test_tied_experiments_are_all_marked_best_in_every_table(tmp_path):
-    import pandas as pd
-
-    from maskgit.experiments import FID, render
-
     # the main table lists experiments in dvc's order, the sweep table by value: with
     # one winner per table a tie would name different experiments in the two
     frame = pd.DataFrame({"experiment": ["c", "a", "b"], "inpaint.total_iter": [8, 4, 6],
