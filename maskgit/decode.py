@@ -103,6 +103,7 @@ def inpaint_tokens(
     sampling: str = "argmax",
     generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fill the unknown tokens of a batch by MaskGIT's iterative decoding.
 
@@ -113,11 +114,17 @@ def inpaint_tokens(
     so that an image's noise does not depend on which images share its batch.
     `on_step(t, chosen, still_masked)` is called after each step with the tokens chosen
     at that step and the mask that remains (for the lab's per-step figures).
+    `prior`: optional (B, N, codebook_size) log-prior added to the logits at every step,
+    evidence about the unknown tokens from outside the token grid (see
+    maskgit.inpaint.pixel_prior). The choice and its confidence then come from the
+    softmax of the sum, p(code | context) * prior. None: the lab's decoding.
     """
     check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling)
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B, N)")
     codebook_size = transformer.codebook_size
+    if prior is not None and prior.shape != (*tokens.shape, codebook_size):
+        raise ValueError(f"prior {tuple(prior.shape)} must be (B, N, codebook_size) = {(*tokens.shape, codebook_size)}")
     mask_id = transformer.mask_token_id
     unknown = unknown.bool()
     device = tokens.device
@@ -133,6 +140,8 @@ def inpaint_tokens(
     for t in range(steps):
         r = (t + 1) / total_iter
         logits = transformer(current)[..., :codebook_size].float()
+        if prior is not None:
+            logits = logits + prior
         log_probs = torch.log_softmax(logits, dim=-1)
         if sampling == "argmax":
             sampled = log_probs.argmax(dim=-1)

@@ -344,3 +344,63 @@ def test_bad_arguments_name_the_param(kwargs, param):
     tokens, unknown = batch_with_different_masks()
     with pytest.raises(ValueError, match=param):
         inpaint_tokens(toy_transformer(), tokens, unknown, **args)
+
+
+# --- a prior over codes (pixel guidance) -----------------------------------------
+
+
+def peaked_prior(codes, strength=20.0):
+    """(B, N, K) log-prior that favours code codes[b, n] at every position."""
+    prior = torch.zeros(*codes.shape, K)
+    return prior.scatter_(-1, codes.unsqueeze(-1), strength)
+
+
+def test_prior_chooses_where_the_model_is_indifferent_and_keeps_the_rules():
+    """With uniform logits the choice at every unknown position is the prior's favourite;
+    known tokens still never change and the counts per step are still exact."""
+    tokens, unknown = batch_with_different_masks()
+    favourite = torch.randint(0, K, tokens.shape, generator=torch.Generator().manual_seed(5))
+    model = FixedLogits(torch.zeros(1, N, K + 1))
+    steps, on_step = record_steps()
+    out = inpaint_tokens(model, tokens, unknown, schedule="linear", total_iter=5, sweet_spot=5,
+                         choice_temperature=0.0, prior=peaked_prior(favourite), on_step=on_step)
+    assert torch.equal(out[unknown], favourite[unknown])
+    assert torch.equal(out[~unknown], tokens[~unknown])
+    for i in range(tokens.shape[0]):
+        n0 = left = int(unknown[i].sum())
+        for t, _, masked in steps:
+            expected = 0 if t == 4 else max(0, min(max(math.floor(n0 * exact_gamma("linear", t + 1, 5)), 1), left - 1))
+            assert int(masked[i].sum()) == expected, f"image {i} step {t}"
+            left = expected
+
+
+def test_prior_enters_the_confidence():
+    """The confidence is the log-probability of the guided distribution: with the model
+    indifferent, the positions the prior is sure about are revealed first."""
+    tokens = torch.zeros(1, N, dtype=torch.long)
+    unknown = torch.ones(1, N, dtype=torch.bool)
+    sure = torch.zeros(N, dtype=torch.bool)
+    sure[torch.randperm(N, generator=torch.Generator().manual_seed(2))[:16]] = True
+    prior = peaked_prior(torch.zeros(1, N, dtype=torch.long), 20.0) * sure[None, :, None]
+    steps, on_step = record_steps()
+    inpaint_tokens(FixedLogits(torch.zeros(1, N, K + 1)), tokens, unknown, schedule="linear", total_iter=4,
+                   sweet_spot=4, choice_temperature=0.0, prior=prior, on_step=on_step)
+    revealed = ~steps[0][2][0]
+    assert revealed.sum() == 16 and torch.equal(revealed, sure)
+
+
+def test_zero_prior_is_the_decoding_without_one():
+    tokens, unknown = batch_with_different_masks()
+    args = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, sampling="sample")
+    model = toy_transformer()
+    plain = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(9), **args)
+    zero = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(9),
+                          prior=torch.zeros(*tokens.shape, K), **args)
+    assert torch.equal(plain, zero)
+
+
+def test_prior_of_the_wrong_shape_is_refused():
+    tokens, unknown = batch_with_different_masks()
+    with pytest.raises(ValueError, match="prior"):
+        inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=4,
+                       choice_temperature=1.0, prior=torch.zeros(*tokens.shape, K + 1))
