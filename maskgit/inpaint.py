@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .cli import release_free_heap, to_device
 from .decode import inpaint_tokens
+from .vqgan import squared_distances
 
 
 COMPOSITE = ("poisson", "paste", "none")
@@ -45,6 +46,37 @@ def harmonic_fill(masked_input: torch.Tensor, known: torch.Tensor) -> torch.Tens
     """
     known = known[:, None].to(masked_input.device)
     return torch.where(known, masked_input, poisson_correction(masked_input, known))
+
+
+def pixel_prior(vqgan, masked_input: torch.Tensor, known: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Log-prior over codes, (B, N, K), from the known pixels of partly known tokens.
+
+    By the lab's rule a token is unknown when any pixel of its patch is missing, so the
+    transformer never sees the known pixels of the ring of tokens around each hole
+    (43% of the hole tokens of the demo's test set). This gives them back as evidence:
+    the holes are filled by harmonic_fill and the result encoded; for a token whose
+    patch is partly known, code k gets the log-prior
+        -guidance * (d_k - min_j d_j) / spacing,
+    d_k the squared distance of the encoder output to code k and spacing the median
+    squared distance from a code to its nearest other code, so one guidance value
+    means the same for any codebook's scale. Tokens fully known or fully missing get
+    0: a fully missing patch has no pixel of its own to tell. Measured on the demo:
+    the partly known tokens take the ground truth's code 28% of the time without the
+    prior and 51% with guidance 10.
+
+    masked_input: (B, C, H, W) normalised; known: (B, H, W) bool.
+    """
+    r = vqgan.latent_resolution
+    b, _, h, w = masked_input.shape
+    patch_known = known.float().reshape(b, r, h // r, r, w // r).mean(dim=(2, 4)).reshape(b, r * r)
+    partly = (patch_known > 0) & (patch_known < 1)
+    codes = vqgan.codebook.embedding.weight.float()
+    z = vqgan.encode_latent(harmonic_fill(masked_input, known)).float()
+    d = squared_distances(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), codes).view(b, r * r, -1)
+    between = squared_distances(codes, codes).fill_diagonal_(float("inf"))
+    spacing = between.min(dim=1).values.median()
+    prior = -(d - d.min(dim=-1, keepdim=True).values) * (guidance / spacing)
+    return torch.where(partly[..., None].to(prior.device), prior, torch.zeros_like(prior))
 
 
 def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
@@ -117,6 +149,7 @@ def inpaint_set(
     history_images: int = 0,
     desc: str = "inpaint",
     on_batch: Callable[[slice, torch.Tensor, torch.Tensor], None] | None = None,
+    prior_fn: Callable[[slice], torch.Tensor] | None = None,
     **decode_args,
 ):
     """Inpaint N images in batches of `batch_size`. Returns (tokens (N, n) long,
@@ -129,6 +162,9 @@ def inpaint_set(
     batch's slice of the set, filled tokens and decoded images (float, CPU) and images
     is None: nothing of size N but the tokens is kept, so memory is bounded by
     `batch_size` whatever N (the stages write each batch out as it comes).
+
+    `prior_fn(batch)`, when given, returns the log-prior (n, N, K) of the images in
+    `batch` for inpaint_tokens (pixel_prior), computed a batch at a time like the rest.
 
     With `seed`, image i draws its noise (Gumbel confidences, samples) from its own
     generator seeded with (seed, i): results do not depend on batch_size. Without
@@ -149,6 +185,7 @@ def inpaint_set(
             to_device(unknown[batch], device),
             generator=None if seed is None else image_generators(seed, range(batch.start, batch.stop), device),
             on_step=record if want_history else None,
+            prior=None if prior_fn is None else to_device(prior_fn(batch), device),
             **decode_args,
         )
         release_free_heap()  # the decoding loop's logits and activations

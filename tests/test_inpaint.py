@@ -4,7 +4,7 @@ known pixels, the per-step history is that of the decoding loop."""
 import pytest
 import torch
 
-from maskgit.inpaint import composite, inpaint_set
+from maskgit.inpaint import composite, harmonic_fill, inpaint_set, pixel_prior
 from maskgit.masking import token_unknown_from_pixel_mask
 from maskgit.transformer import BidirectionalTransformer
 from maskgit.vqgan import VQGAN
@@ -140,3 +140,67 @@ def test_streaming_batches_gives_the_in_memory_result_and_keeps_no_images():
     assert [(b.start, b.stop) for b, _, _ in seen] == [(0, 3), (3, 6), (6, 7)]
     assert torch.equal(torch.cat([t for _, t, _ in seen]), t_all)
     assert torch.allclose(torch.cat([x for _, _, x in seen]), x_all, atol=1e-5)
+
+
+# --- pixel guidance --------------------------------------------------------------
+
+
+def partly_known_set(n=3):
+    """Images with holes that cut through token patches (2x2 pixels per token here)."""
+    images = torch.rand(n, 3, 16, 16) * 2 - 1
+    known = torch.ones(n, 16, 16, dtype=torch.bool)
+    for i in range(n):
+        known[i, 3 + i : 10, 5 : 12 - i] = False  # odd edges: a ring of half-known patches
+    return images, known
+
+
+def test_pixel_prior_speaks_only_for_partly_known_tokens_and_favours_the_prefill_code():
+    vqgan, _ = models()
+    images, known = partly_known_set()
+    masked = torch.where(known[:, None], images, torch.zeros_like(images))
+    with torch.no_grad():
+        prior = pixel_prior(vqgan, masked, known, 10.0)
+        prefill_codes = vqgan.encode_to_tokens(harmonic_fill(masked, known))
+    patch_known = known.float().reshape(3, 8, 2, 8, 2).mean(dim=(2, 4)).reshape(3, 64)
+    partly = (patch_known > 0) & (patch_known < 1)
+    assert partly.sum() > 0 and ((patch_known == 0).sum() > 0)
+    assert prior.shape == (3, 64, 16)
+    assert (prior[~partly] == 0).all(), "a token fully known or fully missing got a prior"
+    assert (prior[partly].amax(-1) == 0).all() and (prior[partly].amin(-1) < 0).all()
+    assert torch.equal(prior.argmax(-1)[partly], prefill_codes[partly])
+    # the guidance is a plain weight: twice the guidance, twice the log-prior
+    with torch.no_grad():
+        assert torch.allclose(pixel_prior(vqgan, masked, known, 20.0), 2 * prior)
+
+
+def test_pixel_prior_does_not_depend_on_the_scale_of_the_latent_space():
+    """Scaling the latents and the codebook together (another tokenizer's units) leaves
+    the prior unchanged: distances are measured in codebook spacings."""
+    vqgan, _ = models()
+    images, known = partly_known_set()
+    masked = torch.where(known[:, None], images, torch.zeros_like(images))
+    with torch.no_grad():
+        before = pixel_prior(vqgan, masked, known, 10.0)
+        vqgan.quant_conv.weight.mul_(7.0)
+        vqgan.quant_conv.bias.mul_(7.0)
+        vqgan.codebook.embedding.weight.mul_(7.0)
+        after = pixel_prior(vqgan, masked, known, 10.0)
+    assert torch.allclose(before, after, atol=1e-3, rtol=1e-4)
+
+
+def test_prior_fn_is_called_per_batch_and_reaches_the_decoder():
+    """inpaint_set hands each batch's prior to the decoder: a prior that forces one code
+    everywhere fills every unknown token with it, in every batch."""
+    vqgan, transformer, tokens, unknown = holes(5)
+    calls = []
+
+    def force_code_3(batch):
+        calls.append((batch.start, batch.stop))
+        prior = torch.zeros(batch.stop - batch.start, 64, 16)
+        prior[..., 3] = 1e4
+        return prior
+
+    filled, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, device="cpu", schedule="cosine",
+                               total_iter=3, sweet_spot=3, choice_temperature=0.0, prior_fn=force_code_3)
+    assert calls == [(0, 2), (2, 4), (4, 5)]
+    assert (filled[unknown] == 3).all() and torch.equal(filled[~unknown], tokens[~unknown])
