@@ -175,6 +175,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "choice_temperature": _float(0.0),
         "sampling": _choice("argmax", "sample"),
         "composite": _choice("poisson", "paste", "none"),  # maskgit.inpaint.COMPOSITE
+        "pixel_guidance": _float(0.0),
         "precision": _choice("fp32", "bf16"),
         "batch_size": _int(1),
         "n_figure_images": _int(0),

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoints import load_transformer, load_vqgan
 from .cli import autocast, resolve_device
-from .inpaint import composite, inpaint_set
+from .inpaint import composite, inpaint_set, pixel_prior
 from .io import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
 
 TEST = Path("data/prepared/test")
@@ -39,6 +39,19 @@ class PreparedTestSet:
     def known(self, batch: slice) -> torch.Tensor:
         """bool (n, H, W), True where the pixel is known, for the images in `batch`."""
         return torch.from_numpy(read_mask_files(self.paths["mask64"][batch], self.size))
+
+    def pixel_prior_fn(self, vqgan, norm: dict, guidance: float):
+        """inpaint.pixel_guidance > 0: the prior_fn that gives the decoder the known
+        pixels of partly known tokens (maskgit.inpaint.pixel_prior); 0: None, the lab's
+        decoding."""
+        if guidance == 0:
+            return None
+        device = next(vqgan.parameters()).device
+
+        def prior(batch: slice) -> torch.Tensor:
+            masked = to_tensor(self.images("masked_image", batch), norm["mean"], norm["std"]).to(device)
+            return pixel_prior(vqgan, masked, self.known(batch).to(device), guidance)
+        return prior
 
     def finish(self, images: torch.Tensor, batch: slice, norm: dict, mode: str) -> np.ndarray:
         """Decoded images of `batch` -> uint8 for writing, with the known pixels of
@@ -76,6 +89,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
             batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
             choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
+            prior_fn=test.pixel_prior_fn(vqgan, norm, ip["pixel_guidance"]),
         )
     # decoding alone (transformer + VQGAN decode), without reading and writing PNGs
     seconds = time.perf_counter() - start - io_seconds
@@ -88,6 +102,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     write_json(out_dir / "info.json", {
         "schedule": schedule, "total_iter": total_iter, "sweet_spot": sweet_spot,
         "images": len(test), "device": str(device), "precision": ip["precision"],
+        "pixel_guidance": ip["pixel_guidance"],
     })
     return {"decode_seconds": round(seconds, 3), "decode_seconds_per_image": seconds / len(test),
             "io_seconds": round(io_seconds, 3)}

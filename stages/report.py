@@ -180,7 +180,8 @@ def main():
         + (f"; pretrained VQGAN `{vq['checkpoint']}`, not trained here." if vq["checkpoint"] else "."),
         f"- Decoding: schedules {', '.join(schedules)}; total_iter {ip['total_iter']}, sweet spot {ip['sweet_spot']} "
         f"({steps} steps run), {ip['sampling']}, choice temperature {ip['choice_temperature']}, "
-        f"composite: {ip['composite']}.",
+        f"composite: {ip['composite']}, pixel guidance {ip['pixel_guidance']}"
+        + (" (the lab's decoding)." if ip["pixel_guidance"] == 0 else " (partly known tokens weigh their known pixels)."),
         "",
         "<details><summary>params.yaml</summary>",
         "",

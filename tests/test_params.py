@@ -39,6 +39,7 @@ def test_shipped_params_are_valid():
         ("inpaint.sweet_spot", True, "inpaint.sweet_spot must be an integer >= 1"),
         ("inpaint.choice_temperature", -0.5, "inpaint.choice_temperature must be >= 0.0"),
         ("inpaint.sampling", "topk", "inpaint.sampling must be one of argmax, sample"),
+        ("inpaint.pixel_guidance", -1, "inpaint.pixel_guidance must be >= 0.0"),
         ("data.image_size", 66, "data.image_size"),
         ("train_transformer.r_range", [0.6, 0.2], "train_transformer.r_range must be [low, high]"),
         ("transformer.n_heads", 5, "must be divisible by transformer.n_heads (5)"),
