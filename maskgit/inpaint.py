@@ -48,6 +48,7 @@ def harmonic_fill(masked_input: torch.Tensor, known: torch.Tensor) -> torch.Tens
     return torch.where(known, masked_input, poisson_correction(masked_input, known))
 
 
+@torch.no_grad()
 def pixel_prior(vqgan, masked_input: torch.Tensor, known: torch.Tensor, guidance: float) -> torch.Tensor:
     """Log-prior over codes, (B, N, K), from the known pixels of partly known tokens.
 
@@ -74,7 +75,7 @@ def pixel_prior(vqgan, masked_input: torch.Tensor, known: torch.Tensor, guidance
     z = vqgan.encode_latent(harmonic_fill(masked_input, known)).float()
     d = squared_distances(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), codes).view(b, r * r, -1)
     between = squared_distances(codes, codes).fill_diagonal_(float("inf"))
-    spacing = between.min(dim=1).values.median()
+    spacing = between.min(dim=1).values.median().clamp_min(1e-12)  # a codebook of duplicates: no NaN
     prior = -(d - d.min(dim=-1, keepdim=True).values) * (guidance / spacing)
     return torch.where(partly[..., None].to(prior.device), prior, torch.zeros_like(prior))
 
