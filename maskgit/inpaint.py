@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .cli import release_free_heap, to_device
 from .decode import inpaint_tokens
+from .masking import known_fraction_per_token
 from .vqgan import squared_distances
 
 
@@ -68,8 +69,8 @@ def pixel_prior(vqgan, masked_input: torch.Tensor, known: torch.Tensor, guidance
     masked_input: (B, C, H, W) normalised; known: (B, H, W) bool.
     """
     r = vqgan.latent_resolution
-    b, _, h, w = masked_input.shape
-    patch_known = known.float().reshape(b, r, h // r, r, w // r).mean(dim=(2, 4)).reshape(b, r * r)
+    b = masked_input.shape[0]
+    patch_known = known_fraction_per_token(known, masked_input.shape[-1] // r)
     partly = (patch_known > 0) & (patch_known < 1)
     codes = vqgan.codebook.embedding.weight.float()
     z = vqgan.encode_latent(harmonic_fill(masked_input, known)).float()

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from .schedules import gamma
 
 
-def token_unknown_from_pixel_mask(known: torch.Tensor, patch: int) -> torch.Tensor:
-    """The lab's rule: a token is unknown when any pixel of its patch is missing.
+def known_fraction_per_token(known: torch.Tensor, patch: int) -> torch.Tensor:
+    """Fraction of known pixels in each token's patch.
 
-    known: (B, H, W) or (B, 1, H, W), 1/True = known pixel. Returns bool (B, h*w),
+    known: (B, H, W) or (B, 1, H, W), 1/True = known pixel. Returns float (B, h*w),
     row-major like the VQGAN's token order.
     """
     if known.dim() == 3:
@@ -22,8 +22,16 @@ def token_unknown_from_pixel_mask(known: torch.Tensor, patch: int) -> torch.Tens
     h, w = known.shape[-2:]
     if h % patch or w % patch:
         raise ValueError(f"image size {h}x{w} is not divisible by the token patch {patch}")
-    pooled = F.avg_pool2d(known.float(), patch)  # fraction of known pixels per patch
-    return (pooled < 1.0).flatten(1)
+    return F.avg_pool2d(known.float(), patch).flatten(1)
+
+
+def token_unknown_from_pixel_mask(known: torch.Tensor, patch: int) -> torch.Tensor:
+    """The lab's rule: a token is unknown when any pixel of its patch is missing.
+
+    known: (B, H, W) or (B, 1, H, W), 1/True = known pixel. Returns bool (B, h*w),
+    row-major like the VQGAN's token order.
+    """
+    return known_fraction_per_token(known, patch) < 1.0
 
 
 def random_token_mask(
