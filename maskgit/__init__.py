@@ -1,8 +1,12 @@
-"""MaskGIT image inpainting: models and algorithms.
+"""MaskGIT image inpainting, in layers (imports point down only; tests/test_layers.py):
 
-The package holds the models (``vqgan``, ``transformer``) and the algorithms
-(``schedules``, ``masking``, ``decode``, ``fid``); the DVC stage scripts in
-``stages/`` do all reading and writing of files.
+- ``maskgit.models``, ``maskgit.data``: the VQGAN, the transformer, the built-in data set;
+- ``maskgit.algorithms``, ``maskgit.metrics``: schedules, masks, iterative decoding,
+  compositing, pixel guidance, the training objective; FID and KID. These work on
+  tensors and arrays and do no file I/O;
+- ``maskgit.pipeline``: what the DVC stages in ``stages/`` share. All file I/O lives
+  here and in the stage scripts;
+- ``maskgit.bench``, ``.experiments``, ``.preset``, ``.tune``: the command-line tools.
 """
 
 __version__ = "0.1.0"

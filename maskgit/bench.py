@@ -35,13 +35,12 @@ from pathlib import Path
 
 import torch
 
-from .cli import autocast
-from .decode import inpaint_tokens
-from .inpaint import inpaint_set
-from .masking import random_token_mask
-from .perf import forward_flops, matmul_peak, sync, timed, train_step_flops
-from .transformer import BidirectionalTransformer
-from .vqgan import VQGAN
+from maskgit.algorithms.decoding import decode_set, iterative_decode
+from maskgit.algorithms.devices import autocast
+from maskgit.algorithms.masking import random_token_mask
+from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
+from maskgit.models.transformer import BidirectionalTransformer
+from maskgit.models.vqgan import VQGAN
 
 SIZES = {
     "demo": {
@@ -97,9 +96,9 @@ DECODE = dict(schedule="cosine", sampling="argmax", choice_temperature=0.0)
 
 
 def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size):
-    """This project: inpaint_set, batched decoding, one VQGAN decode per batch at the end."""
+    """This project: decode_set, batched decoding, one VQGAN decode per batch at the end."""
     with autocast(tokens.device, precision):
-        filled, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
+        filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
                                    total_iter=total_iter, sweet_spot=total_iter, desc="bench", **DECODE)
     return filled
 
@@ -110,7 +109,7 @@ def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
     out = []
     with torch.no_grad(), autocast(device, precision):
         for i in range(len(tokens)):
-            out.append(inpaint_tokens(transformer, tokens[i:i + 1], unknown[i:i + 1], total_iter=total_iter,
+            out.append(iterative_decode(transformer, tokens[i:i + 1], unknown[i:i + 1], total_iter=total_iter,
                                       sweet_spot=total_iter, on_step=lambda t, chosen, m: vqgan.decode_tokens(chosen),
                                       **DECODE).cpu())
     return torch.cat(out)
@@ -219,7 +218,8 @@ def bench_attention(size, device, batch, repeats):
 
 
 def _extractor():
-    from .fid import InceptionFeatures, resolve_inception_weights
+    from maskgit.metrics.fid import InceptionFeatures
+    from maskgit.pipeline.inception_weights import resolve_inception_weights
 
     path, _ = resolve_inception_weights(None, Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache/maskgit")))
     return InceptionFeatures(path, progress=False, batch_size=50)
@@ -231,7 +231,7 @@ def _random_images(n: int, seed: int):
 
 
 def bench_fid_cache(n, repeats):
-    from .fid import fid_from_statistics, statistics as stats
+    from maskgit.metrics.fid import fid_from_statistics, statistics as stats
 
     extractor, gt, other = _extractor(), _random_images(n, 0), _random_images(n, 1)
     gt_stats = stats(extractor(gt))
@@ -253,18 +253,18 @@ def _scaling_child(kind, n, batch_size, queue):
     start = time.perf_counter()
     if kind == "inpaint":
         # the stages' path: decode a batch, convert, write its PNGs, drop it
-        from .io import image_folder, to_uint8
+        from maskgit.pipeline.files import image_folder, to_uint8
 
         transformer, vqgan = build("demo", torch.device("cpu"))
         tokens, unknown = test_batch(n, SIZES["demo"]["codebook"], torch.device("cpu"))
         names = [f"{i:05d}.png" for i in range(n)]
         with tempfile.TemporaryDirectory() as tmp, image_folder(Path(tmp) / "images") as write, \
                 autocast(tokens.device, "bf16"):
-            inpaint_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
+            decode_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
                         total_iter=8, sweet_spot=8, desc="bench", **DECODE,
                         on_batch=lambda batch, _t, x: write(to_uint8(x, [0.5] * 3, [0.5] * 3), names[batch]))
     else:
-        from .fid import statistics as stats
+        from maskgit.metrics.fid import statistics as stats
 
         stats(_extractor()(_random_images(n, 0)))
     queue.put((time.perf_counter() - start, peak_rss_mb()))
@@ -372,7 +372,7 @@ def main(argv=None):
             + bench_scaling("fid", sizes[:1] if args.quick else (sizes if args.full else [100, 300]), 100))
     result["seconds"] = time.perf_counter() - start  # this invocation
     args.out.mkdir(parents=True, exist_ok=True)
-    from .io import atomic_write_bytes, write_json
+    from maskgit.pipeline.files import atomic_write_bytes, write_json
 
     write_json(args.out / "benchmark.json", result)
     atomic_write_bytes(args.out / "benchmark.md", markdown(result).encode())

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_bytes
+from maskgit.pipeline import paths
+from maskgit.pipeline.files import atomic_write_bytes
 
-FID_FILE = "metrics/fid_schedules.json"
+FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 # column prefixes of the metrics; params are dotted keys (and include fid.* settings)
 FID, BASE = "FID ", "baseline FID "
-BASELINE_FILE = "metrics/fid_baselines.json"
-STUDY_FILE = Path("reports/study.json")  # written by maskgit.tune
+BASELINE_FILE = paths.FID_BASELINES.as_posix()
+STUDY_FILE = paths.STUDY
 
 
 def dvc_exp_show(all_commits: bool = False) -> list:
@@ -125,7 +126,7 @@ def sweep_table(frame: pd.DataFrame, param: str, others: list[str]) -> pd.DataFr
 
 
 def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
-    from .plotting import new_figure, save
+    from maskgit.pipeline.plotting import new_figure, save
 
     fig = new_figure(5, 3.4)
     ax = fig.add_subplot()
@@ -170,7 +171,7 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build reports/experiments.md from the finished DVC experiments.")
-    parser.add_argument("--out", default="reports/experiments.md", type=Path)
+    parser.add_argument("--out", default=paths.EXPERIMENTS_PAGE, type=Path)
     parser.add_argument("--all-commits", action="store_true",
                         help="experiments of every commit, not only of the last one (HEAD)")
     args = parser.parse_args(argv)

@@ -16,21 +16,21 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from .experiments import STUDY_FILE
-from .experiments import main as build_experiments_page
-from .io import write_json
+from maskgit.pipeline import paths
+from maskgit.experiments import STUDY_FILE
+from maskgit.experiments import main as build_experiments_page
+from maskgit.pipeline.files import write_json
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 
 
 def read_objective(objective: str) -> float:
     if objective == "val_loss":
-        return float(json.loads(Path("dvclive/transformer/metrics.json").read_text())["val_loss"])
+        return float(json.loads((paths.LIVE_TRANSFORMER / "metrics.json").read_text())["val_loss"])
     if objective.startswith("fid:"):
         schedule = objective.split(":", 1)[1]
-        fids = json.loads(Path("metrics/fid_schedules.json").read_text())
+        fids = json.loads(paths.FID_SCHEDULES.read_text())
         if schedule not in fids:
             raise ValueError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(fids)})")
         return float(fids[schedule]["fid"])

@@ -9,19 +9,19 @@ The masked input as is, the last baseline, needs no computation.
 Writes outputs/baselines/{onestep,recon,harmonic}/images/*.png.
 """
 
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from maskgit.checkpoints import load_vqgan
-from maskgit.cli import resolve_device, run_stage
-from maskgit.inpaint import harmonic_fill
-from maskgit.io import image_folder, to_tensor, to_uint8
-from maskgit.params import load_params
-from maskgit.testset import PreparedTestSet, run_inpainting
+from maskgit.pipeline import paths
+from maskgit.pipeline.vqgan_checkpoint import load_vqgan
+from maskgit.pipeline.runtime import resolve_device, run_stage
+from maskgit.algorithms.compositing import harmonic_fill
+from maskgit.pipeline.files import image_folder, to_tensor, to_uint8
+from maskgit.pipeline.params import load_params
+from maskgit.pipeline.runner import PreparedTestSet, run_inpainting
 
-OUT = Path("outputs/baselines")
+OUT = paths.BASELINES
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
                              history_images=0, desc="one-step")
 
     device = resolve_device(params["device"])
-    vqgan, norm = load_vqgan("models/vqgan.pt", device)
+    vqgan, norm = load_vqgan(paths.VQGAN, device)
     test = PreparedTestSet(params)
     batch_size = ip["batch_size"]
     with image_folder(OUT / "recon" / "images") as write, image_folder(OUT / "harmonic" / "images") as write_harmonic, \

@@ -16,27 +16,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit.cli import resolve_device, run_stage
-from maskgit.fid import InceptionFeatures, fid_from_statistics, kid_from_features, resolve_inception_weights, statistics
-from maskgit.io import read_images, save_npy, write_json
-from maskgit.params import ParamError, load_params
+from maskgit.pipeline import paths
+from maskgit.pipeline.runtime import resolve_device, run_stage
+from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from_features, statistics
+from maskgit.pipeline.inception_weights import resolve_inception_weights
+from maskgit.pipeline.files import read_images, save_npy, write_json
+from maskgit.pipeline.params import ParamError, load_params
+from maskgit.pipeline.errors import InputError
 
-GT_FEATURES = Path("outputs/fid/gt_features.npy")
 CACHE_DIR = Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache" / "maskgit"))
 
 
 def image_sets(which, params):
     if which == "reference":
-        return {"gt": "data/prepared/test/gt"}
+        return {"gt": paths.TEST / "gt"}
     if which == "baselines":
         return {
-            "masked_input": "data/prepared/test/masked_image",
-            "onestep": "outputs/baselines/onestep/images",
-            "recon": "outputs/baselines/recon/images",
-            "harmonic": "outputs/baselines/harmonic/images",
+            "masked_input": paths.TEST / "masked_image",
+            "onestep": paths.BASELINES / "onestep/images",
+            "recon": paths.BASELINES / "recon/images",
+            "harmonic": paths.BASELINES / "harmonic/images",
         }
     # read the list from params, never glob: removed schedules leave stale folders
-    return {s: f"outputs/inpaint/{s}/images" for s in params["inpaint"]["schedules"]}
+    return {s: paths.INPAINT / s / "images" for s in params["inpaint"]["schedules"]}
 
 
 def main():
@@ -54,19 +56,19 @@ def main():
         return extract(images, desc=name)
 
     if which == "reference":
-        save_npy(GT_FEATURES, features("gt", sets["gt"]))
+        save_npy(paths.GT_FEATURES, features("gt", sets["gt"]))
         return
-    gt = np.load(GT_FEATURES)
+    gt = np.load(paths.GT_FEATURES)
     gt_stats = statistics(gt)
     results = {}
     for name, folder in sets.items():
         f = features(name, folder)
         if len(f) != len(gt):
-            raise ValueError(f"{folder}: {len(f)} images but the ground truth has {len(gt)}")
+            raise InputError(f"{folder}: {len(f)} images but the ground truth has {len(gt)}")
         kid, kid_std = kid_from_features(f, gt)
         results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
         print(f"fid {name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}", file=sys.stderr)
-    write_json(f"metrics/fid_{which}.json", results)
+    write_json({"schedules": paths.FID_SCHEDULES, "baselines": paths.FID_BASELINES}[which], results)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ info.json (the settings). Timings go to timings/inpaint-<schedule>.json.
 """
 
 import sys
-from pathlib import Path
 
-from maskgit.cli import run_stage
-from maskgit.params import ParamError, load_params
-from maskgit.testset import run_inpainting
+from maskgit.pipeline import paths
+from maskgit.pipeline.runtime import run_stage
+from maskgit.pipeline.params import ParamError, load_params
+from maskgit.pipeline.runner import run_inpainting
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
     ip = params["inpaint"]
     if schedule not in ip["schedules"]:
         raise ParamError(f"params.yaml: schedule {schedule!r} is not in inpaint.schedules {ip['schedules']}")
-    return run_inpainting(params, Path("outputs/inpaint") / schedule, schedule=schedule, total_iter=ip["total_iter"],
+    return run_inpainting(params, paths.INPAINT / schedule, schedule=schedule, total_iter=ip["total_iter"],
                    sweet_spot=ip["sweet_spot"], history_images=ip["n_figure_images"], desc=f"inpaint {schedule}")
 
 

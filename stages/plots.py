@@ -16,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit import plotting
-from maskgit.cli import run_stage
-from maskgit.io import list_images, make_tmp_dir, replace_dir
-from maskgit.params import load_params
+from maskgit.pipeline import paths
+from maskgit.pipeline import plotting
+from maskgit.pipeline.runtime import run_stage
+from maskgit.pipeline.files import list_images, make_tmp_dir, replace_dir
+from maskgit.pipeline.params import load_params
+from maskgit.pipeline.errors import InputError
 
-TEST = Path("data/prepared/test")
-INPAINT = Path("outputs/inpaint")
-BASELINES = Path("outputs/baselines")
-REPORTS = Path("reports")
+TEST, INPAINT, BASELINES, REPORTS = paths.TEST, paths.INPAINT, paths.BASELINES, paths.REPORTS
 N_GRID = 8  # rows of grid_<schedule>.png
 N_COMPARISON = 6  # rows of comparison.png
 
@@ -32,7 +31,7 @@ N_COMPARISON = 6  # rows of comparison.png
 def read_json(path):
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the stage that writes it first)")
+        raise InputError(f"{path}: not found (run the stage that writes it first)")
     return json.loads(path.read_text())
 
 
@@ -40,7 +39,7 @@ def image_column(folder: Path, names: list[str]) -> list[np.ndarray]:
     """The images of `names` from `folder`; every set uses the test set's file names."""
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder}: {missing[0]} missing (every image set must have the test set's names)")
+        raise InputError(f"{folder}: {missing[0]} missing (every image set must have the test set's names)")
     return [plotting.load_rgb(folder / n) for n in names]
 
 
@@ -83,7 +82,7 @@ def image_figures(params, table, names, out: Path) -> None:
 def main():
     params = load_params()
     ip = params["inpaint"]
-    table = plotting.fid_table(read_json("metrics/fid_schedules.json"), read_json("metrics/fid_baselines.json"),
+    table = plotting.fid_table(read_json(paths.FID_SCHEDULES), read_json(paths.FID_BASELINES),
                                ip["schedules"])
     names = [p.name for p in list_images(TEST / "masked_image")]
 
@@ -101,9 +100,9 @@ def main():
         # dvclive counts one step per log line, not per training step: say how many
         every_vq, every_tf = params["train_vqgan"]["log_every"], params["train_transformer"]["eval_every"]
         plotting.training_figure({
-            "transformer": (plotting.read_dvclive_metrics("dvclive/transformer"),
+            "transformer": (plotting.read_dvclive_metrics(paths.LIVE_TRANSFORMER),
                             f"dvclive step (one per {every_tf} training steps)"),
-            "VQGAN": (plotting.read_dvclive_metrics("dvclive/vqgan"), f"dvclive step (one per {every_vq} training steps)"),
+            "VQGAN": (plotting.read_dvclive_metrics(paths.LIVE_VQGAN), f"dvclive step (one per {every_vq} training steps)"),
         }, figures / "training.png")
         image_figures(params, table, names, figures)
 

@@ -10,17 +10,17 @@ data/prepared/
 
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from maskgit import procedural
-from maskgit.folders import load_folders
-from maskgit.cli import run_stage
-from maskgit.io import make_tmp_dir, replace_dir, write_images
-from maskgit.params import load_params
+from maskgit.pipeline import paths
+from maskgit.data import procedural
+from maskgit.pipeline.folders import load_folders
+from maskgit.pipeline.runtime import run_stage
+from maskgit.pipeline.files import make_tmp_dir, replace_dir, write_images
+from maskgit.pipeline.params import load_params
 
-OUT = Path("data/prepared")
+OUT = paths.PREPARED
 
 
 def main():

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from maskgit import plotting
-from maskgit.cli import run_stage
-from maskgit.io import atomic_write_bytes
-from maskgit.params import load_params
+from maskgit.pipeline import paths
+from maskgit.pipeline import plotting
+from maskgit.pipeline.runtime import run_stage
+from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.pipeline.params import load_params
+from maskgit.pipeline.errors import InputError
 
-REPORTS = Path("reports")
+REPORTS = paths.REPORTS
 # the order stages run in; timings of other names follow alphabetically
 STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpaint", "baselines",
                "fid-reference", "fid-baselines", "fid-schedules", "plots"]
@@ -24,13 +26,13 @@ STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpai
 # pipeline's own outputs (dvc.lock, metrics, timings, reports) change on every
 # run and would otherwise always mark it dirty
 SOURCE_PATHS = ["params.yaml", "dvc.yaml", "pyproject.toml", "maskgit", "stages"]
-PREPARED = Path("data/prepared")
+PREPARED = paths.PREPARED
 
 
 def read_json(path):
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the stage that writes it first)")
+        raise InputError(f"{path}: not found (run the stage that writes it first)")
     return json.loads(path.read_text())
 
 
@@ -77,10 +79,10 @@ def metrics_section(title: str, path: str) -> list[str]:
 
 def timings_section(schedules: list[str]) -> list[str]:
     timings = {}
-    for path in sorted(Path("timings").glob("*.json")):
+    for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
         if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), (int, float)):
-            raise ValueError(f"{path}: expected {{\"stage\": name, \"seconds\": number}}")
+            raise InputError(f"{path}: expected {{\"stage\": name, \"seconds\": number}}")
         name = entry.get("stage", path.stem)
         # a schedule removed from params leaves its old timing file behind: not part of this run
         if name.startswith("inpaint-") and name.removeprefix("inpaint-") not in schedules:
@@ -160,11 +162,11 @@ def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
     schedules = ip["schedules"]
-    table = plotting.fid_table(read_json("metrics/fid_schedules.json"), read_json("metrics/fid_baselines.json"),
+    table = plotting.fid_table(read_json(paths.FID_SCHEDULES), read_json(paths.FID_BASELINES),
                                schedules)
     fid_md = (REPORTS / "tables" / "fid.md")
     if not fid_md.is_file():
-        raise FileNotFoundError(f"{fid_md}: not found (run the plots stage first)")
+        raise InputError(f"{fid_md}: not found (run the plots stage first)")
     steps = min(ip["sweet_spot"], ip["total_iter"])
     tokens = vq["latent_resolution"] ** 2
 
@@ -220,8 +222,8 @@ def main():
             out += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
 
     out += ["## Training", ""]
-    out += metrics_section("VQGAN", "dvclive/vqgan/metrics.json")
-    out += metrics_section("Transformer", "dvclive/transformer/metrics.json")
+    out += metrics_section("VQGAN", paths.LIVE_VQGAN / "metrics.json")
+    out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
     out += ["## Timings", "", *timings_section(schedules)]
     atomic_write_bytes(REPORTS / "report.md", ("\n".join(out).rstrip() + "\n").encode())
 

@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from maskgit.checkpoints import load_vqgan
-from maskgit.cli import resolve_device, run_stage
-from maskgit.io import read_images, read_masks, save_npy, to_tensor
-from maskgit.masking import token_unknown_from_pixel_mask
-from maskgit.params import load_params, token_patch
+from maskgit.pipeline import paths
+from maskgit.pipeline.vqgan_checkpoint import load_vqgan
+from maskgit.pipeline.runtime import resolve_device, run_stage
+from maskgit.pipeline.files import read_images, read_masks, save_npy, to_tensor
+from maskgit.algorithms.masking import token_unknown_from_pixel_mask
+from maskgit.pipeline.params import load_params, token_patch
+from maskgit.pipeline.errors import InputError
 
 
 @torch.no_grad()
@@ -32,18 +34,18 @@ def main():
     params = load_params()
     size = params["data"]["image_size"]
     device = resolve_device(params["device"])
-    vqgan, norm = load_vqgan("models/vqgan.pt", device)
+    vqgan, norm = load_vqgan(paths.VQGAN, device)
     for split in ("train", "val"):
-        save_npy(f"data/tokens/{split}.npy", encode(vqgan, read_images(f"data/prepared/{split}", size), norm, device, split))
+        save_npy(paths.tokens(split), encode(vqgan, read_images(paths.split_images(split), size), norm, device, split))
     # the lab encodes the masked image (holes filled with gray) and keeps its tokens
     # wherever the whole patch is known
-    masked = read_images("data/prepared/test/masked_image", size)
-    known = read_masks("data/prepared/test/mask64", size)
+    masked = read_images(paths.TEST / "masked_image", size)
+    known = read_masks(paths.TEST / "mask64", size)
     if len(masked) != len(known):
-        raise ValueError(f"data/prepared/test: {len(masked)} masked images but {len(known)} masks")
-    save_npy("data/tokens/test.npy", encode(vqgan, masked, norm, device, "test"))
+        raise InputError(f"{paths.TEST}: {len(masked)} masked images but {len(known)} masks")
+    save_npy(paths.TEST_TOKENS, encode(vqgan, masked, norm, device, "test"))
     unknown = token_unknown_from_pixel_mask(torch.from_numpy(known), token_patch(params))
-    save_npy("data/tokens/test_unknown.npy", unknown.numpy())
+    save_npy(paths.TEST_UNKNOWN, unknown.numpy())
 
 
 if __name__ == "__main__":

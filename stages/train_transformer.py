@@ -14,50 +14,29 @@ each rank trains on its slice of the same global batch and rank 0 alone writes
 (maskgit/distributed.py).
 """
 
-import math
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from dvclive import Live
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from maskgit import distributed
-from maskgit.cli import autocast, maybe_compile, resolve_device, run_stage, seed_everything, to_device
-from maskgit.io import save_torch
-from maskgit.masking import random_token_mask
-from maskgit.params import load_params
-from maskgit.perf import matmul_peak, train_step_flops
-from maskgit.resume import Resumable, fingerprint, log_row
-from maskgit.transformer import BidirectionalTransformer
+from maskgit.pipeline import paths
+from maskgit.pipeline import distributed
+from maskgit.algorithms.devices import to_device
+from maskgit.algorithms.objective import lr_factor, masked_loss
+from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
+from maskgit.algorithms.masking import random_token_mask
+from maskgit.pipeline.params import load_params
+from maskgit.pipeline.perf import matmul_peak, train_step_flops
+from maskgit.pipeline.transformer_checkpoint import copy_trained, save_transformer
+from maskgit.pipeline.training import TrainingRun, run_fingerprint
+from maskgit.models.transformer import BidirectionalTransformer
+from maskgit.pipeline.errors import InputError
 
-TRAIN, VAL = "data/tokens/train.npy", "data/tokens/val.npy"
-
-
-def lr_factor(step, warmup, total, min_ratio):
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=None):
-    """Summed cross-entropy over the masked positions and the number predicted right.
-    Sums, not means: the caller divides by the masked count of the whole (global)
-    batch, which is what makes N data-parallel ranks take the step of one process.
-    `forward` is the module to call (the DDP or compiled wrapper of `model`)."""
-    inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
-    with autocast(tokens.device, precision):
-        # `is None`, not `or`: a compiled module has no truth value (its __len__ raises)
-        logits = (model if forward is None else forward)(inputs)[..., : model.codebook_size]
-    logits = logits.float()[mask]  # the softmax and the loss in float32
-    loss = F.cross_entropy(logits, tokens[mask], label_smoothing=label_smoothing, reduction="sum")
-    return loss, (logits.argmax(-1) == tokens[mask]).sum().float()
+TRAIN, VAL = paths.tokens("train"), paths.tokens("val")
 
 
 @torch.no_grad()
@@ -97,11 +76,11 @@ def train_or_load(params, tp, vq, device, world):
     val = torch.from_numpy(np.load(VAL).astype(np.int64))
     codebook_size, num_tokens = vq["num_codebook_vectors"], train.shape[1]
     if int(train.max()) >= codebook_size:
-        raise ValueError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
+        raise InputError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
     if params["transformer"]["checkpoint"] is not None:
-        return use_trained(params["transformer"]["checkpoint"], codebook_size, num_tokens)
+        return copy_trained(params["transformer"]["checkpoint"], paths.TRANSFORMER, codebook_size, num_tokens)
     if tp["batch_size"] % world.size:
-        raise ValueError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
+        raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
                          f"{world.size} processes (train_transformer.nproc_per_node)")
     # the token grids are small (a few MB): on the device once, no per-batch copies
     train, val = train.to(device), val.to(device)
@@ -118,22 +97,15 @@ def train_or_load(params, tp, vq, device, world):
     # everything that decides the result, except how often to save and how many
     # processes share the work (neither changes the steps taken)
     run = {k: v for k, v in tp.items() if k not in ("checkpoint_every", "nproc_per_node")}
-    key = fingerprint({"transformer": params["transformer"], "train_transformer": run, "device": device.type},
-                      TRAIN, VAL)
-    resume = Resumable("train_transformer", key, tp["checkpoint_every"])
-    start, running, history = 0, [], []  # running: (loss, accuracy) since the last log; history: logged rows
-    saved = resume.load(verbose=world.is_main)
-    if saved is not None:
-        resume.restore(saved, model, opt, sched, generator)
-        start, running, history = saved["step"], saved["running"], saved["history"]
+    key = run_fingerprint({"transformer": params["transformer"], "train_transformer": run}, device, TRAIN, VAL)
+    training = TrainingRun("train_transformer", key, tp["checkpoint_every"], paths.LIVE_TRANSFORMER,
+                           {"transformer": params["transformer"], "train_transformer": tp}, is_main=world.is_main)
+    start, saved = training.resume(model, opt, sched, generator)
+    running = saved.get("running", [])  # (loss, accuracy) since the last log
 
     net = DistributedDataParallel(model) if world.active else model
     net = maybe_compile(net, device, params["compile"])
-    live = Live("dvclive/transformer", dvcyaml=False, save_dvc_exp=False, report=None) if world.is_main else None
-    if live:
-        live.log_params({"transformer": params["transformer"], "train_transformer": tp})
-        for row in history:  # the curve of the steps before a resume, as they were logged
-            log_row(live, row)
+    training.open_live()
     bar = tqdm(range(start, tp["steps"]), desc="train_transformer", unit="step", initial=start, total=tp["steps"],
                disable=not world.is_main)
     train_seconds = 0.0  # from the second step on: the first compiles (compile: true) and warms up kernels
@@ -152,7 +124,7 @@ def train_or_load(params, tp, vq, device, world):
                 # DDP averages gradients over ranks; times world.size makes it the global batch's sum / count
                 (loss_sum * world.size / (count * tp["grad_accum"])).backward()
             stats = distributed.all_sum(torch.stack([loss_sum.detach(), correct]), world) / count.to(device)
-            resume.check_finite(stats[0], step)  # the same value on every rank: all stop together
+            training.check_finite(stats[0], step)  # the same value on every rank: all stop together
         if tp["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
         opt.step()
@@ -173,30 +145,19 @@ def train_or_load(params, tp, vq, device, world):
                 "lr": sched.get_last_lr()[0],
             }
             running.clear()
-            history.append(row)
-            log_row(live, row)
-        if world.is_main and resume.due(step + 1) and step + 1 < tp["steps"]:
-            resume.save_training(step + 1, model, opt, sched, generator, running=running, history=history)
+            training.log(row)
+        if step + 1 < tp["steps"]:
+            training.save(step + 1, model, opt, sched, generator, running=running)
 
     rank_diff = distributed.max_weight_diff(model, world)  # a collective: every rank takes part
     if not world.is_main:
         return
-    last = history[-1]
-    live.summary.update({"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
-                         "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
-                         **throughput(model, tp, num_tokens, device, world, start, train_seconds)})
-    live.end()
-    save_torch(
-        "models/transformer.pt",
-        {
-            "config": params["transformer"],
-            "codebook_size": codebook_size,
-            "num_tokens": num_tokens,
-            "state_dict": model.cpu().state_dict(),
-            "steps": tp["steps"],
-        },
-    )
-    resume.clear()
+    last = training.history[-1]
+    summary = {"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
+               "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
+               **throughput(model, tp, num_tokens, device, world, start, train_seconds)}
+    save_transformer(paths.TRANSFORMER, model, params["transformer"], steps=tp["steps"])
+    training.finish(summary)
 
 
 def throughput(model, tp, num_tokens, device, world, start, seconds):
@@ -213,29 +174,6 @@ def throughput(model, tp, num_tokens, device, world, start, seconds):
     per_sequence = train_step_flops(model, torch.zeros(1, num_tokens, dtype=torch.long, device=device))
     peak = matmul_peak(device, torch.bfloat16 if tp["precision"] == "bf16" else torch.float32) * world.size
     return {"tokens_per_s": tokens / seconds, "mfu": per_sequence * tokens / num_tokens / seconds / peak}
-
-
-def use_trained(path, codebook_size, num_tokens):
-    """transformer.checkpoint: a model trained elsewhere (say on a GPU machine), for
-    inpainting only; it must fit the tokenizer's vocabulary and token count."""
-    ckpt = torch.load(checked_path(path), map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or not {"config", "codebook_size", "num_tokens", "state_dict"} <= set(ckpt):
-        raise ValueError(f"transformer.checkpoint: {path} is not a transformer.pt written by this project")
-    if ckpt["codebook_size"] != codebook_size:
-        raise ValueError(f"transformer.checkpoint: {path} predicts {ckpt['codebook_size']} codes but the tokenizer "
-                         f"has {codebook_size} (vqgan.num_codebook_vectors)")
-    if ckpt["num_tokens"] != num_tokens:
-        raise ValueError(f"transformer.checkpoint: {path} takes {ckpt['num_tokens']} tokens per image but the "
-                         f"tokenizer gives {num_tokens}")
-    model = BidirectionalTransformer(ckpt["codebook_size"], ckpt["num_tokens"], ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])  # strict: a broken file fails here, before anything is written
-    save_torch("models/transformer.pt", ckpt)
-
-
-def checked_path(path):
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"transformer.checkpoint: {path} not found")
-    return path
 
 
 if __name__ == "__main__":

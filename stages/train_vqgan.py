@@ -22,21 +22,23 @@ import torch
 from dvclive import Live
 from tqdm import tqdm
 
-from maskgit.cli import resolve_device, run_stage, seed_everything
-from maskgit.io import list_images, read_images, save_torch, to_tensor
-from maskgit.params import load_params
-from maskgit.resume import Resumable, fingerprint, log_row
-from maskgit.vqgan import (
+from maskgit.pipeline import paths
+from maskgit.pipeline.runtime import resolve_device, run_stage, seed_everything
+from maskgit.pipeline.files import list_images, read_images, to_tensor
+from maskgit.pipeline.params import load_params
+from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint, save_vqgan
+from maskgit.pipeline.training import TrainingRun, run_fingerprint
+from maskgit.models.vqgan import (
     VQGAN,
     codebook_usage,
     kmeans_codes,
-    load_lab_checkpoint,
     reconstruction_loss,
     restart_dead_codes,
 )
+from maskgit.pipeline.errors import InputError
 
 KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
-TRAIN, VAL = "data/prepared/train", "data/prepared/val"
+TRAIN, VAL = paths.split_images("train"), paths.split_images("val")
 PRETRAINED_EVAL = 100  # val images to score a pretrained VQGAN on (the lab's takes ~0.6 s per image on CPU)
 
 
@@ -95,64 +97,54 @@ def main():
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, tp["steps"]) / tp["steps"]))
     )
     counts = torch.zeros(cfg["num_codebook_vectors"], dtype=torch.long)
-    restarted, start, history = 0, 0, []  # history: the logged rows, replayed into dvclive on resume
-
     run = {k: v for k, v in tp.items() if k != "checkpoint_every"}
-    key = fingerprint({"vqgan": cfg, "train_vqgan": run, "data": data, "device": str(device)},
-                      *list_images(TRAIN), *list_images(VAL))
-    resume = Resumable("train_vqgan", key, tp["checkpoint_every"])
-    saved = resume.load()
-    if saved is not None:
-        resume.restore(saved, model, opt, sched, generator)
-        counts, restarted, start, history = saved["counts"], saved["restarted"], saved["step"], saved["history"]
+    key = run_fingerprint({"vqgan": cfg, "train_vqgan": run, "data": data}, device,
+                          *list_images(TRAIN), *list_images(VAL))
+    training = TrainingRun("train_vqgan", key, tp["checkpoint_every"], paths.LIVE_VQGAN,
+                           {"vqgan": cfg, "train_vqgan": tp})
+    start, saved = training.resume(model, opt, sched, generator)
+    counts, restarted = saved.get("counts", counts), saved.get("restarted", 0)
 
-    with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        live.log_params({"vqgan": cfg, "train_vqgan": tp})
-        for row in history:
-            log_row(live, row)
-        bar = tqdm(range(start + 1, tp["steps"] + 1), desc="train_vqgan", unit="step", initial=start, total=tp["steps"])
-        for step in bar:
-            quantise = step > tp["continuous_steps"]
-            if step == tp["continuous_steps"] + 1 and step > 1:
-                init_codebook(model, train, generator, device)
-            idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
-            x = random_crop(train[idx], tp["crop_size"], generator).to(device)
-            if quantise:
-                recon, indices, q_loss = model(x)
-            else:
-                recon, q_loss = model.decode(model.encode_latent(x)), torch.zeros((), device=device)
-                indices = torch.zeros(0, dtype=torch.long, device=device)
-            rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
-            loss = rec_loss + q_loss
-            resume.check_finite(loss, step - 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            counts += torch.bincount(indices.flatten().cpu(), minlength=len(counts))
-            if quantise and tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
-                with torch.no_grad():
-                    z_e = model.encode_latent(x).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
-                restarted += restart_dead_codes(model, z_e, counts, generator=generator)
-                counts.zero_()
-            if step % tp["log_every"] == 0 or step == tp["steps"]:
-                usage = codebook_usage(indices, cfg["num_codebook_vectors"])
-                row = {f"train/{k}": float(v) for k, v in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items()}
-                if quantise:  # no codes are used before the codebook exists
-                    row["train/perplexity"] = usage["perplexity"]
-                row["train/lr"] = sched.get_last_lr()[0]
-                history.append(row)
-                log_row(live, row)
-                bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")
-            if resume.due(step) and step < tp["steps"]:
-                resume.save_training(step, model, opt, sched, generator,
-                                     counts=counts, restarted=restarted, history=history)
+    training.open_live()
+    bar = tqdm(range(start + 1, tp["steps"] + 1), desc="train_vqgan", unit="step", initial=start, total=tp["steps"])
+    for step in bar:
+        quantise = step > tp["continuous_steps"]
+        if step == tp["continuous_steps"] + 1 and step > 1:
+            init_codebook(model, train, generator, device)
+        idx = torch.randint(0, len(train), (tp["batch_size"],), generator=generator)
+        x = random_crop(train[idx], tp["crop_size"], generator).to(device)
+        if quantise:
+            recon, indices, q_loss = model(x)
+        else:
+            recon, q_loss = model.decode(model.encode_latent(x)), torch.zeros((), device=device)
+            indices = torch.zeros(0, dtype=torch.long, device=device)
+        rec_loss, parts = reconstruction_loss(recon, x, tp["l1_weight"], tp["l2_weight"], tp["edge_weight"])
+        loss = rec_loss + q_loss
+        training.check_finite(loss, step - 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        counts += torch.bincount(indices.flatten().cpu(), minlength=len(counts))
+        if quantise and tp["restart_every"] and step % tp["restart_every"] == 0 and step < tp["steps"]:
+            with torch.no_grad():
+                z_e = model.encode_latent(x).permute(0, 2, 3, 1).reshape(-1, cfg["latent_dim"])
+            restarted += restart_dead_codes(model, z_e, counts, generator=generator)
+            counts.zero_()
+        if step % tp["log_every"] == 0 or step == tp["steps"]:
+            usage = codebook_usage(indices, cfg["num_codebook_vectors"])
+            row = {f"train/{k}": float(v) for k, v in {"loss": loss.item(), "q_loss": q_loss.item(), **parts}.items()}
+            if quantise:  # no codes are used before the codebook exists
+                row["train/perplexity"] = usage["perplexity"]
+            row["train/lr"] = sched.get_last_lr()[0]
+            training.log(row)
+            bar.set_postfix(loss=f"{loss.item():.4f}", ppl=f"{usage['perplexity']:.0f}")
+        if step < tp["steps"]:
+            training.save(step, model, opt, sched, generator, counts=counts, restarted=restarted)
 
-        metrics = val_metrics(model, val, cfg, std, device, restarted)
-        for key, value in metrics.items():
-            live.summary[key] = value
-    save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std})
-    resume.clear()
+    metrics = val_metrics(model, val, cfg, std, device, restarted)
+    save_vqgan(paths.VQGAN, model, cfg, mean, std)
+    training.finish(metrics)
 
 
 def use_pretrained(cfg, val_images, mean, std, device):
@@ -160,14 +152,13 @@ def use_pretrained(cfg, val_images, mean, std, device):
     its reconstruction and codebook usage on (up to PRETRAINED_EVAL) val images."""
     path = Path(cfg["checkpoint"])
     if not path.is_file():
-        raise FileNotFoundError(f"vqgan.checkpoint: {path} not found")
+        raise InputError(f"vqgan.checkpoint: {path} not found")
     model = load_lab_checkpoint(path, cfg).to(device)
-    with Live("dvclive/vqgan", dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with Live(paths.LIVE_VQGAN, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"vqgan": cfg, "pretrained": str(path)})
         for key, value in val_metrics(model, val_images, cfg, std, device, restarted=0).items():
             live.summary[key] = value
-    save_torch("models/vqgan.pt", {"config": cfg, "state_dict": model.cpu().state_dict(), "mean": mean, "std": std,
-                                   "pretrained": str(path)})
+    save_vqgan(paths.VQGAN, model, cfg, mean, std, pretrained=str(path))
     print(f"train_vqgan: no training, using {path}", file=sys.stderr)
 
 

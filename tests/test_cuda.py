@@ -11,9 +11,9 @@ import json
 import pytest
 import torch
 
-from maskgit.cli import maybe_compile
-from maskgit.decode import inpaint_tokens
-from maskgit.inpaint import image_generators, inpaint_set
+from maskgit.pipeline.runtime import maybe_compile
+from maskgit.algorithms.decoding import iterative_decode
+from maskgit.algorithms.decoding import decode_set, image_generators
 from test_decode import batch_with_different_masks, record_steps, toy_transformer
 from test_resume import make_project, run_stage, tiny_params
 
@@ -25,7 +25,7 @@ DECODE = dict(schedule="cosine", total_iter=7, sweet_spot=7, choice_temperature=
 def decode_on_cuda(model, tokens, unknown, seeds, on_step=None):
     generators = [torch.Generator(device=CUDA).manual_seed(s) for s in seeds]
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        return inpaint_tokens(model, tokens.to(CUDA), unknown.to(CUDA), generator=generators, on_step=on_step, **DECODE)
+        return iterative_decode(model, tokens.to(CUDA), unknown.to(CUDA), generator=generators, on_step=on_step, **DECODE)
 
 
 def test_rules_hold_on_cuda_under_bf16():
@@ -33,7 +33,7 @@ def test_rules_hold_on_cuda_under_bf16():
     steps, on_step = record_steps()
     out = decode_on_cuda(toy_transformer().to(CUDA), tokens, unknown, range(4), on_step)
     cpu_steps, cpu_on_step = record_steps()
-    inpaint_tokens(toy_transformer(), tokens, unknown, generator=torch.Generator().manual_seed(0), on_step=cpu_on_step,
+    iterative_decode(toy_transformer(), tokens, unknown, generator=torch.Generator().manual_seed(0), on_step=cpu_on_step,
                    **DECODE)
     assert out.device.type == "cuda" and out.dtype == torch.long
     unknown_cuda = unknown.to(CUDA)
@@ -56,17 +56,17 @@ def test_cuda_generators_make_decoding_repeatable_per_image():
     c = decode_on_cuda(model, tokens, unknown, [20, 21, 22, 23])
     assert torch.equal(a, b)
     assert not torch.equal(a[:3], c[:3])  # image 3 has one unknown token: it may well agree
-    # inpaint_set's generators live on the device it decodes on
+    # decode_set's generators live on the device it decodes on
     assert all(g.device.type == "cuda" for g in image_generators(0, range(3), CUDA))
 
 
 def test_inpaint_set_on_cuda_returns_host_tensors_and_keeps_known_tokens():
-    from maskgit.vqgan import VQGAN
+    from maskgit.models.vqgan import VQGAN
 
     tokens, unknown = batch_with_different_masks()
     vqgan = VQGAN(dict(image_channels=3, enc_channels=[16, 16, 16, 16], dec_channels=[16, 16, 16], latent_dim=8,
                        img_resolution=32, latent_resolution=8, num_codebook_vectors=32, beta=0.25, norm_groups=4))
-    filled, images, history = inpaint_set(vqgan.to(CUDA).eval(), toy_transformer().to(CUDA), tokens, unknown,
+    filled, images, history = decode_set(vqgan.to(CUDA).eval(), toy_transformer().to(CUDA), tokens, unknown,
                                           batch_size=3, device=CUDA, seed=0, history_images=2, **DECODE)
     assert filled.device.type == "cpu" and images.device.type == "cpu" and images.shape == (4, 3, 32, 32)
     assert torch.equal(filled[~unknown], tokens[~unknown])

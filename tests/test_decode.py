@@ -6,11 +6,11 @@ from fractions import Fraction
 import pytest
 import torch
 
-from maskgit import decode
-from maskgit.decode import inpaint_tokens, num_masked_after_step
-from maskgit.masking import token_unknown_from_pixel_mask
-from maskgit.schedules import gamma
-from maskgit.transformer import BidirectionalTransformer
+from maskgit.algorithms import decoding as decode
+from maskgit.algorithms.decoding import iterative_decode, num_masked_after_step
+from maskgit.algorithms.masking import token_unknown_from_pixel_mask
+from maskgit.algorithms.schedules import gamma
+from maskgit.models.transformer import BidirectionalTransformer
 
 K = 32  # codebook size of the toy model
 N = 64  # an 8x8 token grid
@@ -124,7 +124,7 @@ def test_token_mask_is_missing_when_any_pixel_of_its_patch_is_missing():
 def test_exact_number_left_masked_per_image_and_step(schedule, total_iter):
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
-    inpaint_tokens(toy_transformer(), tokens, unknown, schedule=schedule, total_iter=total_iter,
+    iterative_decode(toy_transformer(), tokens, unknown, schedule=schedule, total_iter=total_iter,
                    sweet_spot=total_iter, choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
                    on_step=on_step)
     assert len(steps) == total_iter
@@ -143,7 +143,7 @@ def test_exact_number_left_masked_per_image_and_step(schedule, total_iter):
 def test_known_tokens_never_change_and_masks_only_shrink():
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
-    out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=8, sweet_spot=8,
+    out = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=8, sweet_spot=8,
                          choice_temperature=4.5, sampling="sample", generator=torch.Generator().manual_seed(3),
                          on_step=on_step)
     assert torch.equal(out[~unknown], tokens[~unknown])
@@ -160,10 +160,10 @@ def test_rules_hold_under_bf16_autocast():
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
+        out = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
                              choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
     reference_steps, reference_on_step = record_steps()
-    reference = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
+    reference = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
                                choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
                                on_step=reference_on_step)
     assert out.dtype == torch.long and torch.equal(out[~unknown], tokens[~unknown]) and (out < K).all()
@@ -177,7 +177,7 @@ def test_revealed_tokens_are_not_resampled():
     tokens, unknown = batch_with_different_masks()
     model = CountingModel(toy_transformer())
     steps, on_step = record_steps()
-    inpaint_tokens(model, tokens, unknown, schedule="linear", total_iter=6, sweet_spot=6, choice_temperature=2.0,
+    iterative_decode(model, tokens, unknown, schedule="linear", total_iter=6, sweet_spot=6, choice_temperature=2.0,
                    sampling="sample", generator=torch.Generator().manual_seed(5), on_step=on_step)
     for (_, chosen_a, masked_a), (_, chosen_b, _) in zip(steps, steps[1:]):
         revealed = ~masked_a
@@ -193,7 +193,7 @@ def test_nothing_masked_after_last_step_and_mask_id_never_predicted():
     logits[..., K] = 100.0
     logits[..., 3] = 1.0
     tokens, unknown = batch_with_different_masks()
-    out = inpaint_tokens(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
+    out = iterative_decode(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
                          choice_temperature=4.5)
     assert (out != K).all()
     assert (out[unknown] == 3).all()
@@ -204,7 +204,7 @@ def test_sweet_spot_stops_early_and_fills_everything():
     tokens, unknown = batch_with_different_masks()
     model = CountingModel(toy_transformer())
     steps, on_step = record_steps()
-    out = inpaint_tokens(model, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=3,
+    out = iterative_decode(model, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=3,
                          choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
     assert len(model.inputs) == 3
     assert (out != K).all()
@@ -213,13 +213,13 @@ def test_sweet_spot_stops_early_and_fills_everything():
     assert int(steps[1][2].sum()) > 0
     # early steps are those of the full run: r uses total_iter, not sweet_spot
     full = CountingModel(toy_transformer())
-    inpaint_tokens(full, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=10,
+    iterative_decode(full, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=10,
                    choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
     assert len(full.inputs) == 10
     for a, b in zip(model.inputs, full.inputs[:3]):
         assert torch.equal(a, b)
     more = CountingModel(toy_transformer())
-    inpaint_tokens(more, tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=99, choice_temperature=1.0)
+    iterative_decode(more, tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=99, choice_temperature=1.0)
     assert len(more.inputs) == 4
 
 
@@ -231,7 +231,7 @@ def test_confidence_uses_log_probabilities_not_raw_logits():
     logits[..., 4] = 0.0  # mask id column, sliced away
     model = FixedLogits(logits)
     steps, on_step = record_steps()
-    inpaint_tokens(model, torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool),
+    iterative_decode(model, torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool),
                    schedule="linear", total_iter=2, sweet_spot=2, choice_temperature=0.0, on_step=on_step)
     # after step 0 one token stays masked: the less confident one by probability
     assert steps[0][2].tolist() == [[True, False]]
@@ -243,7 +243,7 @@ def test_ties_broken_by_lower_index():
     unknown = torch.zeros(1, N, dtype=torch.bool)
     unknown[0, 20:40] = True
     steps, on_step = record_steps()
-    inpaint_tokens(FixedLogits(logits), tokens, unknown, schedule="linear", total_iter=4, sweet_spot=4,
+    iterative_decode(FixedLogits(logits), tokens, unknown, schedule="linear", total_iter=4, sweet_spot=4,
                    choice_temperature=0.0, on_step=on_step)
     n = math.floor(20 * 0.75)
     assert steps[0][2][0].nonzero().flatten().tolist() == list(range(20, 20 + n))
@@ -259,7 +259,7 @@ def test_temperature_is_annealed_from_the_base_value_each_step(monkeypatch):
 
     monkeypatch.setattr(decode, "annealed_temperature", spy)
     tokens, unknown = batch_with_different_masks()
-    inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
+    iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
                    choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
     # one call per step before the last, always from 4.5, with r = (t + 1) / T
     assert calls == [(4.5, (t + 1) / 5) for t in range(4)]
@@ -271,9 +271,9 @@ def test_batched_equals_one_image_at_a_time():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
     kwargs = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=0.0)
-    batched = inpaint_tokens(model, tokens, unknown, **kwargs)
+    batched = iterative_decode(model, tokens, unknown, **kwargs)
     for i in range(tokens.shape[0]):
-        single = inpaint_tokens(model, tokens[i:i + 1], unknown[i:i + 1], **kwargs)
+        single = iterative_decode(model, tokens[i:i + 1], unknown[i:i + 1], **kwargs)
         assert torch.equal(single[0], batched[i]), f"image {i}"
 
 
@@ -282,7 +282,7 @@ def test_images_with_nothing_or_everything_unknown():
     unknown = torch.zeros(2, N, dtype=torch.bool)
     unknown[1] = True
     steps, on_step = record_steps()
-    out = inpaint_tokens(toy_transformer(), tokens, unknown, schedule="square", total_iter=5, sweet_spot=5,
+    out = iterative_decode(toy_transformer(), tokens, unknown, schedule="square", total_iter=5, sweet_spot=5,
                          choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
     assert torch.equal(out[0], tokens[0])
     assert all(int(m[0].sum()) == 0 for _, _, m in steps)
@@ -294,9 +294,9 @@ def test_sampling_is_reproducible_with_a_generator():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
     kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
-    a = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
-    b = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
-    c = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(8), **kwargs)
+    a = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
+    b = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
+    c = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(8), **kwargs)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -307,14 +307,14 @@ def test_one_generator_per_image_makes_each_row_its_own():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
     kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
-    together = inpaint_tokens(model, tokens, unknown, generator=[torch.Generator().manual_seed(10 + b)
+    together = iterative_decode(model, tokens, unknown, generator=[torch.Generator().manual_seed(10 + b)
                                                                  for b in range(len(tokens))], **kwargs)
     for b in range(len(tokens)):
-        alone = inpaint_tokens(model, tokens[b:b + 1], unknown[b:b + 1],
+        alone = iterative_decode(model, tokens[b:b + 1], unknown[b:b + 1],
                                generator=[torch.Generator().manual_seed(10 + b)], **kwargs)
         assert torch.equal(alone[0], together[b])
     with pytest.raises(ValueError, match="one per image"):
-        inpaint_tokens(model, tokens, unknown, generator=[torch.Generator()], **kwargs)
+        iterative_decode(model, tokens, unknown, generator=[torch.Generator()], **kwargs)
 
 
 def test_num_masked_clamps():
@@ -343,7 +343,7 @@ def test_bad_arguments_name_the_param(kwargs, param):
     args.update(kwargs)
     tokens, unknown = batch_with_different_masks()
     with pytest.raises(ValueError, match=param):
-        inpaint_tokens(toy_transformer(), tokens, unknown, **args)
+        iterative_decode(toy_transformer(), tokens, unknown, **args)
 
 
 # --- a prior over codes (pixel guidance) -----------------------------------------
@@ -362,7 +362,7 @@ def test_prior_chooses_where_the_model_is_indifferent_and_keeps_the_rules():
     favourite = torch.randint(0, K, tokens.shape, generator=torch.Generator().manual_seed(5))
     model = FixedLogits(torch.zeros(1, N, K + 1))
     steps, on_step = record_steps()
-    out = inpaint_tokens(model, tokens, unknown, schedule="linear", total_iter=5, sweet_spot=5,
+    out = iterative_decode(model, tokens, unknown, schedule="linear", total_iter=5, sweet_spot=5,
                          choice_temperature=0.0, prior=peaked_prior(favourite), on_step=on_step)
     assert torch.equal(out[unknown], favourite[unknown])
     assert torch.equal(out[~unknown], tokens[~unknown])
@@ -383,7 +383,7 @@ def test_prior_enters_the_confidence():
     sure[torch.randperm(N, generator=torch.Generator().manual_seed(2))[:16]] = True
     prior = peaked_prior(torch.zeros(1, N, dtype=torch.long), 20.0) * sure[None, :, None]
     steps, on_step = record_steps()
-    inpaint_tokens(FixedLogits(torch.zeros(1, N, K + 1)), tokens, unknown, schedule="linear", total_iter=4,
+    iterative_decode(FixedLogits(torch.zeros(1, N, K + 1)), tokens, unknown, schedule="linear", total_iter=4,
                    sweet_spot=4, choice_temperature=0.0, prior=prior, on_step=on_step)
     revealed = ~steps[0][2][0]
     assert revealed.sum() == 16 and torch.equal(revealed, sure)
@@ -393,8 +393,8 @@ def test_zero_prior_is_the_decoding_without_one():
     tokens, unknown = batch_with_different_masks()
     args = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, sampling="sample")
     model = toy_transformer()
-    plain = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(9), **args)
-    zero = inpaint_tokens(model, tokens, unknown, generator=torch.Generator().manual_seed(9),
+    plain = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(9), **args)
+    zero = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(9),
                           prior=torch.zeros(*tokens.shape, K), **args)
     assert torch.equal(plain, zero)
 
@@ -402,5 +402,5 @@ def test_zero_prior_is_the_decoding_without_one():
 def test_prior_of_the_wrong_shape_is_refused():
     tokens, unknown = batch_with_different_masks()
     with pytest.raises(ValueError, match="prior"):
-        inpaint_tokens(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=4,
+        iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=4,
                        choice_temperature=1.0, prior=torch.zeros(*tokens.shape, K + 1))

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from conftest import stage_env
-from maskgit.procedural import make_dataset, make_masks
+from maskgit.data.procedural import make_dataset, make_masks
 
 N_TRAIN, N_TEST = 12, 4
 

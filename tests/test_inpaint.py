@@ -4,10 +4,12 @@ known pixels, the per-step history is that of the decoding loop."""
 import pytest
 import torch
 
-from maskgit.inpaint import composite, harmonic_fill, inpaint_set, pixel_prior
-from maskgit.masking import token_unknown_from_pixel_mask
-from maskgit.transformer import BidirectionalTransformer
-from maskgit.vqgan import VQGAN
+from maskgit.algorithms.compositing import composite, harmonic_fill
+from maskgit.algorithms.decoding import decode_set
+from maskgit.algorithms.guidance import pixel_prior
+from maskgit.algorithms.masking import token_unknown_from_pixel_mask
+from maskgit.models.transformer import BidirectionalTransformer
+from maskgit.models.vqgan import VQGAN
 
 CONFIG = dict(image_channels=3, enc_channels=[32, 32], dec_channels=[32], latent_dim=8, img_resolution=16,
               latent_resolution=8, num_codebook_vectors=16, beta=0.25)
@@ -38,12 +40,12 @@ def test_with_noise_an_image_is_filled_the_same_in_any_batch(sampling):
     vqgan, transformer, tokens, unknown = holes(5)
     args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=4.5,
                 sampling=sampling)
-    t_all, x_all, h_all = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=3, history_images=5,
+    t_all, x_all, h_all = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=3, history_images=5,
                                       **args)
-    t_two, x_two, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, seed=3, **args)
-    t_one, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=1, seed=3, **args)
+    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, seed=3, **args)
+    t_one, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=1, seed=3, **args)
     assert torch.equal(t_all, t_two) and torch.equal(t_all, t_one) and torch.allclose(x_all, x_two, atol=1e-5)
-    t_other, _, h_other = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=4, history_images=5,
+    t_other, _, h_other = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=4, history_images=5,
                                       **args)
     assert not torch.equal(h_all["masked"], h_other["masked"])
     assert torch.equal(t_all[~unknown], t_other[~unknown])
@@ -52,8 +54,8 @@ def test_with_noise_an_image_is_filled_the_same_in_any_batch(sampling):
 def test_batch_size_does_not_change_the_result_and_history_is_kept():
     vqgan, transformer, tokens, unknown = holes(5)
     args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=0.0)
-    t_all, x_all, hist = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=5, history_images=2, **args)
-    t_two, x_two, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, **args)
+    t_all, x_all, hist = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, history_images=2, **args)
+    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, **args)
     assert torch.equal(t_all, t_two) and torch.allclose(x_all, x_two, atol=1e-5)
     assert torch.equal(t_all[~unknown], tokens[~unknown])
     assert hist["masked"].shape == (2, 4, 64) and hist["images"].shape == (2, 4, 3, 16, 16)
@@ -104,7 +106,7 @@ def test_poisson_composite_removes_a_shade_off_fill_and_keeps_known_pixels():
 
 
 def test_poisson_correction_is_harmonic_in_the_hole_and_matches_the_border():
-    from maskgit.inpaint import _neighbour_sum, poisson_correction
+    from maskgit.algorithms.compositing import _neighbour_sum, poisson_correction
 
     difference = smooth_images(3) * 3
     known = poisson_holes(3)
@@ -132,9 +134,9 @@ def test_streaming_batches_gives_the_in_memory_result_and_keeps_no_images():
     tokens = vqgan.encode_to_tokens(images)
     unknown = token_unknown_from_pixel_mask(known, 2)
     args = dict(device="cpu", schedule="linear", total_iter=3, sweet_spot=3, choice_temperature=0.0)
-    t_all, x_all, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
+    t_all, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
     seen = []
-    t_stream, x_stream, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=3,
+    t_stream, x_stream, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=3,
                                         on_batch=lambda b, t, x: seen.append((b, t, x)), **args)
     assert x_stream is None and torch.equal(t_stream, t_all)
     assert [(b.start, b.stop) for b, _, _ in seen] == [(0, 3), (3, 6), (6, 7)]
@@ -189,7 +191,7 @@ def test_pixel_prior_does_not_depend_on_the_scale_of_the_latent_space():
 
 
 def test_prior_fn_is_called_per_batch_and_reaches_the_decoder():
-    """inpaint_set hands each batch's prior to the decoder: a prior that forces one code
+    """decode_set hands each batch's prior to the decoder: a prior that forces one code
     everywhere fills every unknown token with it, in every batch."""
     vqgan, transformer, tokens, unknown = holes(5)
     calls = []
@@ -200,7 +202,7 @@ def test_prior_fn_is_called_per_batch_and_reaches_the_decoder():
         prior[..., 3] = 1e4
         return prior
 
-    filled, _, _ = inpaint_set(vqgan, transformer, tokens, unknown, batch_size=2, device="cpu", schedule="cosine",
+    filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, device="cpu", schedule="cosine",
                                total_iter=3, sweet_spot=3, choice_temperature=0.0, prior_fn=force_code_3)
     assert calls == [(0, 2), (2, 4), (4, 5)]
     assert (filled[unknown] == 3).all() and torch.equal(filled[~unknown], tokens[~unknown])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from maskgit import procedural as P
+from maskgit.data import procedural as P
 
 
 def test_images_are_deterministic_per_seed():

@@ -12,24 +12,41 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
+def module_file(dotted: str) -> Path | None:
+    """maskgit.a.b -> maskgit/a/b.py (or the package's __init__.py); None outside the package."""
+    if dotted.split(".")[0] != "maskgit":
+        return None
+    base = ROOT.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def package_imports(path: Path) -> set[str]:
-    """maskgit/<module>.py files imported by one file, absolute or relative, at any depth of the code."""
+    """Package modules imported by one file (absolute or relative, at any depth of the
+    code). The packages' __init__.py files hold a docstring only (tested below), so
+    running them changes nothing and they are not dependencies."""
     found = set()
-    in_package = path.parent.name == "maskgit"
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
-            if node.level and in_package:
-                parts = (node.module or "").split(".")
-            elif node.module and node.module.split(".")[0] == "maskgit":
-                parts = node.module.split(".")[1:]
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
             else:
-                continue
-            names = [parts[0]] if parts and parts[0] else [a.name for a in node.names]
+                module = node.module or ""
+            targets = [module] + [f"{module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("maskgit.")]
+            targets = [a.name for a in node.names]
         else:
             continue
-        found |= {f"maskgit/{n}.py" for n in names if (ROOT / "maskgit" / f"{n}.py").exists()}
+        for target in targets:
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                f = module_file(".".join(parts[:i]))
+                if f is not None and f.name != "__init__.py":
+                    found.add(f.relative_to(ROOT).as_posix())
     return found
 
 
@@ -43,8 +60,17 @@ def closure(script: str) -> set[str]:
 
 
 def test_the_import_scan_sees_relative_and_absolute_imports():
-    assert "maskgit/vqgan.py" in closure("stages/tokenize_images.py")  # via `from maskgit.vqgan import`
-    assert "maskgit/schedules.py" in closure("stages/prepare.py")  # via params.py's `from .schedules`
+    deps = closure("stages/tokenize_images.py")
+    assert "maskgit/models/vqgan.py" in deps  # checkpoints.py's `from maskgit.models.vqgan import`
+    assert "maskgit/data/procedural.py" in closure("stages/prepare.py")  # `from maskgit.data import procedural`
+
+
+@pytest.mark.parametrize("init", sorted(ROOT.glob("maskgit/**/__init__.py")), ids=str)
+def test_package_init_files_hold_no_code(init):
+    body = ast.parse(init.read_text()).body
+    code = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+            and not (isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"])]
+    assert not code, f"{init.relative_to(ROOT)} runs code: stages would not declare it as a dependency"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskgit.masking import random_token_mask
-from maskgit.schedules import gamma
-from maskgit.transformer import BidirectionalTransformer, MultiHeadSelfAttention
+from maskgit.algorithms.masking import random_token_mask
+from maskgit.algorithms.schedules import gamma
+from maskgit.models.transformer import BidirectionalTransformer, MultiHeadSelfAttention
 
 
 def test_manual_attention_equals_scaled_dot_product_attention():
@@ -86,7 +86,7 @@ def test_position_embeddings_start_as_2d_sincos_codes():
     """pos_init sincos: neighbours on the token grid, across rows as along them,
     start with more similar position embeddings than distant tokens; the embeddings
     stay learned parameters with the scale of the random init."""
-    from maskgit.transformer import sincos_2d
+    from maskgit.models.transformer import sincos_2d
 
     model = BidirectionalTransformer(16, 64, {"dim": 32, "n_layers": 1, "n_heads": 4, "mlp_dim": 64})
     pos = model.pos_emb.detach()[0]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgit.vqgan import (
+from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint
+from maskgit.models.vqgan import (
     VQGAN,
     DownSampleBlock,
     NonLocalBlock,
@@ -15,7 +16,6 @@ from maskgit.vqgan import (
     check_config,
     codebook_usage,
     kmeans_codes,
-    load_lab_checkpoint,
     reconstruction_loss,
     restart_dead_codes,
 )

@@ -19,8 +19,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from .io import atomic_write_bytes
-from .schedules import gamma
+from maskgit.pipeline import paths
+from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.algorithms.schedules import gamma
+from maskgit.pipeline.errors import InputError
 
 # key in metrics/fid_baselines.json -> label in tables and figures, in table order
 BASELINES = {
@@ -46,13 +48,13 @@ def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[st
     """
     rows = []
     for kind, source, metrics, labels in (
-        ("schedule", "metrics/fid_schedules.json", schedule_metrics, {s: s for s in schedules}),
-        ("baseline", "metrics/fid_baselines.json", baseline_metrics, BASELINES),
+        ("schedule", paths.FID_SCHEDULES, schedule_metrics, {s: s for s in schedules}),
+        ("baseline", paths.FID_BASELINES, baseline_metrics, BASELINES),
     ):
         for key, label in labels.items():
             entry = metrics.get(key)
             if not isinstance(entry, dict) or any(f not in entry for f in METRIC_FIELDS):
-                raise ValueError(f"{source}: no complete entry for {key!r} (needs {', '.join(METRIC_FIELDS)})")
+                raise InputError(f"{source}: no complete entry for {key!r} (needs {', '.join(METRIC_FIELDS)})")
             rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in METRIC_FIELDS}})
     df = pd.DataFrame(rows)
     masked = baseline_metrics["masked_input"]["fid"]
@@ -334,11 +336,11 @@ def steps_figure(masked: np.ndarray, images: np.ndarray, names: list[str], path:
     step (white = still masked) and one row of the image decoded from the tokens
     chosen at that step. masked: bool (k, T, n_tokens); images: uint8 (k, T, H, W, 3)."""
     if masked.shape[:2] != images.shape[:2]:
-        raise ValueError(f"steps_masked.npy {masked.shape} and steps_images.npy {images.shape}: k and T differ")
+        raise InputError(f"steps_masked.npy {masked.shape} and steps_images.npy {images.shape}: k and T differ")
     k, total = masked.shape[:2]
     side = math.isqrt(masked.shape[2])
     if side * side != masked.shape[2]:
-        raise ValueError(f"steps_masked.npy: {masked.shape[2]} tokens is not a square grid")
+        raise InputError(f"steps_masked.npy: {masked.shape[2]} tokens is not a square grid")
     columns = spread_indices(total, max_columns)  # a long decode would not fit the page
     cells, labels, captions = [], [], []
     for i in range(k):

@@ -11,12 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import load_transformer, load_vqgan
-from .cli import autocast, resolve_device
-from .inpaint import composite, inpaint_set, pixel_prior
-from .io import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
+from maskgit.pipeline import paths
+from maskgit.pipeline.transformer_checkpoint import load_transformer
+from maskgit.pipeline.vqgan_checkpoint import load_vqgan
+from maskgit.algorithms.devices import autocast
+from maskgit.pipeline.runtime import resolve_device
+from maskgit.algorithms.compositing import composite
+from maskgit.algorithms.decoding import decode_set
+from maskgit.algorithms.guidance import pixel_prior
+from maskgit.pipeline.files import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
 
-TEST = Path("data/prepared/test")
+TEST = paths.TEST
 
 
 class PreparedTestSet:
@@ -24,8 +29,8 @@ class PreparedTestSet:
 
     def __init__(self, params):
         self.size = params["data"]["image_size"]
-        self.tokens = torch.from_numpy(np.load("data/tokens/test.npy").astype(np.int64))
-        self.unknown = torch.from_numpy(np.load("data/tokens/test_unknown.npy"))
+        self.tokens = torch.from_numpy(np.load(paths.TEST_TOKENS).astype(np.int64))
+        self.unknown = torch.from_numpy(np.load(paths.TEST_UNKNOWN))
         self.paths = {kind: list_images(TEST / kind) for kind in ("masked_image", "mask64", "gt")}
         self.names = [p.name for p in self.paths["masked_image"]]
 
@@ -68,11 +73,11 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     Returns the timings: decoding (transformer and VQGAN) and image I/O apart."""
     ip = params["inpaint"]
     device = resolve_device(params["device"])
-    vqgan, norm = load_vqgan("models/vqgan.pt", device)
+    vqgan, norm = load_vqgan(paths.VQGAN, device)
     # eager even with compile: true. Measured on an H100 (lab5 size, 747 images, bf16):
     # decoding took 47.9 s compiled from cold and 10.3 s with inductor's cache warm,
     # against 4.0 s eager; a test set is too short to pay back the compilation.
-    transformer = load_transformer("models/transformer.pt", device)
+    transformer = load_transformer(paths.TRANSFORMER, device)
     test = PreparedTestSet(params)
     io_seconds = 0.0
     start = time.perf_counter()
@@ -84,7 +89,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
             write(test.finish(images, batch, norm, ip["composite"]), test.names[batch])
             io_seconds += time.perf_counter() - io_start
 
-        _, _, history = inpaint_set(
+        _, _, history = decode_set(
             vqgan, transformer, test.tokens, test.unknown,
             batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,

@@ -13,9 +13,10 @@ from typing import Any, Callable
 
 import yaml
 
-from .schedules import SCHEDULES
-from .errors import ParamError
-from .vqgan_config import check_config as check_vqgan_config
+from maskgit.algorithms.schedules import SCHEDULES
+from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, SAMPLING, SOURCES
+from maskgit.pipeline.errors import ParamError
+from maskgit.models.vqgan_config import check_config as check_vqgan_config
 
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
@@ -86,7 +87,7 @@ def _unit_range(v):
 
 
 SCHEMA: dict[str, dict[str, Check]] = {
-    "device": _choice("auto", "cpu", "cuda"),
+    "device": _choice(*DEVICES),
     "compile": _bool,
     "data": {
         "image_size": _int(8),
@@ -94,7 +95,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "std": _list(_float(0.0, lo_open=True), length=3),
     },
     "prepare": {
-        "source": _choice("procedural", "folders"),
+        "source": _choice(*SOURCES),
         "n_train": _int(1),
         "n_val": _int(1),
         "n_test": _int(2),
@@ -143,9 +144,9 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "n_heads": _int(1),
         "mlp_dim": _int(1),
         "dropout": _float(0.0, 1.0),
-        "attention": _choice("manual", "sdpa"),
+        "attention": _choice(*ATTENTION_KINDS),
         "norm_first": _bool,
-        "pos_init": _choice("sincos", "normal"),  # maskgit.transformer.POS_INITS
+        "pos_init": _choice(*POS_INITS),
         "checkpoint": _optional_path,
     },
     "train_transformer": {
@@ -162,7 +163,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "gamma": _choice(*SCHEDULES),
         "r_range": _unit_range,
         "regional_mask_prob": _float(0.0, 1.0),
-        "precision": _choice("fp32", "bf16"),
+        "precision": _choice(*PRECISIONS),
         "eval_every": _int(1),
         "checkpoint_every": _int(0),
         "nproc_per_node": _int(1),
@@ -173,10 +174,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "total_iter": _int(1),
         "sweet_spot": _int(1),
         "choice_temperature": _float(0.0),
-        "sampling": _choice("argmax", "sample"),
-        "composite": _choice("poisson", "paste", "none"),  # maskgit.inpaint.COMPOSITE
+        "sampling": _choice(*SAMPLING),
+        "composite": _choice(*COMPOSITE),
         "pixel_guidance": _float(0.0),
-        "precision": _choice("fp32", "bf16"),
+        "precision": _choice(*PRECISIONS),
         "batch_size": _int(1),
         "n_figure_images": _int(0),
         "seed": _int(0),

@@ -21,18 +21,17 @@ instance norm, and the last one before the output conv then forces the mean
 colour of every decoded image to the same constant, whatever the tokens.
 
 Images are in the model's normalised space (whatever normalisation the caller
-applied); the model itself does no file I/O except ``load_lab_checkpoint``.
+applied); the model itself does no file I/O (maskgit.pipeline.vqgan_checkpoint loads the lab's file).
 """
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vqgan_config import GN_GROUPS, check_config, norm_groups, num_halvings
+from maskgit.models.vqgan_config import GN_GROUPS, check_config, norm_groups, num_halvings
 
 GN_EPS = 1e-6
 
@@ -326,47 +325,6 @@ class VQGAN(nn.Module):
 
 def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t) + ")"
-
-
-def load_lab_checkpoint(path, config: dict) -> VQGAN:
-    """Build VQGAN(config) and load a lab-style checkpoint strictly; eval mode, on CPU.
-
-    path (str or Path) holds a plain state_dict or a dict with one under 'state_dict'.
-    Any key or shape disagreement is reported as one line, before torch's own
-    multi-line error could be.
-    """
-    name = str(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # unpickling errors are multi-line; keep ours to one
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{name}: cannot be read as a tensor state dict ({first})") from e
-    if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
-        ckpt = ckpt["state_dict"]
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{name}: expected a state dict, got {type(ckpt).__name__}")
-
-    model = VQGAN(config)
-    expected = model.state_dict()
-    for key, want in expected.items():
-        if key not in ckpt:
-            raise ValueError(f"{name}: {key} is missing from the checkpoint (expected shape {_shape(want.shape)})")
-        got = ckpt[key]
-        if not torch.is_tensor(got):
-            raise ValueError(f"{name}: {key} is a {type(got).__name__} in the checkpoint, not a tensor")
-        if tuple(got.shape) != tuple(want.shape):
-            raise ValueError(
-                f"{name}: {key} has shape {_shape(got.shape)} in the checkpoint "
-                f"but {_shape(want.shape)} for the config"
-            )
-    for key in ckpt:
-        if key not in expected:
-            raise ValueError(f"{name}: unexpected key {key} in the checkpoint")
-
-    model.load_state_dict(ckpt, strict=True)
-    return model.eval()
 
 
 # -----------------------------------------------------------------------------

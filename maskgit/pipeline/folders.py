@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .io import list_images
-from .procedural import apply_mask
+from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.files import list_images
+from maskgit.data.procedural import apply_mask
 
 # A mask pixel >= 128 is known (white), < 128 missing (black). A mask is accepted as
 # binary when at most this share of its pixels is gray (between 16 and 239): JPEG or
@@ -27,11 +28,11 @@ GRAY_SHARE_MAX = 0.02
 
 def _folder(path, param: str) -> list[Path]:
     if path is None:
-        raise ValueError(f"{param} is not set (needed with prepare.source: folders)")
+        raise InputError(f"{param} is not set (needed with prepare.source: folders)")
     try:
         return list_images(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{param}: {e}") from None
+    except InputError as e:
+        raise InputError(f"{param}: {e}") from None
 
 
 def _open(path: Path) -> Image.Image:
@@ -40,14 +41,14 @@ def _open(path: Path) -> Image.Image:
             im.load()  # decodes every byte: a truncated file fails here, not later
             return im.copy()
     except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable or truncated image ({e})") from None
+        raise InputError(f"{path}: unreadable or truncated image ({e})") from None
 
 
 def _sized(im: Image.Image, path: Path, size: int, resize: bool, what: str, resample) -> Image.Image:
     if im.size == (size, size):
         return im
     if not resize:
-        raise ValueError(f"{path}: {what} is {im.size[0]}x{im.size[1]}, expected {size}x{size} "
+        raise InputError(f"{path}: {what} is {im.size[0]}x{im.size[1]}, expected {size}x{size} "
                          f"(data.image_size; set prepare.resize: true to resize)")
     return im.resize((size, size), resample)
 
@@ -60,7 +61,7 @@ def read_image_folder(folder, param: str, size: int, resize: bool = False, conve
         im = _open(path)
         if im.mode != "RGB":
             if not convert:
-                raise ValueError(f"{path}: image mode {im.mode}, expected RGB (set prepare.convert_mode: true to convert)")
+                raise InputError(f"{path}: image mode {im.mode}, expected RGB (set prepare.convert_mode: true to convert)")
             im = im.convert("RGB")
         out.append(np.asarray(_sized(im, path, size, resize, "image", Image.BICUBIC)))
     return np.stack(out), [p.name for p in files]
@@ -75,13 +76,13 @@ def read_mask_folder(folder, param: str, size: int, resize: bool = False):
         gray = np.asarray(_sized(im.convert("L"), path, size, resize, "mask", Image.NEAREST))
         share = float(((gray > 15) & (gray < 240)).mean())
         if share > GRAY_SHARE_MAX:
-            raise ValueError(f"{path}: mask is not black and white ({share:.0%} of pixels gray; "
+            raise InputError(f"{path}: mask is not black and white ({share:.0%} of pixels gray; "
                              f"white >= 128 = known, black = missing)")
         known = gray >= 128
         if known.all():
-            raise ValueError(f"{path}: mask masks nothing (all white = all known)")
+            raise InputError(f"{path}: mask masks nothing (all white = all known)")
         if not known.any():
-            raise ValueError(f"{path}: mask masks everything (all black = nothing known)")
+            raise InputError(f"{path}: mask masks everything (all black = nothing known)")
         out.append(known)
     return np.stack(out), [p.name for p in files]
 
@@ -96,11 +97,11 @@ def _key(name: str) -> str:
 
 def check_pairs(names_a: list[str], param_a: str, names_b: list[str], param_b: str) -> None:
     if len(names_a) != len(names_b):
-        raise ValueError(f"{param_a} has {len(names_a)} images but {param_b} has {len(names_b)}: "
+        raise InputError(f"{param_a} has {len(names_a)} images but {param_b} has {len(names_b)}: "
                          f"they are paired by sorted file name")
     for a, b in zip(names_a, names_b):
         if _key(a) != _key(b):
-            raise ValueError(f"{param_a}/{a} pairs with {param_b}/{b} by sorted name, but the names do not match")
+            raise InputError(f"{param_a}/{a} pairs with {param_b}/{b} by sorted name, but the names do not match")
 
 
 def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
@@ -112,7 +113,7 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
     else:  # a seeded split, so that the same params give the same split
         n_val = max(1, round(len(train) * p["val_fraction"]))
         if n_val >= len(train):
-            raise ValueError(f"prepare.train_dir: {len(train)} images are too few to split off "
+            raise InputError(f"prepare.train_dir: {len(train)} images are too few to split off "
                              f"prepare.val_fraction {p['val_fraction']}")
         order = rng.permutation(len(train))
         train, val = train[order[n_val:]], train[order[:n_val]]
@@ -128,5 +129,5 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
         names = gt_names
     names = [Path(n).stem + ".png" for n in names]
     if len(set(names)) != len(names):
-        raise ValueError("prepare.test_gt_dir: two test images share a name once written as PNG")
+        raise InputError("prepare.test_gt_dir: two test images share a name once written as PNG")
     return {"train": train, "val": val, "gt": gt, "known": known, "masked": masked, "names": names}

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .schedules import gamma
+from maskgit.algorithms.schedules import gamma
 
 
 def known_fraction_per_token(known: torch.Tensor, patch: int) -> torch.Tensor:

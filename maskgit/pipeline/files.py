@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from maskgit.pipeline.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -72,10 +73,10 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
+        raise InputError(f"{folder}: folder not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{folder}: no images in folder")
+        raise InputError(f"{folder}: no images in folder")
     return files
 
 
@@ -93,9 +94,9 @@ def read_image_files(paths: list[Path], size: int | None = None) -> np.ndarray:
                 im.load()
                 arr = np.asarray(im.convert("RGB"))
         except OSError as e:
-            raise ValueError(f"{p}: unreadable image ({e})") from None
+            raise InputError(f"{p}: unreadable image ({e})") from None
         if size is not None and arr.shape[:2] != (size, size):
-            raise ValueError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
+            raise InputError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
         out.append(arr)
     return np.stack(out)
 
@@ -112,7 +113,7 @@ def read_mask_files(paths: list[Path], size: int | None = None) -> np.ndarray:
         with Image.open(p) as im:
             arr = np.asarray(im.convert("L"))
         if size is not None and arr.shape != (size, size):
-            raise ValueError(f"{p}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
+            raise InputError(f"{p}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (data.image_size)")
         out.append(arr >= 128)
     return np.stack(out)
 
@@ -136,7 +137,7 @@ def image_folder(folder: str | Path):
 
     def write(images: np.ndarray, names: list[str]) -> None:
         if len(images) != len(names):
-            raise ValueError(f"{folder}: {len(images)} images but {len(names)} names")
+            raise InputError(f"{folder}: {len(images)} images but {len(names)} names")
         for img, name in zip(images, names):
             if img.dtype == bool:
                 img = img.astype(np.uint8) * 255

@@ -1,6 +1,6 @@
 """Iterative decoding of MaskGIT for inpainting, batched over images whose masks differ.
 
-One step t = 0 .. T-1 with r = (t + 1) / T (../shared/GUIDE.md section 1):
+One step t = 0 .. T-1 with r = (t + 1) / T (Chang et al., 2022, section 3.2, as the lab implements it):
   1. run the transformer on the current tokens (unknown ones = mask_token_id);
   2. slice the logits to the real codebook, so the mask id is never predicted;
   3. choose a token for every unknown position (argmax, or a sample of the softmax);
@@ -21,11 +21,14 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
-from .schedules import SCHEDULES, gamma
+from maskgit.algorithms.devices import release_free_heap, to_device
+from maskgit.algorithms.schedules import SCHEDULES, gamma
+from maskgit.choices import SAMPLING
 
-SAMPLING = ("argmax", "sample")
 
 
 def check_decode_args(schedule: str, total_iter, sweet_spot, choice_temperature, sampling: str) -> None:
@@ -91,7 +94,7 @@ def _sample(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint_tokens(
+def iterative_decode(
     transformer: torch.nn.Module,
     tokens: torch.Tensor,
     unknown: torch.Tensor,
@@ -116,7 +119,7 @@ def inpaint_tokens(
     at that step and the mask that remains (for the lab's per-step figures).
     `prior`: optional (B, N, codebook_size) log-prior added to the logits at every step,
     evidence about the unknown tokens from outside the token grid (see
-    maskgit.inpaint.pixel_prior). The choice and its confidence then come from the
+    maskgit.algorithms.guidance.pixel_prior). The choice and its confidence then come from the
     softmax of the sum, p(code | context) * prior. None: the lab's decoding.
     """
     check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling)
@@ -168,3 +171,82 @@ def inpaint_tokens(
         if on_step is not None:
             on_step(t, chosen, masked)
     return current  # only reached when steps == 0, which check_decode_args forbids
+
+
+def image_generators(seed: int, indices: range, device) -> list[torch.Generator]:
+    """One generator per image, seeded from (seed, index in the set): an image's noise
+    is then the same whatever batch_size, and whichever images share its batch."""
+    return [
+        torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0]))
+        for i in indices
+    ]
+
+
+@torch.no_grad()
+def decode_set(
+    vqgan,
+    transformer,
+    tokens: torch.Tensor,
+    unknown: torch.Tensor,
+    *,
+    batch_size: int,
+    device,
+    seed: int | None = None,
+    history_images: int = 0,
+    desc: str = "inpaint",
+    on_batch: Callable[[slice, torch.Tensor, torch.Tensor], None] | None = None,
+    prior_fn: Callable[[slice], torch.Tensor] | None = None,
+    **decode_args,
+):
+    """Inpaint N images in batches of `batch_size`. Returns (tokens (N, n) long,
+    images, history) where history, for the first `history_images` images, holds per
+    step the still masked tokens (k, T, n) bool and the decoded current choice
+    (k, T, 3, H, W).
+
+    Without `on_batch`, images is (N, 3, H, W) float on CPU: the whole set in memory,
+    for small sets and tests. With it, `on_batch(batch, tokens, images)` receives each
+    batch's slice of the set, filled tokens and decoded images (float, CPU) and images
+    is None: nothing of size N but the tokens is kept, so memory is bounded by
+    `batch_size` whatever N (the stages write each batch out as it comes).
+
+    `prior_fn(batch)`, when given, returns the log-prior (n, N, K) of the images in
+    `batch` for iterative_decode (pixel_prior), computed a batch at a time like the rest.
+
+    With `seed`, image i draws its noise (Gumbel confidences, samples) from its own
+    generator seeded with (seed, i): results do not depend on batch_size. Without
+    it, torch's global generator is used."""
+    all_tokens, all_images = [], []
+    masks_per_step, chosen_per_step = [], []
+
+    def record(t, chosen, masked):
+        masks_per_step.append(masked[:history_images].cpu())
+        chosen_per_step.append(chosen[:history_images].clone())
+
+    for start in tqdm(range(0, len(tokens), batch_size), desc=desc, unit="batch"):
+        batch = slice(start, min(start + batch_size, len(tokens)))
+        want_history = start == 0 and history_images > 0
+        filled = iterative_decode(
+            transformer,
+            to_device(tokens[batch], device),
+            to_device(unknown[batch], device),
+            generator=None if seed is None else image_generators(seed, range(batch.start, batch.stop), device),
+            on_step=record if want_history else None,
+            prior=None if prior_fn is None else to_device(prior_fn(batch), device),
+            **decode_args,
+        )
+        release_free_heap()  # the decoding loop's logits and activations
+        images = vqgan.decode_tokens(filled).float().cpu()
+        filled = filled.cpu()
+        all_tokens.append(filled)
+        if on_batch is None:
+            all_images.append(images)
+        else:
+            on_batch(batch, filled, images)
+            release_free_heap()  # the decoded images, once written
+
+    history = None
+    if masks_per_step:
+        # only the few figure images are decoded at every step; the lab decoded all
+        steps = [vqgan.decode_tokens(c).float().cpu() for c in chosen_per_step]
+        history = {"masked": torch.stack(masks_per_step, 1), "images": torch.stack(steps, 1)}
+    return torch.cat(all_tokens), (torch.cat(all_images) if on_batch is None else None), history

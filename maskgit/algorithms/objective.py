@@ -1,0 +1,38 @@
+"""The training objective of masked visual token modelling (MVTM) and its
+learning-rate schedule.
+
+The masked tokens are replaced by mask_token_id and the transformer predicts them;
+the loss is cross-entropy (with label smoothing) over the masked positions only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from maskgit.algorithms.devices import autocast
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """The learning-rate multiplier of step `step` (0-based): linear warm-up over
+    `warmup` steps to 1, then a cosine decay to `min_ratio` at step `total`, flat after."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=None):
+    """Summed cross-entropy over the masked positions and the number predicted right.
+    Sums, not means: the caller divides by the masked count of the whole (global)
+    batch, which is what makes N data-parallel ranks take the step of one process.
+    `forward` is the module to call (the DDP or compiled wrapper of `model`)."""
+    inputs = torch.where(mask, torch.full_like(tokens, model.mask_token_id), tokens)
+    with autocast(tokens.device, precision):
+        # `is None`, not `or`: a compiled module has no truth value (its __len__ raises)
+        logits = (model if forward is None else forward)(inputs)[..., : model.codebook_size]
+    logits = logits.float()[mask]  # the softmax and the loss in float32
+    loss = F.cross_entropy(logits, tokens[mask], label_smoothing=label_smoothing, reduction="sum")
+    return loss, (logits.argmax(-1) == tokens[mask]).sum().float()

@@ -1,0 +1,12 @@
+"""The allowed values of every param that chooses between variants, defined once:
+params.py checks params.yaml against them and the code that branches on them
+imports them from here. Imports nothing, so any layer may use it. (Mask schedule
+names are the keys of maskgit.algorithms.schedules.SCHEDULES.)"""
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+ATTENTION_KINDS = ("manual", "sdpa")  # transformer.attention
+POS_INITS = ("sincos", "normal")  # transformer.pos_init
+SAMPLING = ("argmax", "sample")  # inpaint.sampling
+COMPOSITE = ("poisson", "paste", "none")  # inpaint.composite
+SOURCES = ("procedural", "folders")  # prepare.source

@@ -1,0 +1,41 @@
+"""Every path the pipeline reads or writes, relative to the project root, written once.
+
+dvc.yaml names the same paths as the stages' deps and outs; tests/test_paths.py
+checks that each path here that a stage writes is one of its declared outputs.
+"""
+
+from pathlib import Path
+
+PREPARED = Path("data/prepared")  # train/ val/ test/{gt,masked_image,mask64}/
+TEST = PREPARED / "test"
+TOKENS = Path("data/tokens")  # <split>.npy and test_unknown.npy
+TEST_TOKENS = TOKENS / "test.npy"
+TEST_UNKNOWN = TOKENS / "test_unknown.npy"
+
+VQGAN = Path("models/vqgan.pt")
+TRANSFORMER = Path("models/transformer.pt")
+
+INPAINT = Path("outputs/inpaint")  # <schedule>/images/ and the per-step arrays
+BASELINES = Path("outputs/baselines")  # onestep/ recon/ harmonic/
+GT_FEATURES = Path("outputs/fid/gt_features.npy")
+
+FID_SCHEDULES = Path("metrics/fid_schedules.json")
+FID_BASELINES = Path("metrics/fid_baselines.json")
+
+LIVE_VQGAN = Path("dvclive/vqgan")
+LIVE_TRANSFORMER = Path("dvclive/transformer")
+
+REPORTS = Path("reports")  # report.md, figures/, tables/
+TIMINGS = Path("timings")  # <stage>.json, wall times: never part of a cached output
+CHECKPOINTS = Path("checkpoints")  # resumable training state, outside DVC's outputs
+CONFIGS = Path("configs")  # the presets
+STUDY = REPORTS / "study.json"  # written by maskgit.tune
+EXPERIMENTS_PAGE = REPORTS / "experiments.md"  # written by maskgit.experiments
+
+
+def tokens(split: str) -> Path:
+    return TOKENS / f"{split}.npy"
+
+
+def split_images(split: str) -> Path:
+    return PREPARED / split
