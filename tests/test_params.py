@@ -1,6 +1,7 @@
 """Bad params stop with one line naming the param, before any work."""
 
 import copy
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, stage_env
-from maskgit.params import ParamError, check_params, load_params
+from maskgit.pipeline.params import ParamError, check_params, load_params
 from maskgit.preset import apply_preset
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -102,8 +103,7 @@ def test_a_stage_stops_before_any_work(scratch_project, tmp_path, path, value, p
 
 def test_tiny_preset_changes_only_what_it_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs/tiny.yaml").write_text((ROOT / "configs/tiny.yaml").read_text())
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     apply_preset("tiny")
     after = yaml.safe_load((tmp_path / "params.yaml").read_text())

@@ -23,16 +23,14 @@ def run(cmd, cwd, env, timeout=900):
 
 def tiny_repro(tmp, customise=None):
     """A copy of the project on the tiny preset, in its own git repo, after `dvc repro`.
-    customise(project) may write a preset and return the command that applies it."""
+    customise(project) may write a preset and return its name, applied after tiny."""
     if not FID_WEIGHTS.is_file():
         pytest.skip("../shared/fid is absent: no offline Inception weights for the FID stages")
     project = copy_project(tmp / "project")
     env = stage_env(tmp)
-    run(["python", "-m", "maskgit.preset", "tiny"], project, env)
     (project / "configs/shared-fid.yaml").write_text(f"fid:\n  inception_weights: {FID_WEIGHTS}\n")
-    run(["python", "-m", "maskgit.preset", "shared-fid"], project, env)
-    if customise is not None:
-        run(customise(project), project, env)
+    presets = ["tiny", "shared-fid"] + ([customise(project)] if customise is not None else [])
+    run(["python", "-m", "maskgit.preset", *presets], project, env)
     for old in (project / "metrics").glob("*.json"):  # the checkout's default-run metrics: not this run's
         old.unlink()
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
@@ -132,7 +130,7 @@ def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory):
     import yaml
     from PIL import Image
 
-    from maskgit.procedural import make_dataset, make_masks
+    from maskgit.data.procedural import make_dataset, make_masks
 
     tmp = tmp_path_factory.mktemp("lab5")
     data = tmp / "lab5_dataset"
@@ -153,7 +151,7 @@ def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory):
 
     def customise(project):
         (project / "configs/user.yaml").write_text(yaml.safe_dump(overrides))
-        return ["python", "-m", "maskgit.preset", "user"]
+        return "user"
 
     project, env, out = tiny_repro(tmp, customise)
     assert "train_vqgan: no training, using" in out

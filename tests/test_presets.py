@@ -1,6 +1,7 @@
 """Presets: lab5 builds the lab's models exactly; demo undoes any other preset."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -8,13 +9,18 @@ import torch
 import yaml
 
 from conftest import ROOT, SHARED
-from maskgit.params import load_params
+from maskgit.pipeline.params import load_params
 from maskgit.preset import apply_preset
-from maskgit.transformer import BidirectionalTransformer
-from maskgit.vqgan import VQGAN
+from maskgit.models.transformer import BidirectionalTransformer
+from maskgit.models.vqgan import VQGAN
 
 SHAPES = SHARED / "lab5" / "vqgan_lab_state_dict_shapes.json"
 LAB_TRANSFORMER_PARAMS = 72_745_472  # dim 768, 15 layers, 16 heads, MLP 1536, 1024 codes + mask, 256 tokens, tied head
+
+
+def lines(text: str) -> list[str]:
+    """params.yaml as lines, up to the spaces before a comment (ruamel shifts them)."""
+    return [re.sub(r"\s+#", " #", line).rstrip() for line in text.splitlines()]
 
 
 @pytest.fixture
@@ -49,6 +55,8 @@ def test_demo_preset_restores_the_default(project, other):
     assert yaml.safe_load((project / "params.yaml").read_text()) != default
     apply_preset("demo")
     assert yaml.safe_load((project / "params.yaml").read_text()) == default
+    # the file reads as before: the same lines, comments and nulls, up to the spaces before a comment
+    assert lines((project / "params.yaml").read_text()) == lines((ROOT / "params.yaml").read_text())
 
 
 def test_presets_name_only_params_that_exist(project):
@@ -58,3 +66,39 @@ def test_presets_name_only_params_that_exist(project):
             assert section in default, f"{path.name}: {section}"
             for key in values:
                 assert key in default[section], f"{path.name}: {section}.{key}"
+
+
+@pytest.mark.parametrize("before", ["lab5", "tiny", "demo"])
+def test_a_preset_gives_the_same_params_whatever_came_before(project, before):
+    apply_preset("tiny")
+    tiny_alone = lines((project / "params.yaml").read_text())
+    apply_preset("demo")
+    apply_preset(before)
+    apply_preset("tiny")
+    assert lines((project / "params.yaml").read_text()) == tiny_alone
+
+
+def test_presets_compose_left_to_right(project):
+    (project / "configs/mine.yaml").write_text("inpaint:\n  total_iter: 6\n  sweet_spot: 6\n")
+    apply_preset(["tiny", "mine"])
+    params = load_params()
+    assert params["inpaint"]["total_iter"] == 6 and params["train_transformer"]["steps"] == 40
+
+
+def test_a_users_own_paths_are_kept_and_named(project):
+    text = (project / "params.yaml").read_text().replace("  train_dir: null", "  train_dir: /data/my_cats")
+    (project / "params.yaml").write_text(text)
+    summary = apply_preset("lab5")
+    params = load_params()
+    assert params["prepare"]["train_dir"] == "/data/my_cats"
+    assert params["prepare"]["val_dir"] == "lab5_dataset/val"  # the preset's own path for a key left at null
+    assert "kept your own prepare.train_dir=/data/my_cats" in summary and "\n" not in summary
+    assert "vqgan.checkpoint" in summary.split(";")[0]  # changed, and said so
+
+
+def test_every_key_a_preset_sets_has_a_demo_value(project):
+    demo = yaml.safe_load((project / "configs/demo.yaml").read_text())
+    for path in (project / "configs").glob("*.yaml"):
+        for section, values in (yaml.safe_load(path.read_text()) or {}).items():
+            for key in values:
+                assert key in demo.get(section, {}), f"{path.name}: {section}.{key} has no value in demo.yaml"

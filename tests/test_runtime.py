@@ -1,0 +1,81 @@
+"""Stage runtime rules found in review: bad input is one line, a bug keeps its
+traceback; a resumed training run is the same run whatever GPU index it lands on;
+every package the code imports is declared."""
+
+import ast
+import re
+import sys
+import tomllib
+
+import pytest
+import torch
+
+from conftest import ROOT
+from maskgit.pipeline.errors import InputError, ParamError
+from maskgit.pipeline.runtime import run_stage
+from maskgit.pipeline.training import run_fingerprint
+
+
+@pytest.mark.parametrize("error", [ParamError("params.yaml: inpaint.total_iter must be an integer >= 1"),
+                                   InputError("data/x.png: unreadable image")])
+def test_bad_input_is_one_line_and_exit_2(error, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def main():
+        raise error
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, "x")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: x: {error}"]
+
+
+@pytest.mark.parametrize("bug", [ValueError("shapes (3,) and (4,) not aligned"), FileNotFoundError("x"), KeyError("k")])
+def test_a_bug_keeps_its_traceback(bug, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def main():
+        raise bug
+    with pytest.raises(type(bug)):
+        run_stage(main, "x")
+
+
+def test_the_run_fingerprint_ignores_which_gpu_a_restart_lands_on(tmp_path):
+    data = tmp_path / "tokens.npy"
+    data.write_bytes(b"abc")
+    p = {"train_transformer": {"lr": 1e-3}}
+    assert run_fingerprint(p, torch.device("cuda", 0), data) == run_fingerprint(p, torch.device("cuda", 1), data)
+    assert run_fingerprint(p, torch.device("cuda", 0), data) != run_fingerprint(p, torch.device("cpu"), data)
+
+
+def test_the_run_fingerprint_follows_params_and_input_bytes(tmp_path):
+    data = tmp_path / "tokens.npy"
+    data.write_bytes(b"abc")
+    a = run_fingerprint({"lr": 1e-3}, torch.device("cpu"), data)
+    assert a != run_fingerprint({"lr": 2e-3}, torch.device("cpu"), data)
+    data.write_bytes(b"abd")
+    assert a != run_fingerprint({"lr": 1e-3}, torch.device("cpu"), data)
+
+
+# import name -> distribution name, where they differ
+DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "torch_fidelity": "torch-fidelity", "ruamel": "ruamel.yaml",
+                "dvclive": "dvclive", "optuna": "optuna"}
+# used without an import statement: pandas' DataFrame.to_markdown imports tabulate itself
+INDIRECT = {"tabulate"}
+
+
+def test_every_third_party_package_the_code_imports_is_declared():
+    declared = set()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]:
+        declared.add(re.split(r"[<>=!\[ ;]", spec, maxsplit=1)[0].lower())
+    imported = set()
+    for path in list((ROOT / "maskgit").rglob("*.py")) + list((ROOT / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "maskgit"}
+    missing = sorted(m for m in third_party | INDIRECT if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in declared)
+    assert not missing, f"pyproject.toml does not declare {missing}"
