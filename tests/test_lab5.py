@@ -32,7 +32,7 @@ LAB5 = ROOT / "configs" / "lab5.yaml"
     (50, 10_001, 32, 1, 15_627),   # 15,626.56 rounds up: at least the epochs asked for
     (50, 10_000, 16, 2, 15_625),   # accumulation: a step still sees 32 sequences
     (50, 10_000, 16, 1, 31_250),
-    (0.3, 10, 1, 1, 3),            # 0.3 * 10 is 3.0000000000000004 in floats: not 4 steps
+    (1.1, 50, 1, 1, 55),           # 1.1 * 50 is 55.00000000000001 in floats: not 56 steps
     (0.1, 747, 32, 1, 3),
     (1e-6, 10, 32, 1, 1),          # never zero steps
 ])

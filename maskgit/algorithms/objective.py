@@ -40,8 +40,8 @@ def training_steps(steps: int | None, epochs: float | None, n_train: int, batch_
         return steps
     if n_train < 1:
         raise ValueError("an epoch budget needs a non-empty training set")
-    # the epochs as a fraction (0.1 is not exact in binary): 50 epochs of 10,000 at 32
-    # must give ceil(15625) and not 15626 from a float product's last bit
+    # the epochs as the decimal written, not its binary float: 1.1 epochs of 50 sequences
+    # are 55, where the float product 55.00000000000001 would round up to one step more
     images = Fraction(str(epochs)) * n_train
     return max(1, math.ceil(images / (batch_size * grad_accum)))
 
