@@ -17,8 +17,11 @@ from test_resume import make_project, run_stage, tiny_params
 from maskgit.algorithms.objective import training_steps
 from maskgit.algorithms.schedules import gamma
 from maskgit.data.procedural import make_dataset
+from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
+from maskgit.pipeline import paths, runner
 from maskgit.pipeline.files import list_images, write_images
+from maskgit.pipeline.transformer_checkpoint import save_transformer
 from maskgit.pipeline.vqgan_checkpoint import save_vqgan
 
 FORMAT = SHARED / "lab5" / "FORMAT.md"
@@ -153,6 +156,8 @@ def lab_normalise(images: np.ndarray, mean, std) -> torch.Tensor:
 
 
 def tokenize_project(path, vqgan, vq_config, test_norm):
+    """A prepared project (train, val, a masked test set) tokenized by the stage with
+    the VQGAN `vqgan` and data.test_mean/test_std from `test_norm` (None: null)."""
     images = make_dataset(3, 48, palette_size=0)
     write_images(path / "data" / "prepared" / "train", images[:16])
     write_images(path / "data" / "prepared" / "val", images[16:24])
@@ -161,6 +166,7 @@ def tokenize_project(path, vqgan, vq_config, test_norm):
     masked[~known] = 128
     write_images(path / "data" / "prepared" / "test" / "masked_image", masked)
     write_images(path / "data" / "prepared" / "test" / "mask64", known)
+    write_images(path / "data" / "prepared" / "test" / "gt", images[24:])
     save_vqgan(path / "models" / "vqgan.pt", vqgan, vq_config, TRAIN_NORM["mean"], TRAIN_NORM["std"])
     params = tiny_params()
     params["vqgan"] = vq_config
@@ -175,23 +181,61 @@ def tokenize_project(path, vqgan, vq_config, test_norm):
     return {name: np.load(path / "data" / "tokens" / f"{name}.npy") for name in ("train", "val", "test", "test_unknown")}
 
 
-def test_test_normalisation_changes_the_test_tokens_only_and_as_the_lab(tmp_path):
+def read_pngs(folder) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in list_images(folder)])
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    """The same images and VQGAN tokenized twice: data.test_mean/test_std null, and the lab5 preset's."""
     lab = yaml.safe_load(LAB5.read_text())["data"]
-    lab_test = {"mean": lab["test_mean"], "std": lab["test_std"]}
     assert {"mean": lab["mean"], "std": lab["std"]} == TRAIN_NORM
     vq_config = {**tiny_params()["vqgan"], "num_codebook_vectors": 256}
     torch.manual_seed(0)
     vqgan = VQGAN(vq_config).eval()
-    unset = tokenize_project(tmp_path / "unset", vqgan, vq_config, None)
-    lab_run = tokenize_project(tmp_path / "lab", vqgan, vq_config, lab_test)
+    root = tmp_path_factory.mktemp("tokenized")
+    return {"vqgan": vqgan, "lab_test": {"mean": lab["test_mean"], "std": lab["test_std"]}, "lab": root / "lab",
+            "unset": tokenize_project(root / "unset", vqgan, vq_config, None),
+            "lab_tokens": tokenize_project(root / "lab", vqgan, vq_config, {"mean": lab["test_mean"],
+                                                                             "std": lab["test_std"]})}
 
-    masked_dir = tmp_path / "lab" / "data" / "prepared" / "test" / "masked_image"
-    masked = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in list_images(masked_dir)])
+
+def test_test_normalisation_changes_the_test_tokens_only_and_as_the_lab(tokenized):
+    vqgan, unset, lab_run = tokenized["vqgan"], tokenized["unset"], tokenized["lab_tokens"]
+    masked = read_pngs(tokenized["lab"] / "data" / "prepared" / "test" / "masked_image")
     with torch.no_grad():
-        as_lab = vqgan.encode_to_tokens(lab_normalise(masked, **lab_test)).numpy()
+        as_lab = vqgan.encode_to_tokens(lab_normalise(masked, **tokenized["lab_test"])).numpy()
         as_training = vqgan.encode_to_tokens(lab_normalise(masked, **TRAIN_NORM)).numpy()
     np.testing.assert_array_equal(lab_run["test"], as_lab)
     np.testing.assert_array_equal(unset["test"], as_training)
     assert (lab_run["test"] != unset["test"]).any()  # the two normalisations give other tokens here
     for name in ("train", "val", "test_unknown"):
         np.testing.assert_array_equal(lab_run[name], unset[name])
+
+
+def test_the_runner_encodes_as_the_tokens_and_decodes_with_the_training_norm(tokenized, monkeypatch):
+    """Pixel guidance encodes the masked test images as the tokenizer did (the lab's
+    test normalisation); the known pixels pasted back come out as they went in, which
+    they would not if the decoded images were mapped back with another normalisation."""
+    project = tokenized["lab"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["inpaint"].update(pixel_guidance=10, composite="paste", batch_size=8, precision="fp32")
+    monkeypatch.chdir(project)
+    torch.manual_seed(0)
+    transformer = BidirectionalTransformer(params["vqgan"]["num_codebook_vectors"], 256, params["transformer"])
+    save_transformer(paths.TRANSFORMER, transformer, params["transformer"])
+    seen, real = [], runner.pixel_prior
+
+    def spy(vqgan, masked_input, known, guidance):
+        seen.append(masked_input.cpu())
+        return real(vqgan, masked_input, known, guidance)
+
+    monkeypatch.setattr(runner, "pixel_prior", spy)
+    runner.run_inpainting(params, project / "out", schedule="cosine", total_iter=2, sweet_spot=2, history_images=0,
+                          desc="test")
+    masked = read_pngs(project / "data" / "prepared" / "test" / "masked_image")
+    torch.testing.assert_close(torch.cat(seen), lab_normalise(masked, **tokenized["lab_test"]), rtol=0, atol=0)
+    known = np.stack([np.asarray(Image.open(p).convert("L")) >= 128
+                      for p in list_images(project / "data" / "prepared" / "test" / "mask64")])
+    out = read_pngs(project / "out" / "images")
+    np.testing.assert_array_equal(out[known], masked[known])
