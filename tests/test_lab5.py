@@ -215,8 +215,8 @@ def test_test_normalisation_changes_the_test_tokens_only_and_as_the_lab(tokenize
 
 def test_the_runner_encodes_as_the_tokens_and_decodes_with_the_training_norm(tokenized, monkeypatch):
     """Pixel guidance encodes the masked test images as the tokenizer did (the lab's
-    test normalisation); the known pixels pasted back come out as they went in, which
-    they would not if the decoded images were mapped back with another normalisation."""
+    test normalisation); the decoded images go back to pixels with the training
+    normalisation, and the known pixels pasted into them come out as they went in."""
     project = tokenized["lab"]
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["inpaint"].update(pixel_guidance=10, composite="paste", batch_size=8, precision="fp32")
@@ -224,13 +224,18 @@ def test_the_runner_encodes_as_the_tokens_and_decodes_with_the_training_norm(tok
     torch.manual_seed(0)
     transformer = BidirectionalTransformer(params["vqgan"]["num_codebook_vectors"], 256, params["transformer"])
     save_transformer(paths.TRANSFORMER, transformer, params["transformer"])
-    seen, real = [], runner.pixel_prior
+    seen, decoded, real_prior, real_composite = [], [], runner.pixel_prior, runner.composite
 
-    def spy(vqgan, masked_input, known, guidance):
+    def prior_spy(vqgan, masked_input, known, guidance):
         seen.append(masked_input.cpu())
-        return real(vqgan, masked_input, known, guidance)
+        return real_prior(vqgan, masked_input, known, guidance)
 
-    monkeypatch.setattr(runner, "pixel_prior", spy)
+    def composite_spy(images, *args):
+        decoded.append(images.float().cpu())
+        return real_composite(images, *args)
+
+    monkeypatch.setattr(runner, "pixel_prior", prior_spy)
+    monkeypatch.setattr(runner, "composite", composite_spy)
     runner.run_inpainting(params, project / "out", schedule="cosine", total_iter=2, sweet_spot=2, history_images=0,
                           desc="test")
     masked = read_pngs(project / "data" / "prepared" / "test" / "masked_image")
@@ -239,3 +244,6 @@ def test_the_runner_encodes_as_the_tokens_and_decodes_with_the_training_norm(tok
                       for p in list_images(project / "data" / "prepared" / "test" / "mask64")])
     out = read_pngs(project / "out" / "images")
     np.testing.assert_array_equal(out[known], masked[known])
+    mean, std = (torch.tensor(TRAIN_NORM[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    expected = (torch.cat(decoded) * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    np.testing.assert_array_equal(out[~known], expected.numpy()[~known])
