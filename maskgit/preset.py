@@ -50,7 +50,9 @@ def _load(name: str, configs: Path) -> dict:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in configs.glob("*.yaml"))) or "none"
         raise ParamError(f"{path}: no such preset (known: {known})")
-    return _flat(YAML(typ="safe").load(path.read_text()) or {})
+    # round-trip, not safe: a float keeps its spelling (1.0e-4 stays 1.0e-4 in params.yaml,
+    # where a plain float would be written 0.0001), so demo restores the file's own text
+    return _flat(YAML().load(path.read_text()) or {})
 
 
 def preset_values(names: list[str], configs: Path = paths.CONFIGS) -> dict:

@@ -18,7 +18,7 @@ from maskgit.pipeline.vqgan_checkpoint import load_vqgan
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.algorithms.compositing import harmonic_fill
 from maskgit.pipeline.files import image_folder, to_tensor, to_uint8
-from maskgit.pipeline.params import load_params
+from maskgit.pipeline.params import load_params, test_normalisation
 from maskgit.pipeline.runner import PreparedTestSet, run_inpainting
 
 OUT = paths.BASELINES
@@ -36,11 +36,14 @@ def main():
     vqgan, norm = load_vqgan(paths.VQGAN, device)
     test = PreparedTestSet(params)
     batch_size = ip["batch_size"]
+    # the ground truth is encoded as the masked test images are (data.test_mean/test_std),
+    # so the floor is that of the inpainting's own tokens; decoding uses the training norm
+    encode_norm = test_normalisation(params, norm)
     with image_folder(OUT / "recon" / "images") as write, image_folder(OUT / "harmonic" / "images") as write_harmonic, \
             torch.no_grad():
         for start in tqdm(range(0, len(test), batch_size), desc="reconstruction, harmonic fill", unit="batch"):
             batch = slice(start, min(start + batch_size, len(test)))
-            gt = to_tensor(test.images("gt", batch), norm["mean"], norm["std"]).to(device)
+            gt = to_tensor(test.images("gt", batch), encode_norm["mean"], encode_norm["std"]).to(device)
             recon = vqgan.decode_tokens(vqgan.encode_to_tokens(gt)).float().cpu()
             write(test.finish(recon, batch, norm, ip["composite"]), test.names[batch])
             masked = to_tensor(test.images("masked_image", batch), norm["mean"], norm["std"])

@@ -17,7 +17,7 @@ from maskgit.pipeline.vqgan_checkpoint import load_vqgan
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.pipeline.files import read_images, read_masks, save_npy, to_tensor
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
-from maskgit.pipeline.params import load_params, token_patch
+from maskgit.pipeline.params import load_params, test_normalisation, token_patch
 from maskgit.pipeline.errors import InputError
 
 
@@ -37,13 +37,14 @@ def main():
     vqgan, norm = load_vqgan(paths.VQGAN, device)
     for split in ("train", "val"):
         save_npy(paths.tokens(split), encode(vqgan, read_images(paths.split_images(split), size), norm, device, split))
-    # the lab encodes the masked image (holes filled with gray) and keeps its tokens
-    # wherever the whole patch is known
+    # the lab encodes the masked image (holes filled with gray), normalised with the test
+    # images' own statistics (data.test_mean/test_std), and keeps its tokens wherever the
+    # whole patch is known
     masked = read_images(paths.TEST / "masked_image", size)
     known = read_masks(paths.TEST / "mask64", size)
     if len(masked) != len(known):
         raise InputError(f"{paths.TEST}: {len(masked)} masked images but {len(known)} masks")
-    save_npy(paths.TEST_TOKENS, encode(vqgan, masked, norm, device, "test"))
+    save_npy(paths.TEST_TOKENS, encode(vqgan, masked, test_normalisation(params, norm), device, "test"))
     unknown = token_unknown_from_pixel_mask(torch.from_numpy(known), token_patch(params))
     save_npy(paths.TEST_UNKNOWN, unknown.numpy())
 

@@ -3,6 +3,8 @@
 Per sample r ~ U(r_range), exactly ceil(gamma(r) * N) tokens replaced by the mask
 token, cross-entropy on the masked positions. AdamW (no decay on norms, biases and
 embeddings), linear warmup then cosine decay, gradient clipping and accumulation.
+The budget is train_transformer.steps or .epochs over the prepared training set
+(maskgit.algorithms.objective.training_steps); the summary metrics give both.
 Writes models/transformer.pt and the curves under dvclive/transformer. Saves a
 resumable checkpoint every train_transformer.checkpoint_every steps: a killed run
 re-started with the same command continues from it (maskgit/resume.py). With
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from maskgit.pipeline import paths
 from maskgit.pipeline import distributed
 from maskgit.algorithms.devices import to_device
-from maskgit.algorithms.objective import lr_factor, masked_loss
+from maskgit.algorithms.objective import lr_factor, masked_loss, training_steps
 from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.pipeline.params import load_params
@@ -82,6 +84,10 @@ def train_or_load(params, tp, vq, device, world):
     if tp["batch_size"] % world.size:
         raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
                          f"{world.size} processes (train_transformer.nproc_per_node)")
+    # the budget in steps, from train_transformer.epochs when that is the one set: from
+    # here on tp["steps"] is that number (in the run's fingerprint and logged params)
+    tp = {**tp, "steps": training_steps(tp["steps"], tp["epochs"], len(train), tp["batch_size"], tp["grad_accum"])}
+    epochs_seen = tp["steps"] * tp["batch_size"] * tp["grad_accum"] / len(train)
     # the token grids are small (a few MB): on the device once, no per-batch copies
     train, val = train.to(device), val.to(device)
 
@@ -155,6 +161,7 @@ def train_or_load(params, tp, vq, device, world):
     last = training.history[-1]
     summary = {"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
                "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
+               "steps": tp["steps"], "epochs": epochs_seen, "n_train": len(train),
                **throughput(model, tp, num_tokens, device, world, start, train_seconds)}
     save_transformer(paths.TRANSFORMER, model, params["transformer"], steps=tp["steps"])
     training.finish(summary)

@@ -56,6 +56,14 @@ def test_shipped_params_are_valid():
         ("vqgan.norm_groups", 7, "norm_groups"),
         ("inpaint.composite", True, "inpaint.composite must be one of poisson, paste, none"),
         ("transformer.pos_init", "learned", "transformer.pos_init must be one of sincos, normal"),
+        ("train_transformer.epochs", 50, "set exactly one of train_transformer.steps and train_transformer.epochs "
+                                         "(the other null): both are set"),
+        ("train_transformer.steps", None, "set exactly one of train_transformer.steps and train_transformer.epochs "
+                                          "(the other null): both are null"),
+        ("train_transformer.epochs", 0, "train_transformer.epochs must be > 0.0 or null"),
+        ("train_transformer.steps", 2.5, "train_transformer.steps must be an integer >= 1 or null"),
+        ("data.test_mean", [0.5, 0.5, 0.5], "data.test_mean and data.test_std are a pair"),
+        ("data.test_std", [0.5, 0.5], "data.test_std must be a list of 3 items or null"),
     ],
 )
 def test_bad_values_name_the_param(path, value, expected):
@@ -90,6 +98,7 @@ def test_unknown_keys_are_typos():
 @pytest.mark.parametrize("path, value, param", [
     ("inpaint.schedules", ["cosine", "zigzag"], "inpaint.schedules"),
     ("inpaint.sweet_spot", 0, "inpaint.sweet_spot"),
+    ("train_transformer.epochs", 50, "train_transformer.epochs"),
 ])
 def test_a_stage_stops_before_any_work(scratch_project, tmp_path, path, value, param):
     (scratch_project / "params.yaml").write_text(yaml.safe_dump(with_change(path, value)))

@@ -8,6 +8,7 @@ the loss is cross-entropy (with label smoothing) over the masked positions only.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,27 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def training_steps(steps: int | None, epochs: float | None, n_train: int, batch_size: int, grad_accum: int) -> int:
+    """The optimizer steps of a training budget given in steps or in epochs (exactly
+    one not None). An epoch is n_train sequences drawn; a step draws batch_size *
+    grad_accum of them (batch_size is the global batch, whatever the number of
+    processes), so epochs take ceil(epochs * n_train / (batch_size * grad_accum))
+    steps: rounded up, so the run sees at least the epochs asked for. Batches are
+    drawn with replacement, so an epoch here is a count of sequences seen, not a pass
+    over each one once as the lab's shuffled loader makes it: the same amount of
+    training, in a different order."""
+    if (steps is None) == (epochs is None):
+        raise ValueError("exactly one of steps and epochs must be given")
+    if steps is not None:
+        return steps
+    if n_train < 1:
+        raise ValueError("an epoch budget needs a non-empty training set")
+    # the epochs as the decimal written, not its binary float: 1.1 epochs of 50 sequences
+    # are 55, where the float product 55.00000000000001 would round up to one step more
+    images = Fraction(str(epochs)) * n_train
+    return max(1, math.ceil(images / (batch_size * grad_accum)))
 
 
 def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=None):

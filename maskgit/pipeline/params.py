@@ -63,6 +63,14 @@ def _list(item: Check, length=None, min_length=1) -> Check:
     return check
 
 
+def _optional(check: Check) -> Check:
+    def optional(v):
+        if v is not None:
+            problem = check(v)
+            return f"{problem} or null" if problem else None
+    return optional
+
+
 def _optional_path(v):
     if v is not None and not isinstance(v, str):
         return "must be a path or null"
@@ -93,6 +101,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "image_size": _int(8),
         "mean": _list(_float(0.0, 1.0), length=3),
         "std": _list(_float(0.0, lo_open=True), length=3),
+        "test_mean": _optional(_list(_float(0.0, 1.0), length=3)),
+        "test_std": _optional(_list(_float(0.0, lo_open=True), length=3)),
     },
     "prepare": {
         "source": _choice(*SOURCES),
@@ -150,7 +160,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "checkpoint": _optional_path,
     },
     "train_transformer": {
-        "steps": _int(1),
+        "steps": _optional(_int(1)),
+        "epochs": _optional(_float(0.0, lo_open=True)),
         "batch_size": _int(1),
         "grad_accum": _int(1),
         "lr": _float(0.0, lo_open=True),
@@ -246,6 +257,14 @@ def _check_across(p: dict, source: str) -> None:
     if crop % patch or crop > size:
         raise ParamError(f"{source}: train_vqgan.crop_size ({crop}) must be a multiple of the token patch ({patch}) and <= data.image_size")
     tt = p["train_transformer"]
+    if (tt["steps"] is None) == (tt["epochs"] is None):
+        both = "both are set" if tt["steps"] is not None else "both are null"
+        raise ParamError(f"{source}: set exactly one of train_transformer.steps and train_transformer.epochs "
+                         f"(the other null): {both}")
+    d = p["data"]
+    if (d["test_mean"] is None) != (d["test_std"] is None):
+        raise ParamError(f"{source}: data.test_mean and data.test_std are a pair: set both (the test images' "
+                         f"own normalisation) or neither (null: data.mean and data.std)")
     if tt["batch_size"] % tt["nproc_per_node"]:
         raise ParamError(f"{source}: train_transformer.batch_size ({tt['batch_size']}) must be divisible by "
                          f"train_transformer.nproc_per_node ({tt['nproc_per_node']}): each process takes an equal slice")
@@ -263,6 +282,18 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     except yaml.YAMLError as e:
         raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     return check_params(params, str(path))
+
+
+def test_normalisation(params: dict, train_norm: dict) -> dict:
+    """{'mean', 'std'} for the masked test images on their way into the VQGAN encoder:
+    data.test_mean / data.test_std when set, as the lab normalises its test images
+    with their own statistics; else `train_norm` (the VQGAN checkpoint's). Decoded
+    images go back to pixels with `train_norm` either way, so that the known pixels
+    composited into them and the output PNGs keep the training images' scale."""
+    d = params["data"]
+    if d["test_mean"] is None:
+        return train_norm
+    return {"mean": d["test_mean"], "std": d["test_std"]}
 
 
 def token_patch(params: dict) -> int:

@@ -19,6 +19,7 @@ from maskgit.pipeline.runtime import resolve_device
 from maskgit.algorithms.compositing import composite
 from maskgit.algorithms.decoding import decode_set
 from maskgit.algorithms.guidance import pixel_prior
+from maskgit.pipeline.params import test_normalisation
 from maskgit.pipeline.files import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
 
 TEST = paths.TEST
@@ -48,7 +49,7 @@ class PreparedTestSet:
     def pixel_prior_fn(self, vqgan, norm: dict, guidance: float):
         """inpaint.pixel_guidance > 0: the prior_fn that gives the decoder the known
         pixels of partly known tokens (maskgit.inpaint.pixel_prior); 0: None, the lab's
-        decoding."""
+        decoding. `norm` is the test images' encoder normalisation (as the tokens')."""
         if guidance == 0:
             return None
         device = next(vqgan.parameters()).device
@@ -60,7 +61,9 @@ class PreparedTestSet:
 
     def finish(self, images: torch.Tensor, batch: slice, norm: dict, mode: str) -> np.ndarray:
         """Decoded images of `batch` -> uint8 for writing, with the known pixels of
-        the masked input put back as inpaint.composite says (`mode`)."""
+        the masked input put back as inpaint.composite says (`mode`). `norm` is the
+        decoding (training) normalisation, for the masked input too: compositing mixes
+        it with the decoded images, and to_uint8 must give its known pixels back as they were."""
         if mode != "none":
             masked = to_tensor(self.images("masked_image", batch), norm["mean"], norm["std"])
             images = composite(images, masked, self.known(batch), mode)
@@ -94,7 +97,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
             batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
             choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
-            prior_fn=test.pixel_prior_fn(vqgan, norm, ip["pixel_guidance"]),
+            prior_fn=test.pixel_prior_fn(vqgan, test_normalisation(params, norm), ip["pixel_guidance"]),
         )
     # decoding alone (transformer + VQGAN decode), without reading and writing PNGs
     seconds = time.perf_counter() - start - io_seconds
