@@ -4,8 +4,8 @@
 - ``maskgit.algorithms``, ``maskgit.metrics``: schedules, masks, iterative decoding,
   compositing, pixel guidance, the training objective; FID and KID. These work on
   tensors and arrays and do no file I/O;
-- ``maskgit.pipeline``: what the DVC stages in ``stages/`` share. All file I/O lives
-  here and in the stage scripts;
+- ``maskgit.pipeline``: what the DVC stages in ``stages/`` share. File I/O lives here,
+  in the stage scripts and in the tools;
 - ``maskgit.bench``, ``.experiments``, ``.preset``, ``.tune``: the command-line tools.
 """
 

@@ -1,6 +1,6 @@
 """The benchmark: where the time goes, measured side by side in one run.
 
-    python -m maskgit.bench              # ~10 minutes on 2 CPU cores; --quick for a smoke run
+    python -m maskgit.bench              # every section (docs/benchmarks.md); --quick for a smoke run
     python -m maskgit.bench --full       # the scaling table at 100, 1,000 and 10,000 images
 
 Writes reports/benchmark.json and reports/benchmark.md. Every figure is the median
@@ -326,7 +326,7 @@ def markdown(result: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Benchmark the decoder, training, FID and attention.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: a smoke run, not numbers")
-    parser.add_argument("--full", action="store_true", help="scaling table at 100, 1,000 and 10,000 images (about 30 minutes on 2 CPU cores)")
+    parser.add_argument("--full", action="store_true", help="scaling table at 100, 1,000 and 10,000 images (long on a CPU)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="reports", type=Path)

@@ -1,6 +1,6 @@
 """Apply a named preset (configs/<name>.yaml) to params.yaml.
 
-    python -m maskgit.preset tiny          # the 3-minute configuration
+    python -m maskgit.preset tiny          # the tiny configuration, for debugging
     python -m maskgit.preset lab5          # the course lab's models and data layout
     python -m maskgit.preset demo          # back to the shipped default
     python -m maskgit.preset tiny mine     # several: applied left to right

@@ -172,8 +172,8 @@ def throughput(model, tp, num_tokens, device, world, start, seconds):
     step (perf.train_step_flops) over the time taken, as a share of this device's
     measured matmul peak in the training dtype times the number of processes
     (timing noise on tiny runs makes these rough). The first step of the run is left
-    out, as from `seconds`: with compile: true it holds the compilation (~25 s on an
-    H100 at lab size), which says nothing about the steps that follow."""
+    out, as from `seconds`: with compile: true it holds the compilation, which says
+    nothing about the steps that follow."""
     steps = tp["steps"] - start - 1
     if steps <= 0 or seconds == 0:
         return {}

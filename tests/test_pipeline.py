@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import FID_WEIGHTS, SHARED, copy_project, stage_env
+from conftest import FID_WEIGHTS, NEEDS_FID_WEIGHTS, NEEDS_LAB5, SHARED, copy_project, stage_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -25,7 +25,7 @@ def tiny_repro(tmp, customise=None):
     """A copy of the project on the tiny preset, in its own git repo, after `dvc repro`.
     customise(project) may write a preset and return its name, applied after tiny."""
     if not FID_WEIGHTS.is_file():
-        pytest.skip("../shared/fid is absent: no offline Inception weights for the FID stages")
+        pytest.skip(NEEDS_FID_WEIGHTS)
     project = copy_project(tmp / "project")
     env = stage_env(tmp)
     (project / "configs/shared-fid.yaml").write_text(f"fid:\n  inception_weights: {FID_WEIGHTS}\n")
@@ -124,7 +124,7 @@ def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory):
     # file): the tokenizer is used as is, and FID comes out per schedule
     golden = SHARED / "lab5" / "vqgan_golden_small.pt"
     if not golden.is_file():
-        pytest.skip(f"{golden} absent (../shared is not beside the project)")
+        pytest.skip(NEEDS_LAB5)
     import numpy as np
     import torch
     import yaml

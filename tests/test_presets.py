@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, SHARED
+from conftest import NEEDS_LAB5, ROOT, SHARED
 from maskgit.pipeline.params import load_params
 from maskgit.preset import apply_preset
 from maskgit.models.transformer import BidirectionalTransformer
@@ -42,7 +42,7 @@ def test_lab5_preset_builds_the_lab_models(project):
     assert transformer.num_params() == LAB_TRANSFORMER_PARAMS
     assert transformer.mask_token_id == 1024
     if not SHAPES.is_file():
-        pytest.skip(f"{SHAPES} absent: cannot compare with the lab checkpoint's layout")
+        pytest.skip(NEEDS_LAB5)
     ref = json.loads(SHAPES.read_text())["state_dict_shapes"]
     got = {k: list(v.shape) for k, v in vqgan.state_dict().items()}
     assert got == {k: list(v) for k, v in ref.items()}

@@ -1,4 +1,4 @@
-"""Tests for maskgit.vqgan: lab-checkpoint compatibility and the training helpers."""
+"""Tests for maskgit.models.vqgan: lab-checkpoint compatibility and the training helpers."""
 
 import json
 import math
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import NEEDS_LAB5
 from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint
 from maskgit.models.vqgan import (
     VQGAN,
@@ -24,8 +25,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "lab5"
 GOLDEN = SHARED / "vqgan_golden_small.pt"
 SHAPES = SHARED / "vqgan_lab_state_dict_shapes.json"
 
-needs_golden = pytest.mark.skipif(not GOLDEN.exists(), reason=f"lab golden file not present at {GOLDEN}")
-needs_shapes = pytest.mark.skipif(not SHAPES.exists(), reason=f"lab state-dict shape list not present at {SHAPES}")
+needs_golden = pytest.mark.skipif(not GOLDEN.exists(), reason=NEEDS_LAB5)
+needs_shapes = pytest.mark.skipif(not SHAPES.exists(), reason=NEEDS_LAB5)
 
 LAB_CONFIG = dict(
     image_channels=3,

@@ -27,11 +27,10 @@ def release_free_heap() -> None:
     """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
 
     Called between inpainting batches. glibc raises its mmap threshold after large
-    frees, so later batches' tensors land on the heap and fragment it: resident
-    memory crept up by ~10 MB per batch (819 -> 1,021 MB over 20 batches of 100),
-    although nothing is kept. Trimming holds it flat (584 -> 593 MB) at no
-    measurable cost; a fixed mmap threshold also holds it flat but made inpainting
-    1.7x slower (page faults on every large tensor)."""
+    frees, so later batches' tensors land on the heap and fragment it, and resident
+    memory creeps up batch after batch although nothing is kept. Trimming holds it
+    flat; a fixed mmap threshold would too, but page-faults on every large tensor
+    (docs/findings.md)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

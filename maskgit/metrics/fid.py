@@ -68,9 +68,8 @@ class InceptionFeatures:
             feature_extractor_weights_path=None if weights_path is None else str(weights_path),
             verbose=False,
         ).to(self.device)
-        # channels_last: the same network and weights in NHWC memory order, which the
-        # CPU convolution kernels run 1.5x faster (10.9 against 7.1 images/s on 2 cores);
-        # the pool features agree with NCHW to ~1e-6 relative
+        # channels_last: the same network and weights in NHWC memory order, which the CPU
+        # convolution kernels run faster with the same features (docs/findings.md)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.model.eval()
 
@@ -121,9 +120,9 @@ def statistics(features) -> dict[str, np.ndarray]:
 def _single_threaded_blas():
     """Limit numpy's BLAS to one thread when threadpoolctl is available, else do nothing.
 
-    torch-fidelity's FID takes the eigenvalues of a 2048x2048 non-symmetric matrix.  With
-    numpy's OpenBLAS on 2 threads and a busy second core this took 25-110 s here, against
-    about 5 s on one thread; KID's many small products suffer the same way.
+    torch-fidelity's FID takes the eigenvalues of a 2048x2048 non-symmetric matrix, which
+    OpenBLAS's threads slow down badly when another process holds a core; KID's many
+    small products suffer the same way (docs/findings.md).
     """
     try:
         from threadpoolctl import threadpool_limits

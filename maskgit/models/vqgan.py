@@ -261,9 +261,8 @@ class VQGAN(nn.Module):
 
     def _zero_init_branches(self) -> None:
         """Start every residual and attention branch at zero, so the untrained network is
-        a short chain of convolutions around identity skips. Measured on the demo
-        data: 18.7 dB validation PSNR after 400 steps against 16.3 dB with PyTorch's
-        default init. A loaded checkpoint overwrites all of it."""
+        a short chain of convolutions around identity skips, which trains faster from
+        scratch (docs/findings.md). A loaded checkpoint overwrites all of it."""
         for module in self.modules():
             if isinstance(module, ResidualBlock):
                 last = module.block[5]
@@ -392,8 +391,7 @@ def kmeans_codes(z_flat, num_codes: int, iters: int = 20, generator=None):
     Used to initialise the codebook from a briefly trained continuous autoencoder
     (the k-means init of SoundStream and Encodec): every code starts where encoder
     outputs actually are, instead of being dragged there one gradient step at a
-    time. Measured on the demo data: 20.3 dB validation PSNR after 400 steps against
-    18.7 dB from the uniform init. A cluster that empties is re-seeded with a random
+    time (docs/findings.md). A cluster that empties is re-seeded with a random
     sample. Starts from distinct random samples; needs M >= num_codes.
     """
     m = z_flat.shape[0]

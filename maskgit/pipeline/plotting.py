@@ -128,7 +128,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 
 def load_mask(path: str | Path) -> np.ndarray:
-    """bool (H, W), True = known (white), the same threshold as maskgit.io.read_masks."""
+    """bool (H, W), True = known (white), the same threshold as maskgit.pipeline.files.read_masks."""
     with Image.open(path) as im:
         return np.asarray(im.convert("L")) >= 128
 
@@ -183,7 +183,7 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
 def gamma_figure(schedules: list[str], train_gamma: str, total_iter: int, sweet_spot: int, path: str | Path) -> None:
     """gamma(r) of each schedule, with a marker per decode step at r = (t + 1) / T.
 
-    The markers follow the decoder (maskgit.decode): after step t a fraction
+    The markers follow the decoder (maskgit.algorithms.decoding): after step t a fraction
     gamma(r) of the unknown tokens stays masked (floor(N0 * gamma) of N0), and the
     last step run, at the sweet spot or T, reveals everything at once (0)."""
     steps = min(sweet_spot, total_iter)

@@ -48,8 +48,8 @@ class PreparedTestSet:
 
     def pixel_prior_fn(self, vqgan, norm: dict, guidance: float):
         """inpaint.pixel_guidance > 0: the prior_fn that gives the decoder the known
-        pixels of partly known tokens (maskgit.inpaint.pixel_prior); 0: None, the lab's
-        decoding. `norm` is the test images' encoder normalisation (as the tokens')."""
+        pixels of partly known tokens (maskgit.algorithms.guidance.pixel_prior); 0: None,
+        the lab's decoding. `norm` is the test images' encoder normalisation (as the tokens')."""
         if guidance == 0:
             return None
         device = next(vqgan.parameters()).device
@@ -77,9 +77,8 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     ip = params["inpaint"]
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan(paths.VQGAN, device)
-    # eager even with compile: true. Measured on an H100 (lab5 size, 747 images, bf16):
-    # decoding took 47.9 s compiled from cold and 10.3 s with inductor's cache warm,
-    # against 4.0 s eager; a test set is too short to pay back the compilation.
+    # eager even with compile: true: a test set is too short to pay back the compilation
+    # (docs/findings.md)
     transformer = load_transformer(paths.TRANSFORMER, device)
     test = PreparedTestSet(params)
     io_seconds = 0.0
