@@ -1,7 +1,7 @@
 """Every path the pipeline reads or writes, relative to the project root, written once.
 
 dvc.yaml names the same paths as the stages' deps and outs; tests/test_paths.py
-checks that each path here that a stage writes is one of its declared outputs.
+checks that every pipeline path here is one dvc.yaml names.
 """
 
 from pathlib import Path
