@@ -78,6 +78,11 @@ def metrics_section(title: str, path: str) -> list[str]:
             plotting.markdown_table(["metric", "value"], rows, "lr")]
 
 
+def stale_timing(stage: str, schedules: list[str]) -> bool:
+    # a schedule removed from params leaves its old timing file behind: not part of this run
+    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in schedules
+
+
 def timings_section(schedules: list[str]) -> list[str]:
     timings = {}
     for path in sorted(paths.TIMINGS.glob("*.json")):
@@ -85,8 +90,7 @@ def timings_section(schedules: list[str]) -> list[str]:
         if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), (int, float)):
             raise InputError(f"{path}: expected {{\"stage\": name, \"seconds\": number}}")
         name = entry.get("stage", path.stem)
-        # a schedule removed from params leaves its old timing file behind: not part of this run
-        if name.startswith("inpaint-") and name.removeprefix("inpaint-") not in schedules:
+        if stale_timing(name, schedules):
             continue
         timings[name] = float(entry["seconds"])
     if not timings:
@@ -135,6 +139,8 @@ def provenance(params: dict) -> list[str]:
     devices = {}
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
+        if stale_timing(entry.get("stage", path.stem), params["inpaint"]["schedules"]):
+            continue
         devices.setdefault(entry.get("device", "not recorded"), []).append(entry.get("stage", path.stem))
     lines.append("- Devices (per stage, `timings/*.json`; wall times in Timings above): "
                  + "; ".join(f"{d}: {', '.join(stages)}" for d, stages in devices.items()) + ".")
@@ -153,9 +159,6 @@ def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
     schedules = ip["schedules"]
-    fid_md = (REPORTS / "tables" / "fid.md")
-    if not fid_md.is_file():
-        raise InputError(f"{fid_md}: not found (run the plots stage first)")
     ev = read_json(paths.EVALUATION)
     # counted on disk: with user folders prepare.n_test does not apply
     n_scored = ev["images"]
@@ -193,11 +196,6 @@ def main():
         f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set.",
         "",
         evaluation.results_table(ev, schedules),
-        "",
-        "<details><summary>The FID stages' table (torch-fidelity's KID over subsets)</summary>",
-        "",
-        fid_md.read_text(),
-        "</details>",
         "",
         "### Reading",
         "",

@@ -46,8 +46,8 @@ def results_table(ev: dict, schedules: list[str], columns=("fid", "kid", "hole_p
     rows = []
     for name, cells in ev["sets"].items():
         kind = "schedule" if name in schedules else "baseline"
-        mark = " (tied for best)" if name in tied and len(tied) > 1 else " (best)" if name in tied else ""
-        rows.append([f"{label(name)}{mark}", kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
+        shown = f"**{label(name)}** ({'tied for best' if len(tied) > 1 else 'best'})" if name in tied else label(name)
+        rows.append([shown, kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
                                                        for m in columns])
     header = ["set", "kind"] + [METRIC_LABELS[m] + (" x 1000" if m in SCALE else "") for m in columns]
     return markdown_table(header, rows, "ll" + "r" * len(columns))
