@@ -27,7 +27,7 @@ import yaml
 from maskgit.metrics import bootstrap as bs
 from maskgit.pipeline import paths, plotting
 from maskgit.pipeline.errors import InputError, UserError
-from maskgit.pipeline.evaluation import DIGITS, METRIC_LABELS, SCALE, fmt_interval, label
+from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
 from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.pipeline.params import check_params
@@ -137,8 +137,8 @@ def load(run: Run):
 
 
 def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
-    s, d = SCALE.get(metric, 1.0), DIGITS.get(metric, 3)
-    return f"{diff * s:+.{d}f} [{lo * s:+.{d}f}, {hi * s:+.{d}f}]"
+    d, lo, hi = signed(metric, [diff, lo, hi])
+    return f"{d} [{lo}, {hi}]"
 
 
 def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges: list[float]):
@@ -158,9 +158,9 @@ def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges
     for s in common:
         for m in METRICS:
             pa_, pb_ = point[f"A:{s}"][m], point[f"B:{s}"][m]
-            ia = bs.interval(reps[f"A:{s}"][m], confidence, pa_)
-            ib = bs.interval(reps[f"B:{s}"][m], confidence, pb_)
-            lo, hi = bs.interval(reps[f"B:{s}"][m] - reps[f"A:{s}"][m], confidence, pb_ - pa_)
+            ia = bs.interval(reps[f"A:{s}"][m], confidence, bs.centre(m, pa_))
+            ib = bs.interval(reps[f"B:{s}"][m], confidence, bs.centre(m, pb_))
+            lo, hi = bs.interval(reps[f"B:{s}"][m] - reps[f"A:{s}"][m], confidence, bs.centre(m, pb_ - pa_))
             rows.append({"set": s, "metric": m, "a": {"value": pa_, "interval": list(ia)},
                          "b": {"value": pb_, "interval": list(ib)}, "diff": pb_ - pa_, "interval": [lo, hi],
                          "verdict": bs.verdict(lo, hi, lower_is_better=m not in HIGHER_IS_BETTER)})
@@ -177,7 +177,7 @@ def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges
             bp, br = bs.point_values({}, zero, sub), bs.bootstrap({}, zero, sub, replicates, seed)
             for s in common:
                 d = bp[f"B:{s}"]["hole_psnr"] - bp[f"A:{s}"]["hole_psnr"]
-                lo, hi = bs.interval(br[f"B:{s}"]["hole_psnr"] - br[f"A:{s}"]["hole_psnr"], confidence, d)
+                lo, hi = bs.interval(br[f"B:{s}"]["hole_psnr"] - br[f"A:{s}"]["hole_psnr"], confidence)
                 cells[s] = {"diff": d, "interval": [lo, hi], "verdict": bs.verdict(lo, hi, lower_is_better=False)}
         buckets.append({"low": lo_e, "high": hi_e, "images": int(len(idx)), "sets": cells})
     return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names}

@@ -48,7 +48,7 @@ def summarise(sets, gt, replicates, confidence, seed, fid=True, kid=True, pairs=
     reps = bs.bootstrap(features, gt, per_image, replicates, seed, fid=fid)
     table = {}
     for name in sets:
-        table[name] = {m: {"value": v, "interval": list(bs.interval(reps[name][m], confidence, v))}
+        table[name] = {m: {"value": v, "interval": list(bs.interval(reps[name][m], confidence, bs.centre(m, v)))}
                        for m, v in point[name].items()}
     verdicts = []
     for a, b in pairs:
@@ -56,7 +56,7 @@ def summarise(sets, gt, replicates, confidence, seed, fid=True, kid=True, pairs=
             if m not in point[a]:
                 continue
             diff = point[a][m] - point[b][m]
-            lo, hi = bs.interval(reps[a][m] - reps[b][m], confidence, diff)
+            lo, hi = bs.interval(reps[a][m] - reps[b][m], confidence, bs.centre(m, diff))
             verdicts.append({"a": a, "b": b, "metric": m, "diff": diff, "interval": [lo, hi],
                              "verdict": bs.verdict(lo, hi, lower_is_better=m not in HIGHER_IS_BETTER)})
     return point, reps, table, verdicts
@@ -75,15 +75,16 @@ def main():
     conf, R, seed = ev["confidence"], ev["replicates"], ev["seed"]
     point, reps, table, verdicts = summarise(sets, gt, R, conf, seed, pairs=pairs_to_compare(schedules))
     tied = {m: bs.tied_for_best({s: point[s][m] for s in schedules}, {s: reps[s][m] for s in schedules}, conf,
-                                lower_is_better=m not in HIGHER_IS_BETTER) for m in PAIR_METRICS}
-    # how many test images would make the interval of the closest schedule pair 1 FID wide
-    closest = min((v for v in verdicts if v["metric"] == "fid" and v["a"] in schedules and v["b"] in schedules),
-                  key=lambda v: abs(v["diff"]), default=None)
+                                lower_is_better=m not in HIGHER_IS_BETTER, centred=m in bs.BIASED)
+            for m in PAIR_METRICS}
+    # the decisive comparison, the best schedule against the runner-up: how many test
+    # images would make its interval 1 FID wide
     decisive = None
-    if closest is not None:
-        samples = reps[closest["a"]]["fid"] - reps[closest["b"]]["fid"]
-        decisive = {"a": closest["a"], "b": closest["b"], "width": closest["interval"][1] - closest["interval"][0],
-                    "images_for_1_fid": bs.images_for_width(samples, n, 1.0, conf)}
+    if len(schedules) > 1:
+        a, b = sorted(schedules, key=lambda s: point[s]["fid"])[:2]
+        samples = reps[a]["fid"] - reps[b]["fid"]
+        lo, hi = bs.interval(samples, conf, point[a]["fid"] - point[b]["fid"])
+        decisive = {"a": a, "b": b, "width": hi - lo, "images_for_1_fid": bs.images_for_width(samples, n, 1.0, conf)}
 
     fraction = next(iter(sets.values()))["missing_fraction"]
     edges = ev["mask_buckets"]

@@ -195,7 +195,7 @@ def test_plots_and_report(workdir):
                  "- cosine vs linear: **indistinguishable**, dFID +10.00 [-2.50, +21.25] "
                  "(worse, dhole PSNR -1.50 [-2.00, -1.00]).",
                  "- masked input vs VQGAN recon.: **worse**, dFID +80.00 [+70.00, +90.00].",
-                 "about **5,641** test images would make it 1 FID wide",
+                 "about **5,641** test images would make it 1 FID wide", "(cosine vs linear)",
                  "0-30% (4 img)", "22.00 [21.00, 23.00]", "KID only where a bucket holds enough images; none for 0-30%",
                  "## Provenance", "`inpaint.seed` 0", "`train_vqgan.seed` 0", "Packages: torch ", "torch-fidelity 0.4.0",
                  "Inception weights (sha256): not recorded",

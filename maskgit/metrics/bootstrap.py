@@ -31,6 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 KID_DEGREE = 3  # torch-fidelity's polynomial kernel (x.y / d + 1)^3
+# statistics whose replicates are biased by the repeats of resampling: their intervals are
+# centred on the full-set value (means of per-image metrics are not, and are left as drawn)
+BIASED = ("fid", "kid")
 VERDICTS = ("better", "worse", "indistinguishable")
 
 
@@ -205,14 +208,20 @@ def verdict(diff_lo: float, diff_hi: float, lower_is_better: bool = True) -> str
     return "indistinguishable"
 
 
+def centre(metric: str, point: float) -> float | None:
+    """The `point` argument of `interval` for this metric: the value for FID and KID, else None."""
+    return point if metric in BIASED else None
+
+
 def tied_for_best(point: dict[str, float], replicates: dict[str, np.ndarray], confidence: float,
-                  lower_is_better: bool = True) -> list[str]:
+                  lower_is_better: bool = True, centred: bool = True) -> list[str]:
     """The best by point estimate and every other whose paired difference to it covers 0."""
     best = (min if lower_is_better else max)(point, key=point.get)
     tied = [best]
     for name in point:
         if name != best:
-            lo, hi = interval(replicates[name] - replicates[best], confidence, point[name] - point[best])
+            lo, hi = interval(replicates[name] - replicates[best], confidence,
+                              point[name] - point[best] if centred else None)
             if verdict(lo, hi, lower_is_better) == "indistinguishable":
                 tied.append(name)
     return tied

@@ -33,12 +33,18 @@ def fmt_interval(metric: str, cell: dict) -> str:
     return f"{fmt_value(metric, cell['value'])} [{fmt_value(metric, lo)}, {fmt_value(metric, hi)}]"
 
 
-def fmt_diff(pair: dict, signed: bool = True) -> str:
-    m = pair["metric"]
-    scale, digits = SCALE.get(m, 1.0), DIGITS.get(m, 3)
-    lo, hi = pair["interval"]
-    return (f"d{METRIC_LABELS[m]} {pair['diff'] * scale:+.{digits}f} "
-            f"[{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]")
+def signed(metric: str, values: list[float]) -> list[str]:
+    """Signed values at the metric's digits; all in scientific notation when that would
+    print a non-zero difference as 0 (a real but tiny difference must not read as none)."""
+    scale, digits = SCALE.get(metric, 1.0), DIGITS.get(metric, 3)
+    scaled = [v * scale for v in values]
+    tiny = any(v != 0 and abs(v) < 0.5 * 10 ** -digits for v in scaled)
+    return [f"{v:+.1e}" if tiny else f"{v:+.{digits}f}" for v in scaled]
+
+
+def fmt_diff(pair: dict) -> str:
+    diff, lo, hi = signed(pair["metric"], [pair["diff"], *pair["interval"]])
+    return f"d{METRIC_LABELS[pair['metric']]} {diff} [{lo}, {hi}]"
 
 
 def results_table(ev: dict, schedules: list[str], columns=("fid", "kid", "hole_psnr", "hole_ssim")) -> str:
@@ -88,10 +94,14 @@ def how_sure(ev: dict) -> list[str]:
              "other `inpaint.seed` values for that (docs/evaluation.md)."]
     d = ev.get("decisive")
     if d:
-        lines += ["", f"How sure is this: the closest pair of schedules ({label(d['a'])} vs {label(d['b'])}) has an "
-                      f"FID-difference interval {d['width']:.2f} wide at {ev['images']} images; about "
-                      f"**{d['images_for_1_fid']:,}** test images would make it 1 FID wide (width ~ 1/sqrt(n), "
-                      "from the measured variance)."]
+        head = (f"How sure is this: the decisive comparison, the best schedule against the runner-up "
+                f"({label(d['a'])} vs {label(d['b'])}), has an FID-difference interval {d['width']:.2f} wide at "
+                f"{ev['images']} images")
+        if d["width"] > 1:
+            lines += ["", f"{head}; about **{d['images_for_1_fid']:,}** test images would make it 1 FID wide "
+                          "(width ~ 1/sqrt(n), from the measured variance)."]
+        else:
+            lines += ["", f"{head}: already under 1 FID wide."]
     return lines
 
 
@@ -101,6 +111,8 @@ def buckets_table(ev: dict, metrics=("hole_psnr", "hole_ssim", "kid")) -> list[s
     header = ["set"] + [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}% ({b['images']} img)" for b in buckets]
     out = []
     for m in metrics:
+        if not any(m in cells for b in buckets for cells in b["sets"].values()):
+            continue  # e.g. KID: no bucket holds enough images
         rows = []
         for name in sets:
             row = [label(name)]
