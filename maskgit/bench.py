@@ -15,7 +15,9 @@ of several repeats after a warm-up, and every ratio is taken inside the same run
      the VQGAN as the lab does;
   4. FID of a second image set with cached ground-truth features against without;
   5. hand-written attention against scaled_dot_product_attention;
-  6. inpainting and FID time and peak memory against the number of images.
+  6. inpainting and FID time and peak memory against the number of images;
+  7. the bootstrap of the evaluate stage (7 sets, paired replicates) against the number
+     of images and of replicates: seconds and peak memory.
 Models are randomly initialised at the real sizes (speed does not depend on the
 weights). Nothing here is asserted: tests check correctness, this reports speed.
 """
@@ -295,6 +297,35 @@ def bench_scaling(kind, sizes, batch_size):
     return rows
 
 
+def _bootstrap_child(n, replicates, sets, queue):
+    import numpy as np
+
+    from maskgit.metrics import bootstrap as bs
+
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(n, 2048))
+    features = {f"set{i}": gt + 0.5 * rng.normal(size=gt.shape) for i in range(sets)}
+    per_image = {k: {"hole_psnr": rng.normal(20, 2, n), "hole_ssim": rng.uniform(0, 1, n)} for k in features}
+    start = time.perf_counter()
+    bs.bootstrap(features, gt, per_image, replicates, seed=0)
+    queue.put((time.perf_counter() - start, peak_rss_mb()))
+
+
+def bench_bootstrap(points, sets=7):
+    """(images, replicates) points, each in a fresh process for its own peak memory."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for n, replicates in points:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_bootstrap_child, args=(n, replicates, sets, queue))
+        proc.start()
+        seconds, peak_mb = queue.get()
+        proc.join()
+        rows.append({"images": n, "sets": sets, "replicates": replicates, "seconds": seconds,
+                     "ms_per_replicate": seconds / replicates * 1e3, "peak_rss_mb": peak_mb})
+    return rows
+
+
 TITLES = {
     "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
     "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
@@ -302,6 +333,7 @@ TITLES = {
     "fid_cache": "4. FID of a second image set: ground-truth features cached against recomputed",
     "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
     "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
+    "bootstrap": "7. Bootstrap of FID, KID, hole PSNR/SSIM over test images (7 sets, paired; stage evaluate)",
 }
 SECTIONS = tuple(TITLES)
 
@@ -370,6 +402,9 @@ def main(argv=None):
     sizes = [8, 32] if args.quick else ([100, 1000, 10000] if args.full else [100, 1000])
     section("scaling", lambda: bench_scaling("inpaint", sizes, 100)
             + bench_scaling("fid", sizes[:1] if args.quick else (sizes if args.full else [100, 300]), 100))
+    # not at 10,000 images: the n x n Gram matrices (four per set, 0.8 GB each there) and an
+    # SVD of the ~6,300 distinct images per replicate are the wrong route past n ~ 2048 features
+    section("bootstrap", lambda: bench_bootstrap([(32, 100)] if args.quick else [(150, 100), (150, 1000), (747, 1000)]))
     result["seconds"] = time.perf_counter() - start  # this invocation
     args.out.mkdir(parents=True, exist_ok=True)
     from maskgit.pipeline.files import atomic_write_bytes, write_json

@@ -8,6 +8,13 @@ value), best row marked.
     python -m maskgit.experiments --all-commits   # every commit's too (this project's history included)
 
 The Optuna study of maskgit.tune adds its trial table to the same page.
+
+Each FID carries its bootstrap interval (metrics/evaluation.json of that experiment), and
+every experiment indistinguishable from the best is marked, not just one: the best FID
+of each is compared with the best experiment's, paired over the same test images, from
+the per-image evidence both stored, read at each experiment's revision through dvc.api.
+Experiments that differ only in inpaint.seed are grouped (mean and spread over seeds:
+the decoder's own noise, which the bootstrap over images does not see).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from maskgit.pipeline import paths
@@ -25,9 +33,12 @@ from maskgit.pipeline.files import atomic_write_bytes
 
 FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 # column prefixes of the metrics; params are dotted keys (and include fid.* settings)
-FID, BASE = "FID ", "baseline FID "
+FID, BASE, INTERVAL = "FID ", "baseline FID ", "interval "
 BASELINE_FILE = paths.FID_BASELINES.as_posix()
+EVALUATION_FILE = paths.EVALUATION.as_posix()
 STUDY_FILE = paths.STUDY
+REV = "_rev"  # the experiment's git revision, for reading its evidence; never shown
+SEED = "inpaint.seed"
 
 
 def dvc_exp_show(all_commits: bool = False) -> list:
@@ -64,7 +75,7 @@ def _entries(node, parent=None):
     elif isinstance(node, dict):
         data = node.get("data")
         if isinstance(data, dict) and ("params" in data or "metrics" in data) and node.get("rev") != "workspace":
-            yield node.get("name") or str(node.get("rev", ""))[:7], data
+            yield node.get("name") or str(node.get("rev", ""))[:7], {**data, REV: node.get("rev")}
         for key in ("experiments", "revs"):
             if node.get(key):
                 yield from _entries(node[key], node)
@@ -78,9 +89,13 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
         fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
         if not fids:
             continue  # a failed or unfinished experiment
-        row = {"experiment": name, **_flatten(params)}
+        row = {"experiment": name, REV: data.get(REV), **_flatten(params)}
+        evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
         for schedule, m in fids.items():
             row[f"{FID}{schedule}"] = m["fid"]
+            cell = (evaluation.get(schedule) or {}).get("fid")
+            if cell:
+                row[f"{INTERVAL}{schedule}"] = "[{:.2f}, {:.2f}]".format(*cell["interval"])
         base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
         for key, m in base.items():
             row[f"{BASE}{key}"] = m["fid"]
@@ -89,25 +104,94 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
     if frame.empty:
         return frame
     # one row per distinct experiment (a baseline commit may show up under several branches)
-    return frame.drop_duplicates(subset=[c for c in frame.columns if c != "experiment"]).reset_index(drop=True)
+    keys = [c for c in frame.columns if c not in ("experiment", REV)]
+    return frame.drop_duplicates(subset=keys).reset_index(drop=True)
 
 
 def swept_params(frame: pd.DataFrame) -> list[str]:
-    params = [c for c in frame.columns if not c.startswith((FID, BASE)) and c != "experiment"]
+    params = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV)]
     return [c for c in params if frame[c].astype(str).nunique() > 1]
 
 
-def _mark_best(table: pd.DataFrame, fid_cols: list[str]) -> pd.DataFrame:
+def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path("params.yaml")) -> dict[str, str]:
+    """experiment -> "**best**" | "tied" | "" | "no evidence": each experiment's best FID
+    against the best experiment's, paired over images from both experiments' stored evidence."""
+    from maskgit.compare import Run
+    from maskgit.metrics import bootstrap as bs
+    from maskgit.pipeline.errors import UserError
+    from maskgit.pipeline.params import load_params
+
+    fid_cols = [c for c in frame.columns if c.startswith(FID)]
+    if frame.empty or REV not in frame or frame[REV].isna().any():
+        return {}
+    try:
+        ev = load_params(params_path)["evaluate"]
+    except UserError:
+        return {}
+    best_schedule = frame[fid_cols].idxmin(axis=1).str.removeprefix(FID)
+    best_fid = frame[fid_cols].min(axis=1)
+    top = int(best_fid.idxmin())
+
+    def evidence(i):
+        run = Run(str(frame.loc[i, REV]), repo)
+        return run.evidence(best_schedule[i], "schedule")["features"], run.gt_features()
+
+    try:
+        f_top, gt = evidence(top)
+    except UserError:
+        return {}
+    marks = {frame.loc[top, "experiment"]: "**best**"}
+    for i in frame.index:
+        if i == top:
+            continue
+        name = frame.loc[i, "experiment"]
+        try:
+            f, gt_i = evidence(i)
+        except UserError:
+            marks[name] = "no evidence"
+            continue
+        if f.shape != f_top.shape or not np.allclose(gt_i, gt):
+            marks[name] = "other test set"
+            continue
+        reps = bs.bootstrap({"x": f, "top": f_top}, gt, {}, ev["replicates"], ev["seed"])
+        diff = float(best_fid[i] - best_fid[top])
+        lo, hi = bs.interval(reps["x"]["fid"] - reps["top"]["fid"], ev["confidence"], diff)
+        marks[name] = "tied" if bs.verdict(lo, hi) == "indistinguishable" else ""
+    return marks
+
+
+def _mark_best(table: pd.DataFrame, fid_cols: list[str], marks: dict[str, str] | None = None) -> pd.DataFrame:
     best_value = table[fid_cols].min(axis=1)
     out = table.copy()
     out["best FID"] = best_value.round(2)
-    # every row tied at the printed precision is marked, so that two tables that
-    # order the same experiments differently never name different winners
-    tied = out["best FID"] == out["best FID"].min()
-    out.insert(0, "", ["**best**" if t else "" for t in tied])
+    if marks:
+        out.insert(0, "", [marks.get(e, "") for e in out["experiment"]])
+    else:
+        # no per-image evidence: every row tied at the printed precision is marked, so
+        # that two tables that order the same experiments differently never name
+        # different winners
+        tied = out["best FID"] == out["best FID"].min()
+        out.insert(0, "", ["**best**" if t else "" for t in tied])
     for c in fid_cols:
         out[c] = out[c].round(2)
     return out
+
+
+def seed_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Experiments equal in every param but inpaint.seed, grouped: FID mean and spread over seeds."""
+    if SEED not in frame:
+        return pd.DataFrame()
+    fid_cols = [c for c in frame.columns if c.startswith(FID)]
+    keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV, SEED)]
+    rows = []
+    for _, group in frame.groupby(frame[keys].astype(str).apply("|".join, axis=1), sort=False):
+        if group[SEED].nunique() < 2:
+            continue
+        row = {"experiments": ", ".join(group["experiment"]), "seeds": ", ".join(map(str, sorted(group[SEED])))}
+        for c in fid_cols:
+            row[f"{c} mean ± sd"] = f"{group[c].mean():.2f} ± {group[c].std(ddof=1):.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _sort_key(values: pd.Series) -> pd.Series:
@@ -115,14 +199,14 @@ def _sort_key(values: pd.Series) -> pd.Series:
     return numeric if numeric.notna().all() else values.astype(str)
 
 
-def sweep_table(frame: pd.DataFrame, param: str, others: list[str]) -> pd.DataFrame:
+def sweep_table(frame: pd.DataFrame, param: str, others: list[str], marks: dict | None = None) -> pd.DataFrame:
     """FID against `param`, the other swept params held at their most common value."""
     sub = frame
     for o in others:
         sub = sub[sub[o].astype(str) == str(frame[o].astype(str).mode().iloc[0])]
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
     table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=_sort_key)
-    return _mark_best(table.reset_index(drop=True), fid_cols)
+    return _mark_best(table.reset_index(drop=True), fid_cols, marks)
 
 
 def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
@@ -142,7 +226,7 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
     save(fig, path, dpi=120)
 
 
-def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
+def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dict | None = None) -> str:
     lines = ["# Experiments", "", "Built by `python -m maskgit.experiments` from `dvc exp show --json`.", ""]
     if frame.empty:
         lines += ["No finished experiments with FID yet: run `dvc exp run` or `dvc queue start` first.", ""]
@@ -151,10 +235,25 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
         swept = swept_params(frame)
         lines += [f"{len(frame)} experiments; swept: {', '.join(swept) or 'nothing'}.", "",
                   "## FID per schedule", ""]
-        lines += [_mark_best(frame[["experiment", *swept, *fid_cols]], fid_cols).to_markdown(index=False), ""]
+        if marks:
+            lines += ["**best**: the lowest FID; *tied*: its best FID is indistinguishable from the best one's "
+                      "(paired bootstrap over the same test images, interval of the difference includes 0). "
+                      "Intervals: each FID's own bootstrap interval (metrics/evaluation.json).", ""]
+        else:
+            lines += ["No per-image evidence to compare experiments with (older runs or a cleared cache): "
+                      "the mark best goes to the lowest FID at the printed precision, which says nothing about noise.", ""]
+        columns = ["experiment", *swept]
+        for c in fid_cols:  # each FID followed by its interval, where the experiment has one
+            columns += [c] + [i for i in [c.replace(FID, INTERVAL, 1)] if i in frame.columns]
+        lines += [_mark_best(frame[columns], fid_cols, marks).to_markdown(index=False), ""]
+        groups = seed_groups(frame)
+        if not groups.empty:
+            lines += ["## Seeds", "", "Experiments that differ only in `inpaint.seed`: the spread over seeds is the "
+                      "decoder's own noise, which the intervals over images do not include "
+                      "(`dvc exp run --queue -S 'inpaint.seed=0,1,2'`).", "", groups.to_markdown(index=False), ""]
         for param in swept:
             others = [p for p in swept if p != param]
-            table = sweep_table(frame, param, others)
+            table = sweep_table(frame, param, others, marks)
             held = ", ".join(f"{o} = {frame[o].astype(str).mode().iloc[0]}" for o in others)
             fig = out.parent / "figures" / f"experiments_{param.replace('.', '_')}.png"
             plot_sweep(table, param, fig)
@@ -177,12 +276,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         frame = experiments_frame(dvc_exp_show(args.all_commits))
+        marks = paired_marks(frame)
     except (RuntimeError, json.JSONDecodeError) as e:
         print(f"error: experiments: {e}", file=sys.stderr)
         sys.exit(2)
     study = json.loads(STUDY_FILE.read_text()) if STUDY_FILE.is_file() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(args.out, render(frame, args.out, study).encode())
+    atomic_write_bytes(args.out, render(frame, args.out, study, marks).encode())
     print(f"wrote {args.out}: {len(frame)} experiments")
 
 

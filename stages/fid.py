@@ -7,9 +7,15 @@ with torch-fidelity's standard inception-v3-compat features.
 
 Split in three so that DVC caches the expensive parts: a new sweet_spot re-runs
 only the last one, which reuses the ground-truth features from the first.
+
+The baselines and schedules stages also keep each set's per-image evidence
+(maskgit.pipeline.evidence: features, PSNR/SSIM in the hole and overall, mask
+area) in outputs/fid/{baselines,schedules}/<set>.npz, which the evaluate stage
+bootstraps without running Inception again.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +26,9 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from_features, statistics
 from maskgit.pipeline.inception_weights import resolve_inception_weights
-from maskgit.pipeline.files import read_images, save_npy, write_json
+from maskgit.metrics.image import missing_fraction, per_image_metrics
+from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline.files import sha256_file, list_images, make_tmp_dir, read_images, read_masks, replace_dir, save_npy, write_json
 from maskgit.pipeline.params import ParamError, load_params
 from maskgit.pipeline.errors import InputError
 
@@ -51,24 +59,43 @@ def main():
     weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
     extract = InceptionFeatures(weights, device=resolve_device(params["device"]), batch_size=params["fid"]["batch_size"])
 
-    def features(name, folder):
-        images = torch.from_numpy(read_images(folder, size)).permute(0, 3, 1, 2).contiguous()
-        return extract(images, desc=name)
+    def features(name, images):
+        return extract(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), desc=name)
 
+    # provenance for the report: which weights made these features
+    used = {"inception_weights_sha256": sha256_file(weights) if weights is not None else None}
     if which == "reference":
-        save_npy(paths.GT_FEATURES, features("gt", sets["gt"]))
-        return
+        save_npy(paths.GT_FEATURES, features("gt", read_images(sets["gt"], size)))
+        return used
     gt = np.load(paths.GT_FEATURES)
     gt_stats = statistics(gt)
-    results = {}
-    for name, folder in sets.items():
-        f = features(name, folder)
-        if len(f) != len(gt):
-            raise InputError(f"{folder}: {len(f)} images but the ground truth has {len(gt)}")
-        kid, kid_std = kid_from_features(f, gt)
-        results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
-        print(f"fid {name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}", file=sys.stderr)
-    write_json({"schedules": paths.FID_SCHEDULES, "baselines": paths.FID_BASELINES}[which], results)
+    gt_names = [p.name for p in list_images(paths.TEST / "gt")]
+    gt_images, known = read_images(paths.TEST / "gt", size), read_masks(paths.TEST / "mask64", size)
+    if len(gt_images) != len(gt) or len(known) != len(gt):
+        raise InputError(f"{paths.TEST}: {len(gt_images)} ground-truth images and {len(known)} masks, but "
+                         f"{paths.GT_FEATURES} holds {len(gt)} (re-run fid_reference)")
+    evidence = paths.EVIDENCE_BASELINES if which == "baselines" else paths.EVIDENCE_SCHEDULES
+    tmp = make_tmp_dir(evidence)  # the folder appears whole or not at all
+    try:
+        results = {}
+        for name, folder in sets.items():
+            names = [p.name for p in list_images(folder)]
+            if names != gt_names:
+                raise InputError(f"{folder}: {len(names)} images whose names differ from the {len(gt_names)} "
+                                 f"of {paths.TEST / 'gt'} (every set must hold the test set's names)")
+            images = read_images(folder, size)
+            f = features(name, images)
+            kid, kid_std = kid_from_features(f, gt)
+            results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
+            write_evidence(tmp / f"{name}.npz", names=np.array(names), features=f,
+                           missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known))
+            print(f"fid {name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}", file=sys.stderr)
+        write_json({"schedules": paths.FID_SCHEDULES, "baselines": paths.FID_BASELINES}[which], results)
+        replace_dir(tmp, evidence)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return used
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def image_figures(params, table, names, out: Path) -> None:
     # spread over the test set rather than the first few: more variety of masks
     picked = [names[i] for i in plotting.spread_indices(len(names), N_COMPARISON)]
     columns = [("masked input", image_column(TEST / "masked_image", picked))]
-    columns += [(s + (" (best)" if s == best else ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
+    columns += [(s + (" (lowest FID)" if s == best else ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
     columns += [(plotting.SHORT[b], image_column(BASELINES / b / "images", picked)) for b in ("onestep", "harmonic", "recon")]
     columns += [("ground truth", image_column(TEST / "gt", picked))]
     plotting.image_grid(columns, picked, out / "comparison.png", title="Schedules against the baselines")

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from maskgit.pipeline import paths
-from maskgit.pipeline import plotting
+from maskgit.pipeline import evaluation, plotting
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.pipeline.files import atomic_write_bytes, sha256_file
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.errors import InputError
 
@@ -27,6 +27,7 @@ STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpai
 # run and would otherwise always mark it dirty
 SOURCE_PATHS = ["params.yaml", "dvc.yaml", "pyproject.toml", "maskgit", "stages"]
 PREPARED = paths.PREPARED
+PACKAGES = ("torch", "torchvision", "dvc", "torch-fidelity", "torchmetrics", "numpy")
 
 
 def read_json(path):
@@ -77,6 +78,11 @@ def metrics_section(title: str, path: str) -> list[str]:
             plotting.markdown_table(["metric", "value"], rows, "lr")]
 
 
+def stale_timing(stage: str, schedules: list[str]) -> bool:
+    # a schedule removed from params leaves its old timing file behind: not part of this run
+    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in schedules
+
+
 def timings_section(schedules: list[str]) -> list[str]:
     timings = {}
     for path in sorted(paths.TIMINGS.glob("*.json")):
@@ -84,8 +90,7 @@ def timings_section(schedules: list[str]) -> list[str]:
         if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), (int, float)):
             raise InputError(f"{path}: expected {{\"stage\": name, \"seconds\": number}}")
         name = entry.get("stage", path.stem)
-        # a schedule removed from params leaves its old timing file behind: not part of this run
-        if name.startswith("inpaint-") and name.removeprefix("inpaint-") not in schedules:
+        if stale_timing(name, schedules):
             continue
         timings[name] = float(entry["seconds"])
     if not timings:
@@ -106,47 +111,39 @@ def timings_section(schedules: list[str]) -> list[str]:
             "Wall time of each stage's last run (`timings/*.json`); a stage DVC skipped keeps its earlier time.", ""]
 
 
-def reading(table) -> list[str]:
-    """The numbers a reader looks for first, said in words."""
-    best = plotting.best_schedule(table)
-    masked, onestep, recon, harmonic = (plotting.row(table, n) for n in ("masked_input", "onestep", "recon", "harmonic"))
-    gain = (masked["fid"] - best["fid"]) / masked["fid"] * 100
-    lines = [f"- Best schedule: **{best['name']}** with FID **{best['fid']:.2f}** "
-             f"(KID {best['kid']:.4f} ± {best['kid_std']:.4f})."]
-    if gain >= 0:
-        lines.append(f"- It improves on the masked input (FID {masked['fid']:.2f}) by **{gain:.1f} %**.")
-    else:
-        lines.append(f"- It is **{-gain:.1f} % worse** than the masked input (FID {masked['fid']:.2f}).")
-    diff = onestep["fid"] - best["fid"]
-    if diff > 0:
-        lines.append(f"- It beats one-step decoding (FID {onestep['fid']:.2f}) by {diff:.2f} FID "
-                     f"({diff / onestep['fid'] * 100:.1f} %).")
-    else:
-        lines.append(f"- It does **not** beat one-step decoding (FID {onestep['fid']:.2f}, {-diff:.2f} lower): "
-                     f"iterative decoding does not help in this run.")
-    diff = harmonic["fid"] - best["fid"]
-    if diff > 0:
-        lines.append(f"- It beats the harmonic fill, which uses no model (FID {harmonic['fid']:.2f}), by {diff:.2f} FID.")
-    else:
-        lines.append(f"- It does **not** beat the harmonic fill, which uses no model (FID {harmonic['fid']:.2f}, "
-                     f"{-diff:.2f} lower): the model has not learned more than smooth continuation of the border.")
-    gap = best["fid"] - recon["fid"]
-    span = masked["fid"] - recon["fid"]
-    if gap > 0:
-        closed = f"; it closes {(masked['fid'] - best['fid']) / span * 100:.1f} % of the distance from the masked " \
-                 f"input to the floor" if span > 0 else ""
-        lines.append(f"- Gap to the VQGAN reconstruction floor (FID {recon['fid']:.2f}): **{gap:.2f}** FID, "
-                     f"{gap / recon['fid'] * 100:.1f} % above the floor{closed}.")
-    else:
-        lines.append(f"- It reaches the VQGAN reconstruction floor (FID {recon['fid']:.2f}, {-gap:.2f} below it): "
-                     f"the tokenizer, not the transformer, limits the result.")
-    schedules = table[table["kind"] == "schedule"]
-    if len(schedules) > 1:
-        by_kid = schedules.loc[schedules["kid"].idxmin(), "name"]
-        ranking = ", ".join(f"{r['name']} {r['fid']:.2f}" for r in schedules.sort_values("fid", kind="stable")
-                            .to_dict("records"))
-        agree = "KID agrees" if by_kid == best["name"] else f"KID instead ranks **{by_kid}** best"
-        lines.append(f"- Ranking by FID: {ranking}. {agree}.")
+def provenance(params: dict) -> list[str]:
+    """What a reader needs to reproduce or trust the numbers: code, packages, weights, seeds, devices."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(pkg):
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "not installed"
+
+    lines = [f"- Code: {git_state()}.",
+             "- Packages: " + ", ".join(f"{p} {ver(p)}" for p in PACKAGES) + "."]
+    inception = {read_json(p).get("inception_weights_sha256") for p in sorted(paths.TIMINGS.glob("fid-*.json"))}
+    inception.discard(None)
+    lines.append("- Inception weights (sha256): " + (", ".join(f"`{h}`" for h in sorted(inception))
+                                                     if inception else "not recorded (FID stages run by older code)") + ".")
+    checkpoint = params["vqgan"]["checkpoint"]
+    if checkpoint and Path(checkpoint).is_file():
+        lines.append(f"- Given VQGAN checkpoint `{checkpoint}` (sha256): `{sha256_file(checkpoint)}`.")
+    for path in (paths.VQGAN, paths.TRANSFORMER):
+        if path.is_file():
+            lines.append(f"- `{path}` (sha256): `{sha256_file(path)}`.")
+    seeds = [f"`{section}.seed` {value['seed']}" for section, value in params.items()
+             if isinstance(value, dict) and "seed" in value]
+    lines.append("- Seeds: " + ", ".join(seeds) + ".")
+    devices = {}
+    for path in sorted(paths.TIMINGS.glob("*.json")):
+        entry = json.loads(path.read_text())
+        if stale_timing(entry.get("stage", path.stem), params["inpaint"]["schedules"]):
+            continue
+        devices.setdefault(entry.get("device", "not recorded"), []).append(entry.get("stage", path.stem))
+    lines.append("- Devices (per stage, `timings/*.json`; wall times in Timings above): "
+                 + "; ".join(f"{d}: {', '.join(stages)}" for d, stages in devices.items()) + ".")
     return lines + [""]
 
 
@@ -162,11 +159,9 @@ def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
     schedules = ip["schedules"]
-    table = plotting.fid_table(read_json(paths.FID_SCHEDULES), read_json(paths.FID_BASELINES),
-                               schedules)
-    fid_md = (REPORTS / "tables" / "fid.md")
-    if not fid_md.is_file():
-        raise InputError(f"{fid_md}: not found (run the plots stage first)")
+    ev = read_json(paths.EVALUATION)
+    # counted on disk: with user folders prepare.n_test does not apply
+    n_scored = ev["images"]
     steps = min(ip["sweet_spot"], ip["total_iter"])
     tokens = vq["latent_resolution"] ** 2
 
@@ -196,15 +191,26 @@ def main():
         "",
         "## Results",
         "",
-        f"FID and KID of each set of {pr['n_test']} inpainted test images against the ground truth "
-        "(lower is better). *vs masked input*: change of FID relative to the masked input; "
-        "*gap to floor*: FID above the VQGAN reconstruction, the best token inpainting can do.",
+        f"Each set of {n_scored} scored test images against the ground truth: FID and KID (lower is better), "
+        "PSNR and SSIM inside the missing region (higher is better), each with its "
+        f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set.",
         "",
-        fid_md.read_text(),
+        evaluation.results_table(ev, schedules),
+        "",
         "### Reading",
         "",
-        *reading(table),
+        *evaluation.tied_lines(ev),
+        *evaluation.verdict_lines(ev, schedules),
+        "",
+        *evaluation.how_sure(ev),
+        "",
+        "### By mask area",
+        "",
+        *evaluation.buckets_table(ev),
     ]
+    if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
+        caption = "Hole PSNR and SSIM against the missing-pixel fraction, with intervals."
+        out += [f"![{caption}](evaluation/mask_area.png)", "", f"*{caption}*", ""]
 
     figures = REPORTS / "figures"
     captions = [
@@ -225,6 +231,7 @@ def main():
     out += metrics_section("VQGAN", paths.LIVE_VQGAN / "metrics.json")
     out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
     out += ["## Timings", "", *timings_section(schedules)]
+    out += ["## Provenance", "", *provenance(params)]
     atomic_write_bytes(REPORTS / "report.md", ("\n".join(out).rstrip() + "\n").encode())
 
 

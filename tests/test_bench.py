@@ -37,7 +37,7 @@ def test_flop_count_matches_the_architecture():
 def test_quick_run_writes_every_section(tmp_path):
     bench.main(["--quick", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "benchmark.json").read_text())
-    for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling"):
+    for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling", "bootstrap"):
         assert result[key], key
     assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
     assert all(r["max_abs_diff"] < 1e-3 for r in result["attention"] if r["precision"] == "fp32")

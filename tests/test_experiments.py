@@ -59,3 +59,17 @@ def test_tied_experiments_are_all_marked_best_in_every_table(tmp_path):
     page = render(frame, tmp_path / "reports/experiments.md")
     best = [line for line in page.splitlines() if "**best**" in line]
     assert len(best) == 2 and all("a" in [cell.strip() for cell in line.split("|")] for line in best)
+
+
+def test_seeds_are_grouped_and_paired_marks_replace_the_precision_rule(tmp_path):
+    frame = pd.DataFrame({"experiment": ["s0", "s1", "s2", "t4"], "inpaint.seed": [0, 1, 2, 0],
+                          "inpaint.total_iter": [8, 8, 8, 4], f"{FID}cosine": [60.0, 62.0, 64.0, 70.0]})
+    page = render(frame, tmp_path / "reports/experiments.md",
+                  marks={"s0": "**best**", "s1": "tied", "s2": "", "t4": "no evidence"})
+    seeds = page.split("## Seeds")[1].split("##")[0]
+    assert "s0, s1, s2" in seeds and "0, 1, 2" in seeds and "62.00 ± 2.00" in seeds  # sd of 60, 62, 64
+    assert "t4" not in seeds  # its params differ beyond the seed
+    main = page.split("## FID per schedule")[1].split("##")[0]
+    rows = {line.split("|")[2].strip(): line.split("|")[1].strip() for line in main.splitlines()
+            if line.startswith("|") and "---" not in line and "experiment" not in line}
+    assert rows == {"s0": "**best**", "s1": "tied", "s2": "", "t4": "no evidence"}

@@ -3,6 +3,7 @@ changes only the sweet spot. Never touches the developer's checkout."""
 
 import json
 import math
+import re
 import subprocess
 import time
 
@@ -53,7 +54,7 @@ def read_json(path):
 def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     project, env, out = tiny_project
     for stage in TRAINING_STAGES + ["inpaint@cosine", "inpaint@linear", "inpaint@square", "baselines",
-                                    "fid_reference", "fid_baselines", "fid", "plots", "report"]:
+                                    "fid_reference", "fid_baselines", "fid", "evaluate", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
     fid = read_json(project / "metrics/fid_schedules.json")
     assert list(fid) == ["cosine", "linear", "square"]
@@ -69,6 +70,32 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     n_test = len(list((project / "data/prepared/test/gt").glob("*.png")))
     assert len(list((project / "outputs/inpaint/cosine/images").glob("*.png"))) == n_test
     assert "up to date" in run(["dvc", "status"], project, env).lower()
+
+
+def test_the_masked_input_is_judged_worse_than_the_reconstruction_and_every_pair_has_a_verdict(tiny_project):
+    project, _, _ = tiny_project
+    evaluation = read_json(project / "metrics/evaluation.json")
+    n_test = len(list((project / "data/prepared/test/gt").glob("*.png")))
+    assert evaluation["images"] == n_test
+    for name in ("cosine", "masked_input", "recon"):
+        assert (project / f"outputs/fid/{'schedules' if name == 'cosine' else 'baselines'}/{name}.npz").is_file()
+    pairs = {(p["a"], p["b"], p["metric"]): p for p in evaluation["pairs"]}
+    # a clearly worse setting: the holes left gray against the VQGAN reconstruction of the truth
+    for metric in ("fid", "hole_psnr"):
+        worse = pairs[("masked_input", "recon", metric)]
+        assert worse["verdict"] == "worse", worse
+        lo, hi = worse["interval"]
+        assert (lo > 0) if metric == "fid" else (hi < 0), worse
+    for a, b in (("cosine", "linear"), ("cosine", "square"), ("linear", "square"), ("square", "onestep"),
+                 ("cosine", "harmonic"), ("linear", "masked_input")):
+        assert pairs[(a, b, "fid")]["verdict"] in ("better", "worse", "indistinguishable")
+    for entry in evaluation["sets"].values():
+        lo, hi = entry["fid"]["interval"]
+        assert lo <= entry["fid"]["value"] <= hi
+    report = (project / "reports/report.md").read_text()
+    assert "masked input vs VQGAN recon.: **worse**" in report
+    assert f"Each set of {n_test} scored test images" in report and "## Provenance" in report
+    assert (project / "reports/evaluation/mask_area.png").is_file()
 
 
 def test_two_runs_on_cpu_are_identical(tiny_project, tmp_path_factory):
@@ -95,7 +122,7 @@ def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
     project, env, _ = tiny_project
     run(["dvc", "repro", "--force", "--single-item", "inpaint@cosine", "baselines"], project, env)
     out = run(["dvc", "repro"], project, env)
-    for stage in ["fid_baselines", "fid", "plots"]:
+    for stage in ["fid_baselines", "fid", "evaluate", "plots"]:
         assert f"Running stage '{stage}'" not in out, f"{stage} re-ran after an identical re-run"
     assert "Running stage 'report'" in out
     timing = read_json(project / "timings/inpaint-cosine.json")
@@ -107,7 +134,7 @@ def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)
     for stage in TRAINING_STAGES + ["baselines", "fid_reference", "fid_baselines"]:
         assert f"Running stage '{stage}'" not in out, f"{stage} re-ran"
-    for stage in ["inpaint@cosine", "inpaint@linear", "inpaint@square", "fid", "plots", "report"]:
+    for stage in ["inpaint@cosine", "inpaint@linear", "inpaint@square", "fid", "evaluate", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
     info = read_json(project / "outputs/inpaint/cosine/info.json")
     assert info["sweet_spot"] == 2
@@ -191,9 +218,41 @@ def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
     rows = [line for line in section.splitlines() if line.startswith("|") and "---" not in line][1:]
     assert sorted(int(r.split("|")[2]) for r in rows) == [2, 3, 4]  # one row per swept value
     assert (project / "reports/figures/experiments_inpaint_total_iter.png").is_file()
+    # every FID with its interval, and the marks come from paired comparisons of stored evidence
+    assert "interval cosine" in page and "No per-image evidence" not in page
+    marks = [line.split("|")[1].strip() for line in section.splitlines()[1:] if line.startswith("|") and "---" not in line]
+    assert set(marks[1:]) <= {"**best**", "tied", ""}
     study = read_json(project / "reports/study.json")
     assert len(study["trials"]) == 3 and "## Optuna study: train_transformer.lr (3 trials)" in page
     shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
     names = json.dumps(json.loads(shown.stdout))
     assert all(t["experiment"] in names for t in study["trials"])
     assert min(t["val_loss"] for t in study["trials"]) == study["best"]["objective"]
+
+
+def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedule(tiny_project):
+    # runs after the queued sweep above: inpaint.total_iter 2 and 4 are experiments of HEAD
+    project, env, _ = tiny_project
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True,
+                                      text=True, check=True).stdout)
+    names = {}
+    for exp in (shown[0].get("experiments") or []):
+        run_ = (exp.get("revs") or [{}])[0]
+        params = (((run_.get("data") or {}).get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        if params.get("inpaint", {}).get("sweet_spot") == 4 and run_.get("name"):
+            names[params["inpaint"]["total_iter"]] = run_["name"]
+    a, b = names[2], names[4]
+    out = run(["python", "-m", "maskgit.compare", a, b], project, env)
+    page = project / out.strip().splitlines()[-1]
+    text = page.read_text()
+    assert page.parent.name == "compare" and "`inpaint.total_iter` | 2 | 4 |" in re.sub(r" +", " ", text)
+    per_schedule = text.split("Per schedule (FID): ")[1].splitlines()[0]
+    for schedule in ("cosine", "linear", "square"):
+        assert any(f"{schedule}: B {v}" in per_schedule for v in ("better", "worse", "indistinguishable"))
+    assert (page.parent / f"{a}_vs_{b}.png").is_file()
+    # HEAD was committed before its first repro: it has no evidence, and says so in one line
+    result = subprocess.run(["python", "-m", "maskgit.compare", "HEAD", a], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "HEAD: per-image evidence outputs/fid/schedules/" in result.stderr and "dvc exp apply HEAD" in result.stderr

@@ -32,6 +32,37 @@ FID_BASELINES = {
 # linear vs masked input: (40 - 100) / 100 = -60 %; gap to floor 40 - 20 = 20 FID = 100 % of
 # the floor; closes (100 - 40) / (100 - 20) = 75 % of the distance; beats one-step by 5 = 11.1 %
 # and the harmonic fill by 2.5
+def cell(value, lo, hi):
+    return {"value": value, "interval": [lo, hi]}
+
+
+def pair(a, b, metric, diff, lo, hi, verdict):
+    return {"a": a, "b": b, "metric": metric, "diff": diff, "interval": [lo, hi], "verdict": verdict}
+
+
+# what the evaluate stage writes, with hand-chosen intervals: linear and cosine tied for
+# the best FID, linear better than cosine inside the hole
+EVALUATION = {
+    "images": 10, "replicates": 1000, "confidence": 0.95, "seed": 0,
+    "sets": {name: {"fid": cell(v["fid"], v["fid"] - 8, v["fid"] + 9), "kid": cell(v["kid"], 0.0, 0.2),
+                    "hole_psnr": cell(20.0, 19.0, 21.0), "hole_ssim": cell(0.5, 0.4, 0.6),
+                    "psnr": cell(30.0, 29.0, 31.0), "ssim": cell(0.9, 0.8, 0.95)}
+             for name, v in {"cosine": {"fid": 50.0, "kid": 0.05}, "linear": {"fid": 40.0, "kid": 0.04},
+                             "masked_input": {"fid": 100.0, "kid": 0.12}, "onestep": {"fid": 45.0, "kid": 0.045},
+                             "recon": {"fid": 20.0, "kid": 0.01}, "harmonic": {"fid": 42.5, "kid": 0.044}}.items()},
+    "pairs": [pair("cosine", "linear", "fid", 10.0, -2.5, 21.25, "indistinguishable"),
+              pair("cosine", "linear", "hole_psnr", -1.5, -2.0, -1.0, "worse"),
+              pair("linear", "masked_input", "fid", -60.0, -75.0, -50.0, "better"),
+              pair("masked_input", "recon", "fid", 80.0, 70.0, 90.0, "worse")],
+    "tied_for_best": {"fid": ["linear", "cosine"], "hole_psnr": ["linear"]},
+    "decisive": {"a": "cosine", "b": "linear", "width": 23.75, "images_for_1_fid": 5641},
+    "mask_buckets": [{"low": 0.0, "high": 0.3, "images": 4, "kid": False,
+                      "sets": {"linear": {"hole_psnr": cell(22.0, 21.0, 23.0), "hole_ssim": cell(0.6, 0.5, 0.7)}}},
+                     {"low": 0.3, "high": 1.0, "images": 6, "kid": True,
+                      "sets": {"linear": {"hole_psnr": cell(18.0, 17.0, 19.0), "hole_ssim": cell(0.4, 0.3, 0.5),
+                                          "kid": cell(0.05, 0.01, 0.09)}}}],
+    "images_outside_buckets": 0,
+}
 TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine": 10.0, "inpaint-linear": 8.5,
            "inpaint-square": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
 
@@ -94,6 +125,7 @@ def workdir(tmp_path, monkeypatch):
 
     write_json(tmp_path / "metrics/fid_schedules.json", FID_SCHEDULES)
     write_json(tmp_path / "metrics/fid_baselines.json", FID_BASELINES)
+    write_json(tmp_path / "metrics/evaluation.json", EVALUATION)
 
     steps = np.arange(10)
     tf = tmp_path / "dvclive/transformer/plots/metrics"
@@ -157,28 +189,46 @@ def test_plots_and_report(workdir):
     report_stage = load_stage("report")
     report_stage.main()
     report = (workdir / "reports/report.md").read_text()
-    for text in ["Best schedule: **linear** with FID **40.00**", "by **60.0 %**", "beats one-step decoding",
-                 "(11.1 %)", "beats the harmonic fill, which uses no model (FID 42.50), by 2.50 FID", "**20.00** FID", "100.0 % above the floor", "75.0 %", "Ranking by FID: linear 40.00, cosine 50.00",
-                 "KID agrees", "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png",
+    for text in ["Each set of 10 scored test images", "FID and KID (lower is better)",
+                 "| **linear** (tied for best) ", "40.00 [32.00, 49.00]", "40.00 [0.00, 200.00]",
+                 "Best FID: tied between **linear, cosine**", "Best hole PSNR: **linear**, better than",
+                 "- cosine vs linear: **indistinguishable**, dFID +10.00 [-2.50, +21.25] "
+                 "(worse, dhole PSNR -1.50 [-2.00, -1.00]).",
+                 "- masked input vs VQGAN recon.: **worse**, dFID +80.00 [+70.00, +90.00].",
+                 "about **5,641** test images would make it 1 FID wide", "(cosine vs linear)",
+                 "0-30% (4 img)", "22.00 [21.00, 23.00]", "KID only where a bucket holds enough images; none for 0-30%",
+                 "## Provenance", "`inpaint.seed` 0", "`train_vqgan.seed` 0", "Packages: torch ", "torch-fidelity 0.4.0",
+                 "Inception weights (sha256): not recorded",
+                 "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png",
                  "val_psnr", "27.12", "1,234,567", "inpaint-linear"]:
         assert text in report, text
+    assert "Best schedule" not in report and "(best)" not in report  # two tied: no single best
     assert "steps_linear" not in report
     assert "inpaint-square" not in report  # stale timing of a schedule no longer in params
     assert "**100.0**" in report  # total seconds: 1.5 + 60 + 10 + 8.5 + 20
-    assert md in report
 
     # generated from files only: a second run gives the same text (git state included, same tree)
     report_stage.main()
     assert (workdir / "reports/report.md").read_text() == report
 
 
-def test_report_says_when_the_model_does_not_beat_the_harmonic_fill(workdir):
-    write_json(workdir / "metrics/fid_baselines.json", {**FID_BASELINES, "harmonic": {"fid": 35.0, "kid": 0.03,
-                                                                                     "kid_std": 0.003}})
+def test_report_counts_the_scored_images_not_n_test(workdir):
+    # user folders: prepare.n_test does not apply; the report says how many were scored
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["prepare"]["n_test"] = 150
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_json(workdir / "metrics/evaluation.json", {**EVALUATION, "images": 747})
     load_stage("plots").main()
     load_stage("report").main()
     report = (workdir / "reports/report.md").read_text()
-    assert "does **not** beat the harmonic fill, which uses no model (FID 35.00, 5.00 lower)" in report
+    assert "Each set of 747 scored test images" in report and "150 scored" not in report
+
+
+def test_report_without_the_evaluation_is_a_one_line_error(workdir):
+    (workdir / "metrics/evaluation.json").unlink()
+    load_stage("plots").main()
+    with pytest.raises(ValueError, match="metrics/evaluation.json: not found"):
+        load_stage("report").main()
 
 
 def test_missing_schedule_metrics_is_a_one_line_error(workdir):

@@ -4,6 +4,7 @@ leaves something that looks finished."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +69,14 @@ def save_torch(path: str | Path, obj) -> None:
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_file(path) as f:
         np.save(f, array)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -86,6 +86,14 @@ def _schedules(v):
         return "lists a schedule twice"
 
 
+def _bucket_edges(v):
+    problem = _list(_float(0.0, 1.0), min_length=2)(v)
+    if problem:
+        return problem
+    if any(b <= a for a, b in zip(v, v[1:])):
+        return "must be strictly increasing fractions in [0, 1]"
+
+
 def _unit_range(v):
     problem = _list(_float(0.0, 1.0), length=2)(v)
     if problem:
@@ -197,6 +205,13 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "inception_weights": _optional_path,
         "batch_size": _int(1),
     },
+    "evaluate": {
+        "replicates": _int(100),
+        "confidence": _float(0.0, lo_open=True),
+        "seed": _int(0),
+        "mask_buckets": _bucket_edges,
+        "kid_min_images": _int(4),
+    },
 }
 
 
@@ -268,6 +283,8 @@ def _check_across(p: dict, source: str) -> None:
     if tt["batch_size"] % tt["nproc_per_node"]:
         raise ParamError(f"{source}: train_transformer.batch_size ({tt['batch_size']}) must be divisible by "
                          f"train_transformer.nproc_per_node ({tt['nproc_per_node']}): each process takes an equal slice")
+    if p["evaluate"]["confidence"] >= 1:
+        raise ParamError(f"{source}: evaluate.confidence must be in (0, 1), e.g. 0.95 (got {p['evaluate']['confidence']!r})")
     t = p["transformer"]
     if t["dim"] % t["n_heads"]:
         raise ParamError(f"{source}: transformer.dim ({t['dim']}) must be divisible by transformer.n_heads ({t['n_heads']})")

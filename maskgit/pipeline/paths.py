@@ -18,14 +18,20 @@ TRANSFORMER = Path("models/transformer.pt")
 INPAINT = Path("outputs/inpaint")  # <schedule>/images/ and the per-step arrays
 BASELINES = Path("outputs/baselines")  # onestep/ recon/ harmonic/
 GT_FEATURES = Path("outputs/fid/gt_features.npy")
+# per-image evidence of every scored set, <set>.npz: names, Inception features,
+# PSNR/SSIM over the image and inside the hole, missing-pixel fraction
+EVIDENCE_BASELINES = Path("outputs/fid/baselines")
+EVIDENCE_SCHEDULES = Path("outputs/fid/schedules")
 
 FID_SCHEDULES = Path("metrics/fid_schedules.json")
 FID_BASELINES = Path("metrics/fid_baselines.json")
+EVALUATION = Path("metrics/evaluation.json")  # bootstrap intervals and paired verdicts (stage evaluate)
 
 LIVE_VQGAN = Path("dvclive/vqgan")
 LIVE_TRANSFORMER = Path("dvclive/transformer")
 
 REPORTS = Path("reports")  # report.md, figures/, tables/
+EVALUATION_FIGURES = REPORTS / "evaluation"  # mask_area.png (stage evaluate)
 TIMINGS = Path("timings")  # <stage>.json, wall times: never part of a cached output
 CHECKPOINTS = Path("checkpoints")  # resumable training state, outside DVC's outputs
 CONFIGS = Path("configs")  # the presets

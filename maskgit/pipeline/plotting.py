@@ -350,3 +350,33 @@ def steps_figure(masked: np.ndarray, images: np.ndarray, names: list[str], path:
         labels += [f"{name}\ntokens", f"{name}\ndecoded"]
         captions += [[f"{int(g.sum())} masked" for g in grids], ["" for _ in columns]]
     _montage_figure(cells, [f"step {t + 1}" for t in columns], labels, title, path, cell, captions)
+
+
+def mask_area_figure(buckets: list[dict], sets: list[str], path: str | Path, confidence: float) -> None:
+    """Hole PSNR and hole SSIM against the bucket of missing-pixel fraction, one line per
+    set, with the bootstrap interval of each bucket as error bars (metrics/evaluation.json)."""
+    fig = new_figure(11.0, 4.5)
+    labels = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}%\n({b['images']} img)" for b in buckets]
+    for k, (metric, title) in enumerate((("hole_psnr", "hole PSNR (dB, higher is better)"),
+                                         ("hole_ssim", "hole SSIM (higher is better)"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for j, name in enumerate(sets):
+            xs, ys, err = [], [], [[], []]
+            for i, b in enumerate(buckets):
+                cell = b["sets"].get(name, {}).get(metric)
+                if cell is None or not np.isfinite(cell["value"]):
+                    continue
+                lo, hi = cell["interval"]
+                xs.append(i + (j - len(sets) / 2) * 0.04)
+                ys.append(cell["value"])
+                err[0].append(cell["value"] - lo)
+                err[1].append(hi - cell["value"])
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=SHORT.get(name, name.replace("_", " ")))
+        ax.set_xticks(range(len(buckets)), labels, fontsize=8)
+        ax.set_xlabel("missing-pixel fraction of the test image")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Inside the hole, by mask area ({confidence:.0%} bootstrap intervals)")
+    handles, names = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(sets), 7), fontsize=8.5)
+    save(fig, path)

@@ -34,8 +34,18 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs(paths.TIMINGS, exist_ok=True)
-        write_json(paths.TIMINGS / f"{name}.json", {"stage": name, "seconds": round(seconds, 2), **(extra or {})})
+        write_json(paths.TIMINGS / f"{name}.json",
+                   {"stage": name, "seconds": round(seconds, 2), "device": device_used(), **(extra or {})})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
+
+
+def device_used() -> str:
+    """What the stage ran on, for the report's provenance: a CUDA device once the stage
+    has touched CUDA, else the CPU cores this process may use."""
+    if torch.cuda.is_initialized():
+        return f"cuda ({torch.cuda.get_device_name(torch.cuda.current_device())})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"cpu ({cores} cores)"
 
 
 def resolve_device(choice: str) -> torch.device:

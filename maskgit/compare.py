@@ -1,0 +1,266 @@
+"""A review page for any two runs: what differs, and whether each difference is real.
+
+    python -m maskgit.compare A B      # experiment names, git revisions, or `workspace`
+
+Writes reports/compare/<A>_vs_<B>.md (and a figure beside it) and prints its path:
+the params that differ, the code revisions, every metric of both runs per schedule and
+baseline with the paired difference (B - A), its interval and a verdict, the same per
+bucket of mask area, and the same test images under A and B beside the ground truth.
+
+Both runs are read through DVC's own API (dvc.api) at their revisions: the per-image
+evidence the FID stages stored (maskgit.pipeline.evidence), so nothing is recomputed
+but the bootstrap. Paired: both runs must have scored the same test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from maskgit.metrics import bootstrap as bs
+from maskgit.pipeline import paths, plotting
+from maskgit.pipeline.errors import InputError, UserError
+from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
+from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
+from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.pipeline.params import check_params
+
+OUT = paths.REPORTS / "compare"
+METRICS = ("fid", "kid", "hole_psnr", "hole_ssim")
+HIGHER_IS_BETTER = {"hole_psnr", "hole_ssim", "psnr", "ssim"}
+N_FIGURE = 6
+
+
+class Run:
+    """One run's files at a revision (or the workspace), read through dvc.api."""
+
+    def __init__(self, rev: str, repo: str = "."):
+        self.rev, self.repo = rev, repo
+        self.hint = ("run `dvc repro`" if rev == "workspace" else
+                     f"`dvc exp apply {rev}` then `dvc repro`, or `dvc pull` if its outputs were pushed")
+
+    def read(self, path: str | Path) -> bytes:
+        path = Path(path)
+        if self.rev == "workspace":
+            full = Path(self.repo) / path
+            if not full.is_file():
+                raise FileNotFoundError(path)
+            return full.read_bytes()
+        import dvc.api
+
+        try:
+            with dvc.api.open(path.as_posix(), repo=self.repo, rev=self.rev, mode="rb") as f:
+                return f.read()
+        except Exception as e:  # dvc raises several kinds for a missing path, revision or cache entry
+            if "revision" in str(e).lower() and "unknown" in str(e).lower():
+                raise InputError(f"{self.rev}: not an experiment name, git revision or `workspace` ({e})") from None
+            raise FileNotFoundError(f"{path} ({type(e).__name__})") from None
+
+    def params(self) -> dict:
+        try:
+            params = yaml.safe_load(self.read("params.yaml"))
+        except FileNotFoundError:
+            raise InputError(f"{self.rev}: params.yaml not found") from None
+        return check_params(params, f"{self.rev}:params.yaml")
+
+    def evidence(self, name: str, kind: str) -> dict:
+        path = evidence_path(name, kind)
+        try:
+            data = self.read(path)
+        except FileNotFoundError:
+            raise InputError(f"{self.rev}: per-image evidence {path} is missing (a run from before the evidence "
+                             f"was stored, or a cleared cache): {self.hint}") from None
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if any(f not in z.files for f in FIELDS):
+                raise InputError(f"{self.rev}: {path} was written by older code: {self.hint}")
+            return {k: z[k] for k in FIELDS}
+
+    def gt_features(self) -> np.ndarray:
+        try:
+            return np.load(io.BytesIO(self.read(paths.GT_FEATURES)))
+        except FileNotFoundError:
+            raise InputError(f"{self.rev}: {paths.GT_FEATURES} is missing: {self.hint}") from None
+
+    def image(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.read(path))) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def git_revision(self) -> str:
+        if self.rev == "workspace":
+            rev = _git(self.repo, "rev-parse", "--short", "HEAD")
+            dirty = _git(self.repo, "status", "--porcelain", "--", "params.yaml", "dvc.yaml", "maskgit", "stages")
+            return f"{rev}{' + uncommitted changes' if dirty else ''}" if rev else "unknown"
+        from dvc.repo import Repo
+        from dvc.scm import resolve_rev
+
+        with Repo(self.repo) as repo:
+            return resolve_rev(repo.scm, self.rev)[:7]
+
+
+def _git(repo, *args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def params_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    fa, fb = flatten(a), flatten(b)
+    return [(k, fa.get(k, "—"), fb.get(k, "—")) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def load(run: Run):
+    params = run.params()
+    schedules = params["inpaint"]["schedules"]
+    sets = {s: run.evidence(s, "schedule") for s in schedules}
+    sets.update({b: run.evidence(b, "baseline") for b in BASELINE_SETS})
+    return params, sets, run.gt_features()
+
+
+def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
+    d, lo, hi = signed(metric, [diff, lo, hi])
+    return f"{d} [{lo}, {hi}]"
+
+
+def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges: list[float]):
+    pa, sa, ga = load(a)
+    pb, sb, gb = load(b)
+    names = next(iter(sa.values()))["names"]
+    if not (np.array_equal(names, next(iter(sb.values()))["names"]) and np.allclose(ga, gb)):
+        raise InputError(f"{a.rev} and {b.rev} scored different test images: a paired comparison needs the same "
+                         "test set (same prepare.* params and data)")
+    common = [s for s in sa if s in sb]
+    features = {**{f"A:{s}": sa[s]["features"] for s in common}, **{f"B:{s}": sb[s]["features"] for s in common}}
+    per_image = {**{f"A:{s}": {m: sa[s][m] for m in ("hole_psnr", "hole_ssim")} for s in common},
+                 **{f"B:{s}": {m: sb[s][m] for m in ("hole_psnr", "hole_ssim")} for s in common}}
+    point = bs.point_values(features, ga, per_image)
+    reps = bs.bootstrap(features, ga, per_image, replicates, seed)
+    rows = []
+    for s in common:
+        for m in METRICS:
+            pa_, pb_ = point[f"A:{s}"][m], point[f"B:{s}"][m]
+            ia = bs.interval(reps[f"A:{s}"][m], confidence, bs.centre(m, pa_))
+            ib = bs.interval(reps[f"B:{s}"][m], confidence, bs.centre(m, pb_))
+            lo, hi = bs.interval(reps[f"B:{s}"][m] - reps[f"A:{s}"][m], confidence, bs.centre(m, pb_ - pa_))
+            rows.append({"set": s, "metric": m, "a": {"value": pa_, "interval": list(ia)},
+                         "b": {"value": pb_, "interval": list(ib)}, "diff": pb_ - pa_, "interval": [lo, hi],
+                         "verdict": bs.verdict(lo, hi, lower_is_better=m not in HIGHER_IS_BETTER)})
+    # hole PSNR by mask area: per-image metrics only (FID / KID of a few dozen images mean little)
+    fraction = next(iter(sa.values()))["missing_fraction"]
+    buckets = []
+    for i, (lo_e, hi_e) in enumerate(zip(edges, edges[1:])):
+        last = i == len(edges) - 2
+        idx = np.flatnonzero((fraction >= lo_e) & ((fraction <= hi_e) if last else (fraction < hi_e)))
+        cells = {}
+        if len(idx) >= 2:
+            sub = {k: {m: v[m][idx] for m in v} for k, v in per_image.items()}
+            zero = np.zeros((len(idx), 1))
+            bp, br = bs.point_values({}, zero, sub), bs.bootstrap({}, zero, sub, replicates, seed)
+            for s in common:
+                d = bp[f"B:{s}"]["hole_psnr"] - bp[f"A:{s}"]["hole_psnr"]
+                lo, hi = bs.interval(br[f"B:{s}"]["hole_psnr"] - br[f"A:{s}"]["hole_psnr"], confidence)
+                cells[s] = {"diff": d, "interval": [lo, hi], "verdict": bs.verdict(lo, hi, lower_is_better=False)}
+        buckets.append({"low": lo_e, "high": hi_e, "images": int(len(idx)), "sets": cells})
+    return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names}
+
+
+def figure(a: Run, b: Run, result: dict, path: Path) -> None:
+    names = [str(n) for n in result["names"]]
+    picked = [names[i] for i in plotting.spread_indices(len(names), N_FIGURE)]
+    sched = [s for s in result["common"] if s not in BASELINE_SETS]
+    columns = [("masked input", [a.image(paths.TEST / "masked_image" / n) for n in picked])]
+    for s in sched:
+        columns.append((f"A: {s}", [a.image(paths.INPAINT / s / "images" / n) for n in picked]))
+        columns.append((f"B: {s}", [b.image(paths.INPAINT / s / "images" / n) for n in picked]))
+    columns.append(("ground truth", [a.image(paths.TEST / "gt" / n) for n in picked]))
+    plotting.image_grid(columns, picked, path, title=f"A = {a.rev}, B = {b.rev}: the same test images")
+
+
+def render(a: Run, b: Run, result: dict, confidence: float, replicates: int, seed: int, figure_name: str | None) -> str:
+    diff = params_diff(result["params_a"], result["params_b"])
+    lines = [f"# {a.rev} (A) vs {b.rev} (B)", "",
+             f"Code: A at `{a.git_revision()}`, B at `{b.git_revision()}`. Paired over the same "
+             f"{len(result['names'])} test images; {confidence:.0%} bootstrap intervals ({replicates} replicates, "
+             f"seed {seed}). A verdict is B's against A: better or worse only when the interval of B - A excludes 0.",
+             "", "## What differs in params", ""]
+    if diff:
+        lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
+    else:
+        lines += ["Nothing: the params are the same (a difference can only come from code or data).", ""]
+    lines += ["## Metrics", ""]
+    table = []
+    for r in result["rows"]:
+        table.append([label(r["set"]), METRIC_LABELS[r["metric"]] + (" x 1000" if r["metric"] in SCALE else ""),
+                      fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
+                      fmt_diff(r["metric"], r["diff"], *r["interval"]), f"**{r['verdict']}**"])
+    lines += [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
+    fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINE_SETS]
+    lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
+    lines += ["## Hole PSNR by mask area (B - A)", ""]
+    header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
+    rows = []
+    for s in result["common"]:
+        row = [label(s)]
+        for x in result["buckets"]:
+            c = x["sets"].get(s)
+            row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {c['verdict']}" if c else "—")
+        rows.append(row)
+    lines += [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
+    if figure_name:
+        lines += [f"![A and B on the same test images]({figure_name})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description="Compare two runs: experiment names, git revisions or `workspace`.")
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder (default {OUT})")
+    args = parser.parse_args(argv)
+    try:
+        a, b = Run(args.a, args.repo), Run(args.b, args.repo)
+        ev = Run("workspace", args.repo).params()["evaluate"]
+        result = compare(a, b, ev["replicates"], ev["confidence"], ev["seed"], ev["mask_buckets"])
+        out = args.out or Path(args.repo) / OUT
+        stem = f"{safe(args.a)}_vs_{safe(args.b)}"
+        fig_name = f"{stem}.png"
+        try:
+            figure(a, b, result, out / fig_name)
+        except (FileNotFoundError, InputError) as e:  # images not in the cache: the numbers still stand
+            print(f"compare: no side-by-side figure ({e})", file=sys.stderr)
+            fig_name = None
+        page = out / f"{stem}.md"
+        atomic_write_bytes(page, render(a, b, result, ev["confidence"], ev["replicates"], ev["seed"], fig_name).encode())
+    except UserError as e:
+        print(f"error: compare: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(page)
+    return page
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Bootstrap intervals over test images for FID, KID and per-image metrics, and
+paired verdicts between two settings scored on the same test images.
+
+Pure numpy, no file I/O: the stages hand in per-image Inception features and
+per-image metrics (stored once by the FID stages) and get numbers back.
+
+Resampling: each replicate draws n image indices with replacement, the same draw
+for every set (an inpainted set and the ground truth, two settings against each
+other), so a difference is paired image by image. A replicate is kept only as the
+count of times each image was drawn, `c` (n,), and every statistic is written in
+terms of `c` and n x n Gram matrices computed once, so a replicate costs one small
+SVD per set and memory does not grow with the number of replicates.
+
+FID on n < d images. With centred features X1, X2 (n x d) and S = X^T X / (n - 1),
+the non-zero eigenvalues of S1 S2 = A1^T A1 A2^T A2 (A = X / sqrt(n - 1)) are those
+of A1 A2^T A2 A1^T = M M^T with M = A1 A2^T (n x n), so
+
+    tr sqrt(S1 S2) = sum of the singular values of M = ||X1 X2^T||_* / (n - 1),
+
+an n x n SVD instead of the square root of a d x d (2048 x 2048) matrix. A
+resampled set is the unique drawn rows weighted by their counts: its centred
+feature matrix is diag(sqrt c_u) (X_u - 1 m^T), so M stays |u| x |u| and is read
+off the full-set Gram matrix X1 X2^T (tests/test_bootstrap.py checks both against
+scipy's sqrtm and torch-fidelity's FID).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KID_DEGREE = 3  # torch-fidelity's polynomial kernel (x.y / d + 1)^3
+# statistics whose replicates are biased by the repeats of resampling: their intervals are
+# centred on the full-set value (means of per-image metrics are not, and are left as drawn)
+BIASED = ("fid", "kid")
+VERDICTS = ("better", "worse", "indistinguishable")
+
+
+# ---------------------------------------------------------------------------
+# Gram matrices of one set against the ground truth, computed once
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class PairGrams:
+    """The n x n products every replicate of FID(set, gt) and KID(set, gt) reads."""
+    g11: np.ndarray  # set . set
+    g22: np.ndarray  # gt . gt
+    g12: np.ndarray  # set . gt
+    k11: np.ndarray  # KID kernels
+    k22: np.ndarray
+    k12: np.ndarray
+
+
+def pair_grams(f_set: np.ndarray, f_gt: np.ndarray, g22: np.ndarray | None = None,
+               k22: np.ndarray | None = None) -> PairGrams:
+    f1, f2 = np.asarray(f_set, np.float64), np.asarray(f_gt, np.float64)
+    if f1.shape != f2.shape or f1.ndim != 2:
+        raise ValueError(f"features must be two (n, d) arrays of one shape, got {f1.shape} and {f2.shape}")
+    d = f1.shape[1]
+    g11, g12 = f1 @ f1.T, f1 @ f2.T
+    g22 = f2 @ f2.T if g22 is None else g22
+    k22 = (g22 / d + 1) ** KID_DEGREE if k22 is None else k22
+    return PairGrams(g11, g22, g12, (g11 / d + 1) ** KID_DEGREE, k22, (g12 / d + 1) ** KID_DEGREE)
+
+
+def fid_weighted(grams: PairGrams, u: np.ndarray, c: np.ndarray) -> float:
+    """FID(set, gt) of the resampled sets holding image u[i] c[i] times (n = c.sum())."""
+    n = int(c.sum())
+    g11, g22, g12 = (g[np.ix_(u, u)] for g in (grams.g11, grams.g22, grams.g12))
+    mean_sq = float(c @ (g11 + g22 - g12 - g12.T) @ c) / n**2  # |m1 - m2|^2
+    tr1 = (float(c @ np.diag(g11)) - float(c @ g11 @ c) / n) / (n - 1)
+    tr2 = (float(c @ np.diag(g22)) - float(c @ g22 @ c) / n) / (n - 1)
+    # (X1_u - 1 m1^T)(X2_u - 1 m2^T)^T from the Gram matrix, then the count weights
+    r1 = g12 @ c / n  # X1_u . m2
+    r2 = c @ g12 / n  # m1 . X2_u
+    m12 = float(c @ g12 @ c) / n**2
+    cross = g12 - r1[:, None] - r2[None, :] + m12
+    s = np.sqrt(c)
+    nuclear = np.linalg.svd(s[:, None] * cross * s[None, :], compute_uv=False).sum() / (n - 1)
+    return mean_sq + tr1 + tr2 - 2 * float(nuclear)
+
+
+def kid_weighted(grams: PairGrams, u: np.ndarray, c: np.ndarray) -> float:
+    """Unbiased MMD^2 (KID) over the whole resampled sets: mean kernel over pairs of
+    distinct images within a set, minus twice the mean across sets. A drawn image
+    paired with its own repeat is left out like the diagonal: k(x, x) is far above
+    the kernel between two images and would bias each set by its own norms."""
+    n = float(c.sum())
+    distinct_pairs = n * n - float(c @ c)
+
+    def within(k):
+        ku = k[np.ix_(u, u)]
+        return (c @ ku @ c - (c * c) @ np.diag(ku)) / distinct_pairs
+
+    return float(within(grams.k11) + within(grams.k22) - 2 * (c @ grams.k12[np.ix_(u, u)] @ c) / n**2)
+
+
+def fid_lowrank(f1: np.ndarray, f2: np.ndarray) -> float:
+    """FID of two equal-size feature sets through the n x n identity (no resampling)."""
+    n = len(f1)
+    return fid_weighted(pair_grams(f1, f2), np.arange(n), np.ones(n))
+
+
+def trace_sqrt_product(f1: np.ndarray, f2: np.ndarray) -> float:
+    """tr sqrt(S1 S2) of two (n, d) feature sets as the nuclear norm of X1c X2c^T / (n - 1)."""
+    x1 = f1 - f1.mean(0)
+    x2 = f2 - f2.mean(0)
+    return float(np.linalg.svd(x1 @ x2.T, compute_uv=False).sum() / (len(f1) - 1))
+
+
+# ---------------------------------------------------------------------------
+# The bootstrap
+# ---------------------------------------------------------------------------
+
+
+def replicate_counts(n: int, replicates: int, seed: int):
+    """Yields (u, c): the distinct drawn indices and their counts, one replicate at a time."""
+    rng = np.random.default_rng(seed)
+    for _ in range(replicates):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        u = np.flatnonzero(counts)
+        yield u, counts[u].astype(np.float64)
+
+
+def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],
+              replicates: int, seed: int, fid: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Replicates of every statistic of every set: {set: {"fid": (R,), "kid": (R,), metric: (R,)}}.
+
+    features: set name -> (n, d) Inception features, rows in test-image order, as gt.
+    per_image: set name -> metric name -> (n,) per-image values (their mean is resampled).
+    fid: False leaves FID out (KID only), for subsets too small for it to mean anything.
+    Every set, every replicate, draws the same images. Memory: the Gram matrices
+    (a few n x n per set) and R floats per statistic, whatever R is.
+    """
+    n = len(gt)
+    gt = np.asarray(gt, np.float64)
+    g22 = gt @ gt.T
+    k22 = (g22 / gt.shape[1] + 1) ** KID_DEGREE
+    grams = {name: pair_grams(f, gt, g22, k22) for name, f in features.items()}
+    names = list(dict.fromkeys([*features, *per_image]))
+    out = {name: {} for name in names}
+    for name in names:
+        if name in grams:
+            out[name].update({"fid": np.empty(replicates)} if fid else {})
+            out[name]["kid"] = np.empty(replicates)
+        for metric, values in per_image.get(name, {}).items():
+            if len(values) != n:
+                raise ValueError(f"{name}.{metric}: {len(values)} values for {n} images")
+            out[name][metric] = np.empty(replicates)
+    for r, (u, c) in enumerate(replicate_counts(n, replicates, seed)):
+        for name in names:
+            if name in grams:
+                if fid:
+                    out[name]["fid"][r] = fid_weighted(grams[name], u, c)
+                out[name]["kid"][r] = kid_weighted(grams[name], u, c)
+            for metric, values in per_image.get(name, {}).items():
+                v = np.asarray(values, np.float64)[u]
+                ok = np.isfinite(v)  # a perfect hole (PSNR inf) or an image without hole (nan)
+                out[name][metric][r] = (c[ok] @ v[ok]) / c[ok].sum() if ok.any() else np.nan
+    return out
+
+
+def point_values(features: dict[str, np.ndarray], gt: np.ndarray,
+                 per_image: dict[str, dict[str, np.ndarray]], fid: bool = True) -> dict[str, dict[str, float]]:
+    """The statistics of the full sets (every image once), as `bootstrap` computes each replicate."""
+    n = len(gt)
+    u, c = np.arange(n), np.ones(n)
+    out = {}
+    for name in dict.fromkeys([*features, *per_image]):
+        out[name] = {}
+        if name in features:
+            grams = pair_grams(features[name], gt)
+            out[name].update({"fid": fid_weighted(grams, u, c)} if fid else {})
+            out[name]["kid"] = kid_weighted(grams, u, c)
+        for metric, values in per_image.get(name, {}).items():
+            v = np.asarray(values, np.float64)
+            v = v[np.isfinite(v)]
+            out[name][metric] = float(v.mean()) if len(v) else float("nan")
+    return out
+
+
+def interval(samples: np.ndarray, confidence: float, point: float | None = None) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates; given the full-set value `point`,
+    the replicates are first shifted to centre on it. Resampling with replacement
+    repeats images, and repeats alone raise FID (fewer distinct images, a poorer
+    covariance): without the shift a set's interval can miss its own FID."""
+    s = np.asarray(samples, np.float64)
+    s = s[np.isfinite(s)]
+    if not len(s) or (point is not None and not np.isfinite(point)):
+        return float("nan"), float("nan")
+    if point is not None:
+        s = s - s.mean() + point
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(s, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def verdict(diff_lo: float, diff_hi: float, lower_is_better: bool = True) -> str:
+    """A's verdict against B from the interval of A - B: better / worse only when it excludes 0."""
+    if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
+        return "indistinguishable"
+    if diff_hi < 0:
+        return "better" if lower_is_better else "worse"
+    if diff_lo > 0:
+        return "worse" if lower_is_better else "better"
+    return "indistinguishable"
+
+
+def centre(metric: str, point: float) -> float | None:
+    """The `point` argument of `interval` for this metric: the value for FID and KID, else None."""
+    return point if metric in BIASED else None
+
+
+def tied_for_best(point: dict[str, float], replicates: dict[str, np.ndarray], confidence: float,
+                  lower_is_better: bool = True, centred: bool = True) -> list[str]:
+    """The best by point estimate and every other whose paired difference to it covers 0."""
+    best = (min if lower_is_better else max)(point, key=point.get)
+    tied = [best]
+    for name in point:
+        if name != best:
+            lo, hi = interval(replicates[name] - replicates[best], confidence,
+                              point[name] - point[best] if centred else None)
+            if verdict(lo, hi, lower_is_better) == "indistinguishable":
+                tied.append(name)
+    return tied
+
+
+def images_for_width(samples: np.ndarray, n: int, width: float, confidence: float) -> int:
+    """Test images for an interval `width` wide, from the spread at n images (width ~ 1/sqrt(n))."""
+    lo, hi = interval(samples, confidence)
+    now = hi - lo
+    if not np.isfinite(now) or now <= 0:
+        return n
+    return int(np.ceil(n * (now / width) ** 2))

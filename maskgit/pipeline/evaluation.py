@@ -1,0 +1,130 @@
+"""metrics/evaluation.json (stage evaluate) said in markdown: the results table with
+intervals, the verdicts, the tied-for-best sets, the mask-area buckets. Shared by
+the report stage and `python -m maskgit.compare`."""
+
+from __future__ import annotations
+
+import math
+
+from maskgit.pipeline.plotting import SHORT, markdown_table
+
+LABELS = {"masked_input": "masked input", **SHORT}
+METRIC_LABELS = {"fid": "FID", "kid": "KID", "hole_psnr": "hole PSNR", "hole_ssim": "hole SSIM",
+                 "psnr": "PSNR", "ssim": "SSIM"}
+# KID is printed x 1000: its values sit around 1e-3
+SCALE = {"kid": 1000.0}
+DIGITS = {"fid": 2, "kid": 2, "hole_psnr": 2, "psnr": 2, "hole_ssim": 3, "ssim": 3}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def fmt_value(metric: str, value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value * SCALE.get(metric, 1.0):.{DIGITS.get(metric, 3)}f}"
+
+
+def fmt_interval(metric: str, cell: dict) -> str:
+    lo, hi = cell["interval"]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return fmt_value(metric, cell["value"])
+    return f"{fmt_value(metric, cell['value'])} [{fmt_value(metric, lo)}, {fmt_value(metric, hi)}]"
+
+
+def signed(metric: str, values: list[float]) -> list[str]:
+    """Signed values at the metric's digits; all in scientific notation when that would
+    print a non-zero difference as 0 (a real but tiny difference must not read as none)."""
+    scale, digits = SCALE.get(metric, 1.0), DIGITS.get(metric, 3)
+    scaled = [v * scale for v in values]
+    tiny = any(v != 0 and abs(v) < 0.5 * 10 ** -digits for v in scaled)
+    return [f"{v:+.1e}" if tiny else f"{v:+.{digits}f}" for v in scaled]
+
+
+def fmt_diff(pair: dict) -> str:
+    diff, lo, hi = signed(pair["metric"], [pair["diff"], *pair["interval"]])
+    return f"d{METRIC_LABELS[pair['metric']]} {diff} [{lo}, {hi}]"
+
+
+def results_table(ev: dict, schedules: list[str], columns=("fid", "kid", "hole_psnr", "hole_ssim")) -> str:
+    tied = set(ev["tied_for_best"].get("fid", []))
+    rows = []
+    for name, cells in ev["sets"].items():
+        kind = "schedule" if name in schedules else "baseline"
+        shown = f"**{label(name)}** ({'tied for best' if len(tied) > 1 else 'best'})" if name in tied else label(name)
+        rows.append([shown, kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
+                                                       for m in columns])
+    header = ["set", "kind"] + [METRIC_LABELS[m] + (" x 1000" if m in SCALE else "") for m in columns]
+    return markdown_table(header, rows, "ll" + "r" * len(columns))
+
+
+def verdict_lines(ev: dict, schedules: list[str]) -> list[str]:
+    """One line per compared pair: the FID verdict first, then the other metrics'."""
+    by_pair: dict[tuple[str, str], list[dict]] = {}
+    for p in ev["pairs"]:
+        by_pair.setdefault((p["a"], p["b"]), []).append(p)
+    lines = []
+    for (a, b), rows in by_pair.items():
+        fid = next((r for r in rows if r["metric"] == "fid"), rows[0])
+        rest = "; ".join(f"{r['verdict']}, {fmt_diff(r)}" for r in rows if r is not fid)
+        lines.append(f"- {label(a)} vs {label(b)}: **{fid['verdict']}**, {fmt_diff(fid)}"
+                     + (f" ({rest})" if rest else "") + ".")
+    return lines
+
+
+def tied_lines(ev: dict) -> list[str]:
+    lines = []
+    for metric, names in ev["tied_for_best"].items():
+        if len(names) > 1:
+            lines.append(f"- Best {METRIC_LABELS[metric]}: tied between **{', '.join(map(label, names))}** "
+                         f"(each paired interval against {label(names[0])} includes 0).")
+        else:
+            lines.append(f"- Best {METRIC_LABELS[metric]}: **{label(names[0])}**, better than every other "
+                         f"schedule (paired intervals exclude 0).")
+    return lines
+
+
+def how_sure(ev: dict) -> list[str]:
+    conf = f"{ev['confidence']:.0%}"
+    lines = [f"Every interval is a {conf} bootstrap interval over the {ev['images']} test images "
+             f"({ev['replicates']} replicates, seed {ev['seed']}; paired: both sides of a difference are "
+             "computed on the same resampled images). A difference is called better or worse only when "
+             "its interval excludes 0. The bootstrap does not see the decoder's own noise: repeat with "
+             "other `inpaint.seed` values for that (docs/evaluation.md)."]
+    d = ev.get("decisive")
+    if d:
+        head = (f"How sure is this: the decisive comparison, the best schedule against the runner-up "
+                f"({label(d['a'])} vs {label(d['b'])}), has an FID-difference interval {d['width']:.2f} wide at "
+                f"{ev['images']} images")
+        if d["width"] > 1:
+            lines += ["", f"{head}; about **{d['images_for_1_fid']:,}** test images would make it 1 FID wide "
+                          "(width ~ 1/sqrt(n), from the measured variance)."]
+        else:
+            lines += ["", f"{head}: already under 1 FID wide."]
+    return lines
+
+
+def buckets_table(ev: dict, metrics=("hole_psnr", "hole_ssim", "kid")) -> list[str]:
+    buckets = ev["mask_buckets"]
+    sets = list(ev["sets"])
+    header = ["set"] + [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}% ({b['images']} img)" for b in buckets]
+    out = []
+    for m in metrics:
+        if not any(m in cells for b in buckets for cells in b["sets"].values()):
+            continue  # e.g. KID: no bucket holds enough images
+        rows = []
+        for name in sets:
+            row = [label(name)]
+            for b in buckets:
+                cell = b["sets"].get(name, {}).get(m)
+                row.append(fmt_interval(m, cell) if cell else "—")
+            rows.append(row)
+        out += [f"**{METRIC_LABELS[m]}{' x 1000' if m in SCALE else ''}** by missing-pixel fraction", "",
+                markdown_table(header, rows, "l" + "r" * len(buckets)), ""]
+    without = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}%" for b in buckets if not b["kid"]]
+    if without:
+        out.append(f"KID only where a bucket holds enough images; none for {', '.join(without)}.")
+    if ev.get("images_outside_buckets"):
+        out.append(f"{ev['images_outside_buckets']} images fall outside the bucket edges.")
+    return out + [""]

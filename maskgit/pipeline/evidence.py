@@ -1,0 +1,61 @@
+"""Per-image evidence of a scored image set: written once by the FID stages, read by
+every statistic after them (so none re-runs Inception).
+
+One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/:
+    names             (n,)     test image file names, in the ground truth's order
+    features          (n, d)   Inception pool features (float64)
+    psnr, ssim        (n,)     over the whole image
+    hole_psnr, hole_ssim (n,)  inside the missing region (nan: no missing pixel)
+    missing_fraction  (n,)     of the test image's mask
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from maskgit.pipeline import paths
+from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.files import atomic_file
+
+FIELDS = ("names", "features", "psnr", "ssim", "hole_psnr", "hole_ssim", "missing_fraction")
+PER_IMAGE = ("psnr", "ssim", "hole_psnr", "hole_ssim")
+BASELINE_SETS = ("masked_input", "onestep", "recon", "harmonic")
+
+
+def evidence_path(name: str, kind: str) -> Path:
+    folder = paths.EVIDENCE_BASELINES if kind == "baseline" else paths.EVIDENCE_SCHEDULES
+    return folder / f"{name}.npz"
+
+
+def write_evidence(path: str | Path, **arrays) -> None:
+    missing = [f for f in FIELDS if f not in arrays]
+    if missing:
+        raise ValueError(f"evidence for {path} lacks {missing}")
+    with atomic_file(path) as f:
+        np.savez(f, **{k: np.asarray(arrays[k]) for k in FIELDS})
+
+
+def read_evidence(path: str | Path, root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict:
+    """One set's evidence as a dict of arrays; InputError naming the file when absent or incomplete."""
+    path = Path(root) / path
+    if not path.is_file():
+        raise InputError(f"{path}: per-image evidence not found ({hint})")
+    with np.load(path, allow_pickle=False) as z:
+        absent = [f for f in FIELDS if f not in z.files]
+        if absent:
+            raise InputError(f"{path}: per-image evidence lacks {', '.join(absent)} (written by older code: {hint})")
+        return {k: z[k] for k in FIELDS}
+
+
+def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict[str, dict]:
+    """Every set of a run: schedules in params order, then the baselines."""
+    sets = {s: read_evidence(evidence_path(s, "schedule"), root, hint) for s in schedules}
+    sets.update({b: read_evidence(evidence_path(b, "baseline"), root, hint) for b in BASELINE_SETS})
+    names = next(iter(sets.values()))["names"]
+    for name, ev in sets.items():
+        if not np.array_equal(ev["names"], names):
+            raise InputError(f"{evidence_path(name, 'schedule' if name in schedules else 'baseline')}: "
+                             f"scored other test images than {schedules[0]} (re-run the FID stages)")
+    return sets

@@ -1,0 +1,158 @@
+"""Bootstrap intervals, paired verdicts and per-image hole metrics (maskgit.metrics.bootstrap,
+maskgit.metrics.image), and the evaluate stage on fake evidence."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import yaml
+
+from maskgit.metrics import bootstrap as bs
+from maskgit.metrics.fid import fid_from_features
+from maskgit.metrics.image import missing_fraction, per_image_metrics
+from maskgit.pipeline.errors import ParamError
+from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline.params import check_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def features(seed, n=40, d=128, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d) + shift
+
+
+def test_the_n_by_n_identity_equals_scipy_sqrtm():
+    f1, f2 = features(1), features(2, shift=0.3)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    direct = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert bs.trace_sqrt_product(f1, f2) == pytest.approx(direct, rel=1e-6)
+    # and the whole FID equals torch-fidelity's (2048 x 2048-style) formula
+    assert bs.fid_lowrank(f1, f2) == pytest.approx(fid_from_features(f1, f2), rel=1e-6)
+
+
+def test_a_replicate_equals_the_statistics_of_the_resampled_rows():
+    f1, f2 = features(3), features(4, shift=0.1)
+    idx = np.random.default_rng(0).integers(0, len(f1), len(f1))
+    counts = np.bincount(idx, minlength=len(f1))
+    u = np.flatnonzero(counts)
+    grams = bs.pair_grams(f1, f2)
+    assert bs.fid_weighted(grams, u, counts[u].astype(float)) == pytest.approx(
+        fid_from_features(f1[idx], f2[idx]), rel=1e-6)
+
+    def kid(x, y, same):  # unbiased MMD^2, polynomial kernel, within a set over pairs of distinct images
+        k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
+        return k(x, x)[~same].mean() + k(y, y)[~same].mean() - 2 * k(x, y).mean()
+
+    same = idx[:, None] == idx[None, :]
+    assert bs.kid_weighted(grams, u, counts[u].astype(float)) == pytest.approx(kid(f1[idx], f2[idx], same), rel=1e-9)
+    n = len(f1)
+    assert bs.kid_weighted(grams, np.arange(n), np.ones(n)) == pytest.approx(kid(f1, f2, np.eye(n, dtype=bool)))
+
+
+def test_a_set_against_itself_is_zero_and_the_same_seed_gives_the_same_interval():
+    gt, a = features(5), features(6, shift=0.2)
+    per_image = {"a": {"hole_psnr": np.linspace(20, 30, len(gt))}}
+    reps = bs.bootstrap({"a": a, "b": a.copy()}, gt, per_image, 100, seed=7)
+    point = bs.point_values({"a": a}, gt, {})["a"]["fid"]
+    assert bs.interval(reps["a"]["fid"] - reps["b"]["fid"], 0.95, 0.0) == (0.0, 0.0)
+    again = bs.bootstrap({"a": a}, gt, per_image, 100, seed=7)
+    assert np.array_equal(reps["a"]["fid"], again["a"]["fid"])
+    assert np.array_equal(reps["a"]["hole_psnr"], again["a"]["hole_psnr"])
+    other = bs.bootstrap({"a": a}, gt, {}, 100, seed=8)
+    assert not np.array_equal(reps["a"]["fid"], other["a"]["fid"])
+    lo, hi = bs.interval(reps["a"]["fid"], 0.95, point)
+    assert lo < point < hi  # centred on the full-set value
+
+
+def test_a_clearly_worse_set_is_worse_and_a_copy_is_indistinguishable():
+    gt = features(9, n=60)
+    rng = np.random.default_rng(0)
+    close = gt + 0.1 * rng.normal(size=gt.shape)
+    far = gt + 1.5 * rng.normal(size=gt.shape)
+    feats = {"close": close, "far": far, "close2": close + 1e-3 * rng.normal(size=gt.shape)}
+    reps = bs.bootstrap(feats, gt, {}, 200, seed=0)
+    point = bs.point_values(feats, gt, {})
+    for m in ("fid", "kid"):
+        diff = point["far"][m] - point["close"][m]
+        lo, hi = bs.interval(reps["far"][m] - reps["close"][m], 0.95, diff)
+        assert lo > 0 and bs.verdict(lo, hi) == "worse", m
+        assert bs.verdict(-hi, -lo) == "better"
+    tied = bs.tied_for_best({k: point[k]["fid"] for k in feats}, {k: reps[k]["fid"] for k in feats}, 0.95)
+    assert set(tied) == {"close", "close2"}
+    assert bs.verdict(-1.0, 2.0) == "indistinguishable"
+    assert bs.verdict(1.0, 2.0, lower_is_better=False) == "better"
+
+
+def test_hole_psnr_of_a_toy_image_is_the_hand_computation():
+    gt = np.zeros((2, 8, 8, 3), np.uint8)
+    image = gt.copy()
+    known = np.ones((2, 8, 8), bool)
+    known[0, :2, :4] = False  # 8 hole pixels
+    image[0, 0, :4] = 10      # 4 of them off by 10 in every channel; the known pixels are exact
+    image[0, 5, 5] = 200      # a known pixel: counts in the whole-image PSNR only
+    out = per_image_metrics(image, gt, known)
+    mse = (4 * 3 * 10**2) / (8 * 3)
+    assert out["hole_psnr"][0] == pytest.approx(10 * np.log10(255**2 / mse))
+    assert out["psnr"][0] < out["hole_psnr"][0]
+    assert np.isnan(out["hole_psnr"][1]) and np.isnan(out["hole_ssim"][1])  # no hole
+    assert out["hole_ssim"][0] < 1
+    assert missing_fraction(known).tolist() == [8 / 64, 0.0]
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("mask_buckets", [0.0, 0.3, 0.2, 1.0], "evaluate.mask_buckets must be strictly increasing"),
+    ("mask_buckets", [0.0, 1.5], "evaluate.mask_buckets item 1"),
+    ("confidence", 1.0, "evaluate.confidence must be in"),
+    ("confidence", 0.0, "evaluate.confidence must be >"),
+    ("replicates", 99, "evaluate.replicates must be an integer >= 100"),
+])
+def test_bad_evaluate_params_are_one_line(key, value, match):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"][key] = value
+    with pytest.raises(ParamError, match=match):
+        check_params(params)
+
+
+def load_stage(name):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["inpaint"]["schedules"] = ["cosine", "linear"]
+    params["evaluate"].update(replicates=100, kid_min_images=10)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    n, rng = 40, np.random.default_rng(1)
+    gt = features(11, n=n)
+    (tmp_path / "outputs/fid").mkdir(parents=True)
+    np.save(tmp_path / "outputs/fid/gt_features.npy", gt)
+    fraction = np.linspace(0.05, 0.6, n)
+    noise = {"cosine": 0.2, "linear": 0.2, "onestep": 0.3, "harmonic": 0.6, "masked_input": 2.0, "recon": 0.05}
+    for name, sigma in noise.items():
+        folder = "schedules" if name in ("cosine", "linear") else "baselines"
+        write_evidence(tmp_path / "outputs/fid" / folder / f"{name}.npz", names=np.array([f"{i}.png" for i in range(n)]),
+                       features=gt + sigma * rng.normal(size=gt.shape), missing_fraction=fraction,
+                       psnr=30 - 5 * sigma + rng.normal(size=n), ssim=np.full(n, 0.9 - sigma / 4),
+                       hole_psnr=25 - 5 * sigma + rng.normal(size=n), hole_ssim=0.8 - sigma / 4 + 0.01 * rng.normal(size=n))
+    monkeypatch.chdir(tmp_path)
+    load_stage("evaluate").main()
+    ev = json.loads((tmp_path / "metrics/evaluation.json").read_text())
+    assert ev["images"] == n and list(ev["sets"]) == ["cosine", "linear", "masked_input", "onestep", "recon", "harmonic"]
+    pairs = {(p["a"], p["b"], p["metric"]): p for p in ev["pairs"]}
+    assert pairs[("masked_input", "recon", "fid")]["verdict"] == "worse"
+    assert pairs[("masked_input", "recon", "fid")]["interval"][0] > 0
+    assert pairs[("cosine", "masked_input", "hole_psnr")]["verdict"] == "better"
+    assert set(ev["tied_for_best"]["fid"]) == {"cosine", "linear"}  # the same noise level: tied
+    buckets = ev["mask_buckets"]
+    assert [b["images"] for b in buckets] == [int(((fraction >= lo) & (fraction < hi)).sum())
+                                              for lo, hi in zip([0, .1, .2, .3, .4], [.1, .2, .3, .4, 1.01])]
+    assert buckets[-1]["kid"] and "kid" in buckets[-1]["sets"]["cosine"]
+    assert not buckets[0]["kid"] and "kid" not in buckets[0]["sets"]["cosine"]
+    assert (tmp_path / "reports/evaluation/mask_area.png").is_file()
