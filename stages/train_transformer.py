@@ -27,6 +27,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline import distributed
 from maskgit.algorithms.devices import to_device
 from maskgit.algorithms.objective import lr_factor, masked_loss
+from maskgit.pipeline.memory import check_fits, transformer_step_bytes
 from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.pipeline.params import load_params
@@ -82,6 +83,10 @@ def train_or_load(params, tp, vq, device, world):
     if tp["batch_size"] % world.size:
         raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
                          f"{world.size} processes (train_transformer.nproc_per_node)")
+    t = params["transformer"]
+    check_fits(transformer_step_bytes(tp["batch_size"] // world.size, num_tokens, codebook_size + 1, t["dim"],
+                                      t["n_layers"], t["n_heads"], t["mlp_dim"]),
+               device, f"train_transformer.batch_size {tp['batch_size']}")
     # the token grids are small (a few MB): on the device once, no per-batch copies
     train, val = train.to(device), val.to(device)
 

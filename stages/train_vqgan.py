@@ -23,6 +23,7 @@ from dvclive import Live
 from tqdm import tqdm
 
 from maskgit.pipeline import paths
+from maskgit.pipeline.memory import check_fits, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device, run_stage, seed_everything
 from maskgit.pipeline.files import list_images, read_images, replace_dir, to_tensor
 from maskgit.pipeline.params import load_params
@@ -87,6 +88,9 @@ def main():
     if cfg["checkpoint"] is not None:
         val = read_images(VAL, size, limit=PRETRAINED_EVAL)
         return use_pretrained(cfg, val_images=to_tensor(val, mean, std), mean=mean, std=std, device=device)
+    crop = min(tp["crop_size"], size)
+    check_fits(vqgan_step_bytes(tp["batch_size"], crop, cfg["enc_channels"] + cfg["dec_channels"]), device,
+               f"train_vqgan.batch_size {tp['batch_size']}")
     train = to_tensor(read_images(TRAIN, size), mean, std)
     val = to_tensor(read_images(VAL, size), mean, std)
 

@@ -248,3 +248,17 @@ def test_an_image_folder_that_fails_halfway_keeps_the_old_folder(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["c.png", "d.png"]
     assert np.array_equal(read_images(folder), new)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+@pytest.mark.parametrize("stage", list(RUNS))
+def test_a_batch_that_cannot_fit_is_refused_before_any_allocation(tmp_path, stage):
+    section = stage
+    params = tiny_params()
+    params[section]["batch_size"] = 10**9
+    project = make_project(tmp_path / "p", params, stage)
+    proc = run_stage(project, tmp_path, stage)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{section}.batch_size 1000000000 needs at least" in lines[0] and "GiB free" in lines[0]
+    assert not (project / "models").exists() and not (project / "dvclive").exists()
