@@ -28,6 +28,7 @@ FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 FID, BASE = "FID ", "baseline FID "
 BASELINE_FILE = paths.FID_BASELINES.as_posix()
 STUDY_FILE = paths.STUDY
+FIGURES_DIR = paths.EXPERIMENTS_FIGURES.name  # reports/experiments/, beside reports/experiments.md
 
 
 def dvc_exp_show(all_commits: bool = False) -> list:
@@ -156,10 +157,12 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None) -> str:
             others = [p for p in swept if p != param]
             table = sweep_table(frame, param, others)
             held = ", ".join(f"{o} = {frame[o].astype(str).mode().iloc[0]}" for o in others)
-            fig = out.parent / "figures" / f"experiments_{param.replace('.', '_')}.png"
+            # beside the page, never in reports/figures: the plots stage owns that folder
+            # (DVC would call the pipeline changed and delete the figure on the next repro)
+            fig = out.parent / FIGURES_DIR / f"{param.replace('.', '_')}.png"
             plot_sweep(table, param, fig)
             lines += [f"## FID against {param}", "", f"Other swept params held at: {held}." if held else "", "",
-                      table.to_markdown(index=False), "", f"![FID against {param}](figures/{fig.name})", ""]
+                      table.to_markdown(index=False), "", f"![FID against {param}]({FIGURES_DIR}/{fig.name})", ""]
     if study:
         lines += [f"## Optuna study: {study['param']} ({len(study['trials'])} trials)", "",
                   f"Objective: {study['objective']} (minimised). Each trial is a DVC experiment.", "",

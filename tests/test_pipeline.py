@@ -212,7 +212,7 @@ def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
     section = page.split("## FID against inpaint.total_iter")[1].split("##")[0]
     rows = [line for line in section.splitlines() if line.startswith("|") and "---" not in line][1:]
     assert sorted(int(r.split("|")[2]) for r in rows) == [2, 3, 4]  # one row per swept value
-    assert (project / "reports/figures/experiments_inpaint_total_iter.png").is_file()
+    assert (project / "reports/experiments/inpaint_total_iter.png").is_file()
     study = read_json(project / "reports/study.json")
     assert len(study["trials"]) == 3 and "## Optuna study: train_transformer.lr (3 trials)" in page
     shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
