@@ -280,3 +280,24 @@ def test_images_are_read_as_a_viewer_shows_them(tmp_path):
     assert np.array_equal(out["train"][0][..., 0], np.rint(gray16 / 257).astype(np.uint8)), "16-bit not scaled"
     palette = np.asarray(Image.open(sorted((data / "train").iterdir())[1]).convert("RGB"))
     assert np.array_equal(out["train"][1], palette)
+
+
+def test_a_stage_stopped_midway_leaves_no_temporary_folder(scratch_project, tmp_path):
+    # SIGTERM (what a CI timeout or `kill` sends; Ctrl-C takes the same path) while
+    # prepare writes its PNGs: one line, exit 130, nothing half-written left
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "stages/prepare.py"], cwd=scratch_project, env=stage_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    data, deadline = scratch_project / "data", time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(p.is_file() for p in data.glob(".prepared.*/**/*.png")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "prepare: interrupted; `dvc repro` resumes (training from its last checkpoint)"
+    assert "Traceback" not in err
+    assert not list(data.glob(".prepared*")) and not (data / "prepared").exists()

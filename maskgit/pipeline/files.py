@@ -42,7 +42,7 @@ def atomic_file(path: str | Path):
     path = Path(path)
     tmp = _tmp_beside(path)
     try:
-        with open(tmp, "wb") as f:
+        with _naming(path), open(tmp, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before it takes the name: a power cut leaves old or new, never empty
@@ -50,6 +50,17 @@ def atomic_file(path: str | Path):
         _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path):
+    """A full disk fails a write() with no file name: name the file being written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -181,6 +192,11 @@ def image_folder(folder: str | Path):
 def make_tmp_dir(folder: Path) -> Path:
     """A temporary sibling of `folder` to build it in (mkdtemp's 0700 widened)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    # what a run killed outright (SIGKILL, power cut) left: DVC runs one stage per
+    # workspace at a time, so no other run is building one now
+    for stale in folder.parent.glob(f".{folder.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
