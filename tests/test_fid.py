@@ -146,7 +146,8 @@ def _touch(path: Path) -> Path:
 
 
 def test_resolve_order_param_then_torch_cache_then_project_cache(isolated, capsys):
-    param = _touch(isolated["tmp"] / "mine.pth")
+    param = isolated["tmp"] / "mine.pth"
+    torch.save({"w": torch.zeros(1)}, param)  # the param's file is read and checked: a state dict
     hub = _touch(isolated["hub_file"])
     project = _touch(isolated["cache_dir"] / weights.PROJECT_CACHE_NAME)
 
