@@ -183,9 +183,10 @@ def image_generators(seed: int, indices: range, device) -> list[torch.Generator]
 
 
 # Images go through the VQGAN decoder in chunks of exactly this many (the last one
-# padded): oneDNN (and cuDNN) pick their convolution kernels by batch size, and with
-# several threads two kernels round the same image differently, so decoding whole
-# batches made a pixel's gray level depend on inpaint.batch_size.
+# padded): oneDNN picks its convolution kernels by batch size, and with several
+# threads two kernels round the same image differently, so decoding whole batches
+# made a pixel's gray level depend on inpaint.batch_size (docs/faults.md). cuDNN also
+# chooses by shape; one fixed size keeps that choice fixed there too.
 DECODE_CHUNK = 16
 
 
