@@ -365,6 +365,9 @@ def main(argv=None):
     parser.add_argument("--only", default=None, metavar="SECTION[,SECTION]",
                         help="re-run only these sections, keeping the others of an existing benchmark.json")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.only.split(",")) - set(SECTIONS)) if args.only else []
+    if unknown:  # before measuring anything, so an existing benchmark.json is never rewritten for nothing
+        parser.error(f"--only: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gpu = device.type == "cuda"

@@ -39,6 +39,7 @@ EVALUATION_FILE = paths.EVALUATION.as_posix()
 STUDY_FILE = paths.STUDY
 REV = "_rev"  # the experiment's git revision, for reading its evidence; never shown
 SEED = "inpaint.seed"
+FIGURES_DIR = paths.EXPERIMENTS_FIGURES.name  # reports/experiments/, beside reports/experiments.md
 
 
 def dvc_exp_show(all_commits: bool = False) -> list:
@@ -255,10 +256,12 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dic
             others = [p for p in swept if p != param]
             table = sweep_table(frame, param, others, marks)
             held = ", ".join(f"{o} = {frame[o].astype(str).mode().iloc[0]}" for o in others)
-            fig = out.parent / "figures" / f"experiments_{param.replace('.', '_')}.png"
+            # beside the page, never in reports/figures: the plots stage owns that folder
+            # (DVC would call the pipeline changed and delete the figure on the next repro)
+            fig = out.parent / FIGURES_DIR / f"{param.replace('.', '_')}.png"
             plot_sweep(table, param, fig)
             lines += [f"## FID against {param}", "", f"Other swept params held at: {held}." if held else "", "",
-                      table.to_markdown(index=False), "", f"![FID against {param}](figures/{fig.name})", ""]
+                      table.to_markdown(index=False), "", f"![FID against {param}]({FIGURES_DIR}/{fig.name})", ""]
     if study:
         lines += [f"## Optuna study: {study['param']} ({len(study['trials'])} trials)", "",
                   f"Objective: {study['objective']} (minimised). Each trial is a DVC experiment.", "",

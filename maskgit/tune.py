@@ -21,6 +21,7 @@ from maskgit.pipeline import paths
 from maskgit.experiments import STUDY_FILE
 from maskgit.experiments import main as build_experiments_page
 from maskgit.pipeline.files import write_json
+from maskgit.pipeline.params import SCHEMA
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 
@@ -47,6 +48,17 @@ def run_trial(name: str, param: str, value: float, extra: list[str]) -> None:
         raise RuntimeError(f"trial {name}: `{' '.join(cmd)}` failed: {tail}")
 
 
+def unknown_param(name: str) -> str | None:
+    """What is wrong with a dotted param name (section.key), or None."""
+    section, _, key = name.partition(".")
+    if section not in SCHEMA:
+        return f"unknown section {section!r}; known: {', '.join(SCHEMA)}"
+    if key and (callable(SCHEMA[section]) or key not in SCHEMA[section]):
+        known = "" if callable(SCHEMA[section]) else f"; known: {', '.join(SCHEMA[section])}"
+        return f"unknown key {key!r} in {section}{known}"
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Optuna search over one param; every trial a DVC experiment.")
     parser.add_argument("--param", default="train_transformer.lr")
@@ -65,6 +77,13 @@ def main(argv=None):
         parser.error(f"--objective: expected {OBJECTIVES}")
     if not 0 < args.low < args.high:
         parser.error("--low and --high: need 0 < low < high")
+    # every name checked before the first trial: a typo must not cost a finished experiment
+    for name, flag in [(args.param, "--param"), *((s.partition("=")[0], "--set") for s in args.set)]:
+        problem = unknown_param(name)
+        if problem:
+            parser.error(f"{flag} {name}: {problem}")
+    if any("=" not in s for s in args.set):
+        parser.error("--set: expected KEY=VALUE")
 
     import optuna
 

@@ -29,6 +29,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline import distributed
 from maskgit.algorithms.devices import to_device
 from maskgit.algorithms.objective import lr_factor, masked_loss, training_steps
+from maskgit.pipeline.memory import check_fits, transformer_step_bytes
 from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.pipeline.params import load_params
@@ -84,6 +85,10 @@ def train_or_load(params, tp, vq, device, world):
     if tp["batch_size"] % world.size:
         raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
                          f"{world.size} processes (train_transformer.nproc_per_node)")
+    t = params["transformer"]
+    check_fits(transformer_step_bytes(tp["batch_size"] // world.size, num_tokens, codebook_size + 1, t["dim"],
+                                      t["n_layers"], t["n_heads"], t["mlp_dim"]),
+               device, f"train_transformer.batch_size {tp['batch_size']}")
     # the budget in steps, from train_transformer.epochs when that is the one set: from
     # here on tp["steps"] is that number (in the run's fingerprint and logged params)
     tp = {**tp, "steps": training_steps(tp["steps"], tp["epochs"], len(train), tp["batch_size"], tp["grad_accum"])}

@@ -23,11 +23,12 @@ from dvclive import Live
 from tqdm import tqdm
 
 from maskgit.pipeline import paths
+from maskgit.pipeline.memory import check_fits, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device, run_stage, seed_everything
-from maskgit.pipeline.files import list_images, read_images, to_tensor
+from maskgit.pipeline.files import list_images, read_images, replace_dir, to_tensor
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint, save_vqgan
-from maskgit.pipeline.training import TrainingRun, run_fingerprint
+from maskgit.pipeline.training import TrainingRun, partial_dir, run_fingerprint
 from maskgit.models.vqgan import (
     VQGAN,
     codebook_usage,
@@ -87,6 +88,9 @@ def main():
     if cfg["checkpoint"] is not None:
         val = read_images(VAL, size, limit=PRETRAINED_EVAL)
         return use_pretrained(cfg, val_images=to_tensor(val, mean, std), mean=mean, std=std, device=device)
+    crop = min(tp["crop_size"], size)
+    check_fits(vqgan_step_bytes(tp["batch_size"], crop, cfg["enc_channels"] + cfg["dec_channels"]), device,
+               f"train_vqgan.batch_size {tp['batch_size']}")
     train = to_tensor(read_images(TRAIN, size), mean, std)
     val = to_tensor(read_images(VAL, size), mean, std)
 
@@ -154,11 +158,13 @@ def use_pretrained(cfg, val_images, mean, std, device):
     if not path.is_file():
         raise InputError(f"vqgan.checkpoint: {path} not found")
     model = load_lab_checkpoint(path, cfg).to(device)
-    with Live(paths.LIVE_VQGAN, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    partial = partial_dir(paths.LIVE_VQGAN)
+    with Live(partial, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"vqgan": cfg, "pretrained": str(path)})
         for key, value in val_metrics(model, val_images, cfg, std, device, restarted=0).items():
             live.summary[key] = value
     save_vqgan(paths.VQGAN, model, cfg, mean, std, pretrained=str(path))
+    replace_dir(partial, paths.LIVE_VQGAN)
     print(f"train_vqgan: no training, using {path}", file=sys.stderr)
 
 

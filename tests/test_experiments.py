@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import stage_env
@@ -73,3 +74,30 @@ def test_seeds_are_grouped_and_paired_marks_replace_the_precision_rule(tmp_path)
     rows = {line.split("|")[2].strip(): line.split("|")[1].strip() for line in main.splitlines()
             if line.startswith("|") and "---" not in line and "experiment" not in line}
     assert rows == {"s0": "**best**", "s1": "tied", "s2": "", "t4": "no evidence"}
+
+
+def test_figures_go_beside_the_page_never_into_a_stage_output(tmp_path):
+    # reports/figures belongs to the plots stage: a figure there makes `dvc status`
+    # report the pipeline changed, and the next repro deletes it under the page's link
+    frame = pd.DataFrame({"experiment": ["a", "b"], "inpaint.total_iter": [4, 8],
+                          f"{FID}cosine": [170.0, 160.0]})
+    page = render(frame, tmp_path / "reports/experiments.md")
+    assert not (tmp_path / "reports/figures").exists()
+    assert (tmp_path / "reports/experiments/inpaint_total_iter.png").is_file()
+    assert "](experiments/inpaint_total_iter.png)" in page
+
+
+@pytest.mark.parametrize("tool, argv, expected", [
+    ("tune", ["--param", "train_transformer.lrr"], "unknown key 'lrr' in train_transformer"),
+    ("tune", ["--set", "inpant.total_iter=4"], "unknown section 'inpant'"),
+    ("bench", ["--only", "decodee"], "--only: unknown section 'decodee'"),
+])
+def test_tools_refuse_unknown_names_before_writing(tmp_path, monkeypatch, capsys, tool, argv, expected):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(f"maskgit.{tool}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + (["--out", str(tmp_path / "out")] if tool == "bench" else []))
+    assert exit_.value.code == 2 and expected in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "nothing may be written"

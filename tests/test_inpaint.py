@@ -206,3 +206,40 @@ def test_prior_fn_is_called_per_batch_and_reaches_the_decoder():
                                total_iter=3, sweet_spot=3, choice_temperature=0.0, prior_fn=force_code_3)
     assert calls == [(0, 2), (2, 4), (4, 5)]
     assert (filled[unknown] == 3).all() and torch.equal(filled[~unknown], tokens[~unknown])
+
+
+def test_a_fill_is_the_same_bits_in_any_batch():
+    # inpaint.batch_size must not move a pixel: the Poisson solve stops each image when
+    # it converges (not when the slowest of its batch does), and the VQGAN decodes in
+    # chunks of one fixed size (its conv kernels round by batch size with 2+ threads)
+    import numpy as np
+    import yaml
+
+    from conftest import ROOT
+    from maskgit.algorithms.compositing import poisson_correction
+    from maskgit.data.procedural import make_dataset, make_masks
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        n = 24
+        images = torch.from_numpy(make_dataset(3, n)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        known = torch.from_numpy(make_masks(4, n))
+        difference = 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+        together = poisson_correction(difference, known)
+        alone = torch.cat([poisson_correction(difference[i : i + 1], known[i : i + 1]) for i in range(n)])
+        assert torch.equal(together, alone)
+
+        torch.manual_seed(0)
+        config = yaml.safe_load((ROOT / "params.yaml").read_text())["vqgan"]
+        vqgan = VQGAN(config).eval()
+        transformer = BidirectionalTransformer(config["num_codebook_vectors"], 256,
+                                               {"dim": 16, "n_layers": 1, "n_heads": 2, "mlp_dim": 32}).eval()
+        tokens = torch.randint(0, config["num_codebook_vectors"], (n, 256))
+        unknown = torch.from_numpy(np.repeat(np.repeat(~make_masks(5, n)[:, ::4, ::4], 1, 1), 1, 2)).reshape(n, 256)
+        args = dict(device="cpu", schedule="cosine", total_iter=2, sweet_spot=2, choice_temperature=0.0)
+        _, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=n, **args)
+        _, x_seven, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
+        assert torch.equal(x_all, x_seven)
+    finally:
+        torch.set_num_threads(threads)

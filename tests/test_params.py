@@ -128,3 +128,18 @@ def test_tiny_preset_changes_only_what_it_names(tmp_path, monkeypatch):
     with pytest.raises(ParamError, match="inpaint.sweet_spot"):
         apply_preset("bad")
     assert (tmp_path / "params.yaml").read_text() == before
+
+
+def test_params_are_read_with_dvcs_yaml_rules(tmp_path):
+    # DVC decides what is up to date from the values it reads; the stages must use the
+    # same ones: `lr: 1e-3` is a number for both (PyYAML alone would read a string)
+    from dvc.utils.serialize._yaml import parse_yaml as dvc_parse
+
+    text = (ROOT / "params.yaml").read_text()
+    text = text.replace("  lr: 1.0e-3", "  lr: 1e-3").replace("  weight_decay: 0.01", "  weight_decay: 1e-2")
+    assert "lr: 1e-3" in text and "weight_decay: 1e-2" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = load_params(path)
+    assert params["train_transformer"]["lr"] == 1e-3 and params["train_transformer"]["weight_decay"] == 1e-2
+    assert params == dvc_parse(text, str(path))

@@ -10,7 +10,7 @@ from conftest import ROOT
 from maskgit.pipeline import paths
 
 # written by the tools or kept outside DVC on purpose, so dvc.yaml does not name them
-NOT_IN_DVC = {"CHECKPOINTS", "CONFIGS", "STUDY", "EXPERIMENTS_PAGE"}
+NOT_IN_DVC = {"CHECKPOINTS", "CONFIGS", "STUDY", "EXPERIMENTS_PAGE", "EXPERIMENTS_FIGURES"}
 
 
 def dvc_paths() -> set[str]:

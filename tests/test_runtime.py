@@ -3,10 +3,13 @@ traceback; a resumed training run is the same run whatever GPU index it lands on
 every package the code imports is declared."""
 
 import ast
+import errno
+import os
 import re
 import sys
 import tomllib
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +82,45 @@ def test_every_third_party_package_the_code_imports_is_declared():
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "maskgit"}
     missing = sorted(m for m in third_party | INDIRECT if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in declared)
     assert not missing, f"pyproject.toml does not declare {missing}"
+
+
+def test_ctrl_c_is_one_line_and_removes_the_temporary_folder(capsys, tmp_path, monkeypatch):
+    from maskgit.pipeline.files import image_folder
+
+    monkeypatch.chdir(tmp_path)
+
+    def main():
+        with image_folder(tmp_path / "out") as write:
+            write(np.zeros((2, 8, 8, 3), np.uint8), ["a.png", "b.png"])
+            raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, "x")
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "x: interrupted; `dvc repro` resumes (training from its last checkpoint)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no .out.* left, no timings
+
+
+@pytest.mark.parametrize("code, hint", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only file system"),
+                                        (errno.EACCES, "no permission")])
+def test_a_full_disk_or_read_only_folder_is_one_line_naming_the_path(code, hint, capsys, tmp_path, monkeypatch):
+    from maskgit.pipeline.files import write_json
+
+    monkeypatch.chdir(tmp_path)
+    real_open = open
+
+    def failing_open(path, mode="r", *args, **kwargs):  # the disk fills (or turns read-only) on write
+        f = real_open(path, mode, *args, **kwargs)
+        if "w" in mode:
+            f.write = lambda data: (_ for _ in ()).throw(OSError(code, os.strerror(code)))
+        return f
+
+    def main():
+        monkeypatch.setattr("builtins.open", failing_open)
+        write_json(tmp_path / "metrics" / "fid.json", {"fid": 1.0})
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, "x")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "metrics" / "fid.json") in err[0] and hint in err[0], err
+    assert list((tmp_path / "metrics").iterdir()) == [], "the temporary file is removed"

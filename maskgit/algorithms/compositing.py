@@ -77,15 +77,20 @@ def poisson_correction(difference: torch.Tensor, known: torch.Tensor, tol: float
     rr = (r * r).sum((-2, -1), keepdim=True)
     stop = (tol**2) * rr.clamp(min=1e-30)
     # CG on an L-pixel-wide hole needs O(L) iterations; 4 (H + W) is a generous cap
+    # A system that has converged stops moving (alpha 0) while others go on: each
+    # image's fill then takes the same iterations whatever else shares its batch, so
+    # inpaint.batch_size changes no pixel. (Iterating all until the slowest converges
+    # moved finished fills by a gray level in a few pixels depending on the batch.)
     for _ in range(max_iter or 4 * sum(difference.shape[-2:])):
-        if bool((rr <= stop).all()):
+        active = rr > stop
+        if not bool(active.any()):
             break
         ap = apply(p)
         pap = (p * ap).sum((-2, -1), keepdim=True)
-        alpha = torch.where(pap > 0, rr / pap.clamp(min=1e-30), torch.zeros_like(pap))
+        alpha = torch.where(active & (pap > 0), rr / pap.clamp(min=1e-30), torch.zeros_like(pap))
         x = x + alpha * p
         r = r - alpha * ap
         rr_new = (r * r).sum((-2, -1), keepdim=True)
-        p = r + torch.where(rr > 0, rr_new / rr.clamp(min=1e-30), torch.zeros_like(rr)) * p
-        rr = rr_new
+        p = torch.where(active, r + torch.where(rr > 0, rr_new / rr.clamp(min=1e-30), torch.zeros_like(rr)) * p, p)
+        rr = torch.where(active, rr_new, rr)
     return x

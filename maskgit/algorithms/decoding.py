@@ -182,6 +182,26 @@ def image_generators(seed: int, indices: range, device) -> list[torch.Generator]
     ]
 
 
+# Images go through the VQGAN decoder in chunks of exactly this many (the last one
+# padded): oneDNN picks its convolution kernels by batch size, and with several
+# threads two kernels round the same image differently, so decoding whole batches
+# made a pixel's gray level depend on inpaint.batch_size (docs/faults.md). cuDNN also
+# chooses by shape; one fixed size keeps that choice fixed there too.
+DECODE_CHUNK = 16
+
+
+def decode_in_fixed_chunks(vqgan, tokens: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+    """vqgan.decode_tokens(tokens), each image decoded in a chunk of `chunk` images."""
+    out = []
+    for i in range(0, len(tokens), chunk):
+        part = tokens[i : i + chunk]
+        n = len(part)
+        if n < chunk:  # pad with copies of the first: its values do not matter, the size does
+            part = torch.cat([part, part[:1].expand(chunk - n, -1)])
+        out.append(vqgan.decode_tokens(part)[:n])
+    return torch.cat(out)
+
+
 @torch.no_grad()
 def decode_set(
     vqgan,
@@ -235,7 +255,7 @@ def decode_set(
             **decode_args,
         )
         release_free_heap()  # the decoding loop's logits and activations
-        images = vqgan.decode_tokens(filled).float().cpu()
+        images = decode_in_fixed_chunks(vqgan, filled).float().cpu()
         filled = filled.cpu()
         all_tokens.append(filled)
         if on_batch is None:

@@ -43,11 +43,49 @@ def atomic_file(path: str | Path):
     path = Path(path)
     tmp = _tmp_beside(path)
     try:
-        with open(tmp, "wb") as f:
+        with _naming(path), open(tmp, "wb") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it takes the name: a power cut leaves old or new, never empty
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path):
+    """A full disk fails a write() with no file name: name the file being written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -163,6 +201,11 @@ def image_folder(folder: str | Path):
 def make_tmp_dir(folder: Path) -> Path:
     """A temporary sibling of `folder` to build it in (mkdtemp's 0700 widened)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    # what a run killed outright (SIGKILL, power cut) left: DVC runs one stage per
+    # workspace at a time, so no other run is building one now
+    for stale in folder.parent.glob(f".{folder.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
@@ -170,9 +213,11 @@ def make_tmp_dir(folder: Path) -> Path:
 
 def replace_dir(tmp: Path, folder: Path) -> None:
     """Move a finished temporary folder into place."""
+    _fsync_tree(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+    _fsync_dir(folder.parent)
 
 
 def to_tensor(images: np.ndarray, mean, std) -> torch.Tensor:

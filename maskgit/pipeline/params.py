@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
 from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, SAMPLING, SOURCES
@@ -295,9 +295,9 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not path.is_file():
         raise ParamError(f"{path}: not found (run the stage from the project root)")
     try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        params = parse_yaml(path.read_text())
+    except YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
     return check_params(params, str(path))
 
 
@@ -311,6 +311,14 @@ def test_normalisation(params: dict, train_norm: dict) -> dict:
     if d["test_mean"] is None:
         return train_norm
     return {"mean": d["test_mean"], "std": d["test_std"]}
+
+
+def parse_yaml(text: str):
+    """params.yaml read as DVC reads it (ruamel.yaml, safe, YAML 1.2), so that the
+    values DVC compares to decide what is up to date are the values the stages use:
+    PyYAML (YAML 1.1) reads `lr: 1e-3` as a string and `on` as true, DVC as 0.001
+    and 'on'."""
+    return YAML(typ="safe").load(text)
 
 
 def token_patch(params: dict) -> int:

@@ -37,6 +37,7 @@ CHECKPOINTS = Path("checkpoints")  # resumable training state, outside DVC's out
 CONFIGS = Path("configs")  # the presets
 STUDY = REPORTS / "study.json"  # written by maskgit.tune
 EXPERIMENTS_PAGE = REPORTS / "experiments.md"  # written by maskgit.experiments
+EXPERIMENTS_FIGURES = REPORTS / "experiments"  # its figures: no stage writes here
 
 
 def tokens(split: str) -> Path:

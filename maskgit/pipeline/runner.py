@@ -15,6 +15,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.transformer_checkpoint import load_transformer
 from maskgit.pipeline.vqgan_checkpoint import load_vqgan
 from maskgit.algorithms.devices import autocast
+from maskgit.pipeline.memory import check_fits, transformer_step_bytes, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device
 from maskgit.algorithms.compositing import composite
 from maskgit.algorithms.decoding import decode_set
@@ -81,6 +82,11 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     # (docs/findings.md)
     transformer = load_transformer(paths.TRANSFORMER, device)
     test = PreparedTestSet(params)
+    batch, tf = min(ip["batch_size"], len(test)), transformer
+    size = params["data"]["image_size"]
+    check_fits(transformer_step_bytes(batch, tf.num_tokens, tf.codebook_size + 1, tf.config["dim"], tf.config["n_layers"],
+                                      tf.config["n_heads"], tf.config["mlp_dim"], backward=False)
+               + vqgan_step_bytes(batch, size, [vqgan.latent_dim]), device, f"inpaint.batch_size {ip['batch_size']}")
     io_seconds = 0.0
     start = time.perf_counter()
     with image_folder(out_dir / "images") as write, autocast(device, ip["precision"]):
