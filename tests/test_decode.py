@@ -6,7 +6,6 @@ from fractions import Fraction
 import pytest
 import torch
 
-from maskgit.algorithms import decoding as decode
 from maskgit.algorithms.decoding import iterative_decode, num_masked_after_step
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.algorithms.schedules import gamma
@@ -249,22 +248,37 @@ def test_ties_broken_by_lower_index():
     assert steps[0][2][0].nonzero().flatten().tolist() == list(range(20, 20 + n))
 
 
-def test_temperature_is_annealed_from_the_base_value_each_step(monkeypatch):
-    calls = []
-    original = decode.annealed_temperature
+def test_temperature_is_annealed_in_the_confidence_of_each_step():
+    # Effect, not call: the positions kept masked after each step are the lowest of
+    # log p(chosen) + choice_temperature * (1 - r) * Gumbel, with the Gumbel noise drawn
+    # here from a copy of the image's generator (one U(0, 1) per token per step, argmax).
+    n, base, total_iter, seed = 12, 1.0, 4, 5
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, n, K + 1, generator=g)  # the chosen token's log p differs per position
+    unknown = torch.ones(1, n, dtype=torch.bool)
+    steps, on_step = record_steps()
+    iterative_decode(FixedLogits(logits), torch.zeros(1, n, dtype=torch.long), unknown, schedule="linear",
+                     total_iter=total_iter, sweet_spot=total_iter, choice_temperature=base,
+                     generator=[torch.Generator().manual_seed(seed)], on_step=on_step)
 
-    def spy(choice_temperature, r):
-        calls.append((choice_temperature, r))
-        return original(choice_temperature, r)
+    logp = torch.log_softmax(logits[0, :, :K].double(), -1).max(-1).values
+    noise = torch.Generator().manual_seed(seed)
 
-    monkeypatch.setattr(decode, "annealed_temperature", spy)
-    tokens, unknown = batch_with_different_masks()
-    iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
-                   choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
-    # one call per step before the last, always from 4.5, with r = (t + 1) / T
-    assert calls == [(4.5, (t + 1) / 5) for t in range(4)]
-    assert original(4.5, 0.2) == pytest.approx(3.6)
-    assert original(4.5, 1.0) == 0.0
+    def kept(masked, tau, u, keep):
+        confidence = torch.where(masked, logp - tau * torch.log(-torch.log(u)), torch.tensor(math.inf))
+        return torch.zeros(n, dtype=torch.bool).index_fill_(0, confidence.argsort(stable=True)[:keep], True)
+
+    masked = unknown[0]
+    differs = 0
+    for t in range(total_iter - 1):
+        r = (t + 1) / total_iter
+        u = torch.rand(n, generator=noise).double()
+        keep = [9, 6, 3][t]  # floor(12 * (1 - r)) for the linear schedule
+        expected = kept(masked, base * (1 - r), u, keep)
+        differs += not torch.equal(expected, kept(masked, base, u, keep))  # the base value would keep others
+        assert torch.equal(steps[t][2][0], expected), f"step {t}"
+        masked = expected
+    assert differs, "the case does not tell the annealed temperature from the base one"
 
 
 def test_batched_equals_one_image_at_a_time():
