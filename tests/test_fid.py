@@ -113,17 +113,6 @@ def test_kid_self_near_zero_deterministic_small_sets(feature_sets):
         fid.kid_from_features(base[:1], base[:1])
 
 
-def test_metrics_use_torch_fidelity_maths_on_plain_arrays():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(50, 8))
-    b = rng.normal(loc=1.0, size=(60, 8))
-    assert abs(fid.fid_from_features(a, a)) < 1e-8
-    # mean shift of 1 in each of 8 dims dominates: FID ~ 8
-    assert 5.0 < fid.fid_from_features(a, b) < 12.0
-    mean, std = fid.kid_from_features(a, b, subset_size=20, subsets=10)
-    assert mean > 0 and std >= 0
-
-
 # --------------------------------------------------------------------------- weights resolution
 
 
@@ -215,13 +204,6 @@ def test_failed_conversion_check_raises_and_writes_nothing(isolated, monkeypatch
     with pytest.raises(RuntimeError, match="disagree"):
         weights.resolve_inception_weights(None, isolated["cache_dir"])
     assert list(isolated["cache_dir"].iterdir()) == []
-
-
-def test_kid_spread_is_not_zero_on_a_small_set():
-    rng = np.random.default_rng(0)
-    f1, f2 = rng.normal(size=(40, 16)), rng.normal(0.3, 1.0, size=(40, 16))
-    mean, std = fid.kid_from_features(f1, f2)
-    assert mean > 0 and std > 0
 
 
 @needs_shared
