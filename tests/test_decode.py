@@ -304,6 +304,28 @@ def test_images_with_nothing_or_everything_unknown():
                                                        for t in range(4)] + [0]
 
 
+def test_every_schedule_against_its_formula():
+    # each schedule at two points, by hand (the lab's cosine, linear, square; cubic, sqrt)
+    expected = {"cosine": (math.sqrt(0.5), 0.5), "linear": (0.5, 1 / 3), "square": (0.75, 5 / 9),
+                "cubic": (0.875, 19 / 27), "sqrt": (1 - math.sqrt(0.5), 1 - math.sqrt(2 / 3))}
+    for name, (at_half, at_two_thirds) in expected.items():
+        assert gamma(name, 0.5) == pytest.approx(at_half), name
+        assert gamma(name, torch.tensor(2 / 3, dtype=torch.float64)).item() == pytest.approx(at_two_thirds), name
+
+
+def test_sampling_draws_from_the_softmax():
+    # one step (total_iter 1) samples every unknown token from softmax(logits): 70/30
+    # between codes 3 and 5 at every position; argmax would give code 3 everywhere
+    logits = torch.full((1, N, K + 1), -30.0)
+    logits[..., 3], logits[..., 5] = math.log(0.7), math.log(0.3)
+    tokens, unknown = torch.zeros(16, N, dtype=torch.long), torch.ones(16, N, dtype=torch.bool)
+    out = iterative_decode(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=1, sweet_spot=1,
+                           choice_temperature=0.0, sampling="sample", generator=torch.Generator().manual_seed(0))
+    assert set(out.unique().tolist()) == {3, 5}
+    share = (out == 3).double().mean().item()
+    assert abs(share - 0.7) < 0.05  # 1024 draws: standard error 0.014
+
+
 def test_sampling_is_reproducible_with_a_generator():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
