@@ -99,7 +99,7 @@ MUTANTS = [
       "return F.max_pool2d(known.float(), patch).flatten(1)"),
     m("masking.floor_not_ceil", MSK, "n_mask = torch.ceil(gamma(schedule, r) * num_tokens)",
       "n_mask = torch.floor(gamma(schedule, r) * num_tokens)"),
-    m("masking.may_mask_nothing", MSK, ".long().clamp(1, num_tokens)", ".long().clamp(0, num_tokens)"),
+    # (clamp(1, ...) -> clamp(0, ...) of n_mask is left out: equivalent, since gamma >= 1e-6 makes ceil(...) >= 1)
     m("masking.r_range_ignores_low", MSK, "r = lo + (hi - lo) * torch.rand(", "r = lo + hi * torch.rand("),
     m("masking.ranks_are_orders", MSK, "ranks = scores.argsort(dim=1).argsort(dim=1)", "ranks = scores.argsort(dim=1)"),
     m("masking.regional_never_used", MSK, "scores = torch.where(use_regional, regional, scores)", "scores = scores"),
