@@ -138,3 +138,10 @@ def test_kid_needs_subsets_of_two():
     with pytest.raises(ValueError, match="at least 2"):
         fid.kid_from_features(X[:3], Y[:3])  # half of 3 is 1
     assert np.isfinite(fid.kid_from_features(X[:4], Y[:4])[0])  # half of 4 is 2: the smallest that works
+
+
+def test_fid_statistics_need_two_vectors():
+    # one vector has no covariance: refused with a message, not a NaN FID later
+    with pytest.raises(ValueError, match="at least 2"):
+        fid.statistics(X[:1])
+    assert fid.statistics(X[:2])["sigma"].shape == (2, 2)
