@@ -5,8 +5,9 @@
 
 Writes reports/benchmark.json and reports/benchmark.md. Every figure is the median
 of several repeats after a warm-up, and every ratio is taken inside the same run:
-  1. inpainting seconds per image, this project's batched decoder against a
-     lab-style loop (one image at a time, VQGAN decode after every step) over the
+  1. inpainting seconds per image, this project's batched decoder against the
+     lab's loop (maskgit.bench_lab_loop, written from the lab's algorithm apart from
+     this decoder: one image at a time, VQGAN decode after every step) over the
      same model, tokens and settings (argmax, choice temperature 0: tokens must be
      identical, and are checked), demo and lab5 sizes, fp32 and bf16 autocast;
   2. the decoding forward's FLOP/s (torch's FlopCounterMode) against a large
@@ -37,9 +38,10 @@ from pathlib import Path
 
 import torch
 
-from maskgit.algorithms.decoding import decode_set, iterative_decode
+from maskgit.algorithms.decoding import decode_set
 from maskgit.algorithms.devices import autocast
 from maskgit.algorithms.masking import random_token_mask
+from maskgit.bench_lab_loop import lab_inpaint
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
@@ -106,15 +108,11 @@ def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size)
 
 
 def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
-    """The lab's loop: one image at a time, the image decoded after every step."""
-    device = tokens.device
-    out = []
-    with torch.no_grad(), autocast(device, precision):
-        for i in range(len(tokens)):
-            out.append(iterative_decode(transformer, tokens[i:i + 1], unknown[i:i + 1], total_iter=total_iter,
-                                      sweet_spot=total_iter, on_step=lambda t, chosen, m: vqgan.decode_tokens(chosen),
-                                      **DECODE).cpu())
-    return torch.cat(out)
+    """The lab's loop (maskgit.bench_lab_loop, written apart from this project's decoder):
+    one image at a time, the image decoded after every step."""
+    with autocast(tokens.device, precision):
+        return lab_inpaint(transformer, vqgan, tokens, unknown, total_iter=total_iter, sweet_spot=total_iter,
+                           schedule=DECODE["schedule"])
 
 
 def bench_inpainting(size, device, n, total_iter, repeats, batch_size, n_lab_style=None):

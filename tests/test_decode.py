@@ -6,7 +6,6 @@ from fractions import Fraction
 import pytest
 import torch
 
-from maskgit.algorithms import decoding as decode
 from maskgit.algorithms.decoding import iterative_decode, num_masked_after_step
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.algorithms.schedules import gamma
@@ -249,22 +248,37 @@ def test_ties_broken_by_lower_index():
     assert steps[0][2][0].nonzero().flatten().tolist() == list(range(20, 20 + n))
 
 
-def test_temperature_is_annealed_from_the_base_value_each_step(monkeypatch):
-    calls = []
-    original = decode.annealed_temperature
+def test_temperature_is_annealed_in_the_confidence_of_each_step():
+    # Effect, not call: the positions kept masked after each step are the lowest of
+    # log p(chosen) + choice_temperature * (1 - r) * Gumbel, with the Gumbel noise drawn
+    # here from a copy of the image's generator (one U(0, 1) per token per step, argmax).
+    n, base, total_iter, seed = 12, 1.0, 4, 5
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, n, K + 1, generator=g)  # the chosen token's log p differs per position
+    unknown = torch.ones(1, n, dtype=torch.bool)
+    steps, on_step = record_steps()
+    iterative_decode(FixedLogits(logits), torch.zeros(1, n, dtype=torch.long), unknown, schedule="linear",
+                     total_iter=total_iter, sweet_spot=total_iter, choice_temperature=base,
+                     generator=[torch.Generator().manual_seed(seed)], on_step=on_step)
 
-    def spy(choice_temperature, r):
-        calls.append((choice_temperature, r))
-        return original(choice_temperature, r)
+    logp = torch.log_softmax(logits[0, :, :K].double(), -1).max(-1).values
+    noise = torch.Generator().manual_seed(seed)
 
-    monkeypatch.setattr(decode, "annealed_temperature", spy)
-    tokens, unknown = batch_with_different_masks()
-    iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
-                   choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
-    # one call per step before the last, always from 4.5, with r = (t + 1) / T
-    assert calls == [(4.5, (t + 1) / 5) for t in range(4)]
-    assert original(4.5, 0.2) == pytest.approx(3.6)
-    assert original(4.5, 1.0) == 0.0
+    def kept(masked, tau, u, keep):
+        confidence = torch.where(masked, logp - tau * torch.log(-torch.log(u)), torch.tensor(math.inf))
+        return torch.zeros(n, dtype=torch.bool).index_fill_(0, confidence.argsort(stable=True)[:keep], True)
+
+    masked = unknown[0]
+    differs = 0
+    for t in range(total_iter - 1):
+        r = (t + 1) / total_iter
+        u = torch.rand(n, generator=noise).double()
+        keep = [9, 6, 3][t]  # floor(12 * (1 - r)) for the linear schedule
+        expected = kept(masked, base * (1 - r), u, keep)
+        differs += not torch.equal(expected, kept(masked, base, u, keep))  # the base value would keep others
+        assert torch.equal(steps[t][2][0], expected), f"step {t}"
+        masked = expected
+    assert differs, "the case does not tell the annealed temperature from the base one"
 
 
 def test_batched_equals_one_image_at_a_time():
@@ -288,6 +302,28 @@ def test_images_with_nothing_or_everything_unknown():
     assert all(int(m[0].sum()) == 0 for _, _, m in steps)
     assert [int(m[1].sum()) for _, _, m in steps] == [max(1, math.floor(N * gamma("square", (t + 1) / 5)))
                                                        for t in range(4)] + [0]
+
+
+def test_every_schedule_against_its_formula():
+    # each schedule at two points, by hand (the lab's cosine, linear, square; cubic, sqrt)
+    expected = {"cosine": (math.sqrt(0.5), 0.5), "linear": (0.5, 1 / 3), "square": (0.75, 5 / 9),
+                "cubic": (0.875, 19 / 27), "sqrt": (1 - math.sqrt(0.5), 1 - math.sqrt(2 / 3))}
+    for name, (at_half, at_two_thirds) in expected.items():
+        assert gamma(name, 0.5) == pytest.approx(at_half), name
+        assert gamma(name, torch.tensor(2 / 3, dtype=torch.float64)).item() == pytest.approx(at_two_thirds), name
+
+
+def test_sampling_draws_from_the_softmax():
+    # one step (total_iter 1) samples every unknown token from softmax(logits): 70/30
+    # between codes 3 and 5 at every position; argmax would give code 3 everywhere
+    logits = torch.full((1, N, K + 1), -30.0)
+    logits[..., 3], logits[..., 5] = math.log(0.7), math.log(0.3)
+    tokens, unknown = torch.zeros(16, N, dtype=torch.long), torch.ones(16, N, dtype=torch.bool)
+    out = iterative_decode(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=1, sweet_spot=1,
+                           choice_temperature=0.0, sampling="sample", generator=torch.Generator().manual_seed(0))
+    assert set(out.unique().tolist()) == {3, 5}
+    share = (out == 3).double().mean().item()
+    assert abs(share - 0.7) < 0.05  # 1024 draws: standard error 0.014
 
 
 def test_sampling_is_reproducible_with_a_generator():

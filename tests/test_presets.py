@@ -15,7 +15,15 @@ from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
 
 SHAPES = SHARED / "lab5" / "vqgan_lab_state_dict_shapes.json"
-LAB_TRANSFORMER_PARAMS = 72_745_472  # dim 768, 15 layers, 16 heads, MLP 1536, 1024 codes + mask, 256 tokens, tied head
+# The lab's transformer (../shared/lab5/FORMAT.md), counted from its description, not from
+# this project's model: token embedding (1024 codes + mask) and a learned position embedding
+# with a LayerNorm; per layer q, k, v and output projections, an MLP 768-1536-768 and two
+# LayerNorms; the head's dense + LayerNorm, the logits tied to the token embedding plus a
+# per-position bias over the vocabulary.
+D, V, N, L, M = 768, 1025, 256, 15, 1536
+LAB_TRANSFORMER_PARAMS = (V * D + N * D + 2 * D
+                          + L * (4 * (D * D + D) + (D * M + M) + (M * D + D) + 2 * 2 * D)
+                          + (D * D + D) + 2 * D + N * V)
 
 
 def lines(text: str) -> list[str]:

@@ -58,3 +58,12 @@ def masked_loss(model, tokens, mask, label_smoothing, precision="fp32", forward=
     logits = logits.float()[mask]  # the softmax and the loss in float32
     loss = F.cross_entropy(logits, tokens[mask], label_smoothing=label_smoothing, reduction="sum")
     return loss, (logits.argmax(-1) == tokens[mask]).sum().float()
+
+
+def rank_objective(loss_sum, global_count, world_size: int, grad_accum: int):
+    """What one rank back-propagates for one micro-batch: its summed loss scaled so that,
+    once DDP averages the gradients over `world_size` ranks and `grad_accum` micro-batches
+    add up, the step is that of one process on the whole batch, the mean loss per masked
+    token of the global batch. `global_count` is the masked count of the whole global
+    micro-batch, not of this rank's shard: shards mask different numbers of tokens."""
+    return loss_sum * world_size / (global_count * grad_accum)
