@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import NEEDS_FID_WEIGHTS
 from maskgit.metrics import fid
 from maskgit.pipeline import inception_weights as weights
 from maskgit.pipeline.errors import InputError
