@@ -93,9 +93,9 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
         evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
         for schedule, m in fids.items():
             row[f"{FID}{schedule}"] = m["fid"]
-            cell = (evaluation.get(schedule) or {}).get("fid")
-            if cell:
-                row[f"{INTERVAL}{schedule}"] = "[{:.2f}, {:.2f}]".format(*cell["interval"])
+            cell = (evaluation.get(schedule) or {}).get("fid") or {}
+            if "low" in cell and "high" in cell:  # dvc exp show keeps scalars only, not the interval list
+                row[f"{INTERVAL}{schedule}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
         base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
         for key, m in base.items():
             row[f"{BASE}{key}"] = m["fid"]

@@ -73,3 +73,22 @@ def test_seeds_are_grouped_and_paired_marks_replace_the_precision_rule(tmp_path)
     rows = {line.split("|")[2].strip(): line.split("|")[1].strip() for line in main.splitlines()
             if line.startswith("|") and "---" not in line and "experiment" not in line}
     assert rows == {"s0": "**best**", "s1": "tied", "s2": "", "t4": "no evidence"}
+
+
+def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
+    # dvc exp show drops lists from metrics: the evaluation's low/high scalars carry the interval
+    from maskgit.experiments import experiments_frame
+
+    def exp(name, fid, low, high):
+        return {"name": name, "rev": "0" * 40, "data": {
+            "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": fid}}}},
+            "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": fid}}},
+                        "metrics/evaluation.json": {"data": {"sets": {"cosine": {"fid": {
+                            "value": fid, "low": low, "high": high}}}}}}}}
+
+    frame = experiments_frame([{"rev": "workspace", "data": {}},
+                               {"rev": "a" * 40, "data": {}, "experiments": [{"revs": [exp("x", 60.0, 55.5, 66.25)]},
+                                                                           {"revs": [exp("y", 61.0, 57.0, 67.0)]}]}])
+    assert list(frame["interval cosine"]) == ["[55.50, 66.25]", "[57.00, 67.00]"]
+    page = render(frame, tmp_path / "reports/experiments.md", marks={"x": "**best**", "y": "tied"})
+    assert "[55.50, 66.25]" in page and "| tied" in page
