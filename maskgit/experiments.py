@@ -184,7 +184,8 @@ def seed_groups(frame: pd.DataFrame) -> pd.DataFrame:
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
     keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV, SEED)]
     rows = []
-    for _, group in frame.groupby(frame[keys].astype(str).apply("|".join, axis=1), sort=False):
+    key = frame[keys].apply(lambda r: "|".join(map(str, r)), axis=1) if keys else pd.Series("", index=frame.index)
+    for _, group in frame.groupby(key, sort=False):
         if group[SEED].nunique() < 2:
             continue
         row = {"experiments": ", ".join(group["experiment"]), "seeds": ", ".join(map(str, sorted(group[SEED])))}
