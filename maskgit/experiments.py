@@ -94,9 +94,9 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
         evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
         for schedule, m in fids.items():
             row[f"{FID}{schedule}"] = m["fid"]
-            cell = (evaluation.get(schedule) or {}).get("fid")
-            if cell:
-                row[f"{INTERVAL}{schedule}"] = "[{:.2f}, {:.2f}]".format(*cell["interval"])
+            cell = (evaluation.get(schedule) or {}).get("fid") or {}
+            if "low" in cell and "high" in cell:  # dvc exp show keeps scalars only, not the interval list
+                row[f"{INTERVAL}{schedule}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
         base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
         for key, m in base.items():
             row[f"{BASE}{key}"] = m["fid"]
@@ -185,7 +185,8 @@ def seed_groups(frame: pd.DataFrame) -> pd.DataFrame:
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
     keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV, SEED)]
     rows = []
-    for _, group in frame.groupby(frame[keys].astype(str).apply("|".join, axis=1), sort=False):
+    key = frame[keys].apply(lambda r: "|".join(map(str, r)), axis=1) if keys else pd.Series("", index=frame.index)
+    for _, group in frame.groupby(key, sort=False):
         if group[SEED].nunique() < 2:
             continue
         row = {"experiments": ", ".join(group["experiment"]), "seeds": ", ".join(map(str, sorted(group[SEED])))}

@@ -38,6 +38,11 @@ def pairs_to_compare(schedules: list[str]) -> list[tuple[str, str]]:
     return out + [("masked_input", "recon")]
 
 
+def cell(value: float, interval: tuple[float, float]) -> dict:
+    # low and high also as scalars: `dvc exp show` and `dvc metrics diff` drop lists
+    return {"value": value, "interval": list(interval), "low": interval[0], "high": interval[1]}
+
+
 def summarise(sets, gt, replicates, confidence, seed, fid=True, kid=True, pairs=()):
     """Point values, replicates, {set: {metric: value, interval}} and the verdicts of `pairs`.
     kid False: per-image metrics only (no features read)."""
@@ -48,7 +53,7 @@ def summarise(sets, gt, replicates, confidence, seed, fid=True, kid=True, pairs=
     reps = bs.bootstrap(features, gt, per_image, replicates, seed, fid=fid)
     table = {}
     for name in sets:
-        table[name] = {m: {"value": v, "interval": list(bs.interval(reps[name][m], confidence, bs.centre(m, v)))}
+        table[name] = {m: cell(v, bs.interval(reps[name][m], confidence, bs.centre(m, v)))
                        for m, v in point[name].items()}
     verdicts = []
     for a, b in pairs:

@@ -101,3 +101,22 @@ def test_tools_refuse_unknown_names_before_writing(tmp_path, monkeypatch, capsys
         main(argv + (["--out", str(tmp_path / "out")] if tool == "bench" else []))
     assert exit_.value.code == 2 and expected in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
+
+
+def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
+    # dvc exp show drops lists from metrics: the evaluation's low/high scalars carry the interval
+    from maskgit.experiments import experiments_frame
+
+    def exp(name, fid, low, high):
+        return {"name": name, "rev": "0" * 40, "data": {
+            "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": fid}}}},
+            "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": fid}}},
+                        "metrics/evaluation.json": {"data": {"sets": {"cosine": {"fid": {
+                            "value": fid, "low": low, "high": high}}}}}}}}
+
+    frame = experiments_frame([{"rev": "workspace", "data": {}},
+                               {"rev": "a" * 40, "data": {}, "experiments": [{"revs": [exp("x", 60.0, 55.5, 66.25)]},
+                                                                           {"revs": [exp("y", 61.0, 57.0, 67.0)]}]}])
+    assert list(frame["interval cosine"]) == ["[55.50, 66.25]", "[57.00, 67.00]"]
+    page = render(frame, tmp_path / "reports/experiments.md", marks={"x": "**best**", "y": "tied"})
+    assert "[55.50, 66.25]" in page and "| tied" in page

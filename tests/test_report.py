@@ -33,7 +33,7 @@ FID_BASELINES = {
 # the floor; closes (100 - 40) / (100 - 20) = 75 % of the distance; beats one-step by 5 = 11.1 %
 # and the harmonic fill by 2.5
 def cell(value, lo, hi):
-    return {"value": value, "interval": [lo, hi]}
+    return {"value": value, "interval": [lo, hi], "low": lo, "high": hi}
 
 
 def pair(a, b, metric, diff, lo, hi, verdict):
