@@ -181,7 +181,9 @@ def resolve_dvc_remote(given: str | None, root: Path) -> str:
 
 
 def check_committed(root: Path) -> str:
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=all", cwd=root).splitlines()]
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
     if changed:
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         raise UserError(f"uncommitted changes, which the jobs (cloning commit {git('rev-parse', '--short', 'HEAD', cwd=root)}) "
