@@ -50,7 +50,10 @@ def make_world(tmp: Path):
     env["PYTHONPATH"] = "."  # each clone imports its own maskgit
     project = copy_project(tmp / "machine1")
     (project / "configs/sweep-test.yaml").write_text(yaml.safe_dump(
-        {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"]}}))
+        # one schedule and 8 test images: FID on CPU is most of a point's cost, and
+        # these tests check the mechanics, not the numbers
+        {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"]},
+         "prepare": {"n_test": 8}}))
     sh([sys.executable, "-m", "maskgit.preset", "tiny", "sweep-test"], project, env)
     remote, store = tmp / "remote.git", tmp / "dvc-store"
     store.mkdir()

@@ -116,13 +116,13 @@ def run_job(spec: JobSpec) -> JobResult:
     def sh(*cmd: str, cwd: Path | None = clone) -> str:
         transcript.append("$ " + " ".join(cmd))
         result = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
-        transcript.append(result.stdout + result.stderr)
+        transcript.append(result.stdout + result.stderr + f"[exit {result.returncode}]")
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text("\n".join(transcript))
         if result.returncode != 0:
             tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
-            raise JobFailed(f"{label}: `{' '.join(cmd)}` failed: {tail[0]}"
+            raise JobFailed(f"{label}: `{' '.join(cmd)}` failed (exit {result.returncode}): {tail[0]}"
                             + (f" (log: {log_path})" if log_path else ""))
         return result.stdout + result.stderr
 
