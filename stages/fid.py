@@ -49,7 +49,13 @@ def main():
     sets = image_sets(which, params)
     size = params["data"]["image_size"]
     weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
-    extract = InceptionFeatures(weights, device=resolve_device(params["device"]), batch_size=params["fid"]["batch_size"])
+    try:
+        extract = InceptionFeatures(weights, device=resolve_device(params["device"]), batch_size=params["fid"]["batch_size"])
+    except RuntimeError as e:  # torch's key/shape dump spans pages: its first line names the problem
+        if "state_dict" not in str(e):
+            raise
+        raise InputError(f"fid.inception_weights: {weights} does not fit torch-fidelity's inception-v3-compat "
+                         f"network ({str(e).splitlines()[0][:120]})") from None
 
     def features(name, folder):
         images = torch.from_numpy(read_images(folder, size)).permute(0, 3, 1, 2).contiguous()

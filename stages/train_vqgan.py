@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import resolve_device, run_stage, seed_everything
-from maskgit.pipeline.files import list_images, read_images, to_tensor
+from maskgit.pipeline.files import list_images, read_images, replace_dir, to_tensor
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint, save_vqgan
-from maskgit.pipeline.training import TrainingRun, run_fingerprint
+from maskgit.pipeline.training import TrainingRun, partial_dir, run_fingerprint
 from maskgit.models.vqgan import (
     VQGAN,
     codebook_usage,
@@ -154,11 +154,13 @@ def use_pretrained(cfg, val_images, mean, std, device):
     if not path.is_file():
         raise InputError(f"vqgan.checkpoint: {path} not found")
     model = load_lab_checkpoint(path, cfg).to(device)
-    with Live(paths.LIVE_VQGAN, dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    partial = partial_dir(paths.LIVE_VQGAN)
+    with Live(partial, dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_params({"vqgan": cfg, "pretrained": str(path)})
         for key, value in val_metrics(model, val_images, cfg, std, device, restarted=0).items():
             live.summary[key] = value
     save_vqgan(paths.VQGAN, model, cfg, mean, std, pretrained=str(path))
+    replace_dir(partial, paths.LIVE_VQGAN)
     print(f"train_vqgan: no training, using {path}", file=sys.stderr)
 
 

@@ -125,7 +125,51 @@ def _empty(folder):
     return "no images in folder"
 
 
+def _invert_masks(data):
+    for f in sorted((data / "mask64").iterdir()):
+        Image.fromarray(255 - np.asarray(Image.open(f).convert("L"))).save(f)
+
+
+def _shift_names(folder):
+    """Each file takes the next one's content: the folders pair off by one."""
+    files = sorted(folder.iterdir())
+    contents = [f.read_bytes() for f in files]
+    for f, c in zip(files, contents[1:] + contents[:1]):
+        f.write_bytes(c)
+
+
+def _other_image(folder):
+    f = first_file(folder)
+    Image.fromarray(np.asarray(Image.open(f))[::-1].copy()).save(f)  # upside down
+    return f.name
+
+
+def _transparent(folder):
+    f = first_file(folder)
+    im = Image.open(f).convert("RGBA")
+    im.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))))
+    im.save(f)
+    return f.name
+
+
+def _sixteen_bit(folder):
+    f = first_file(folder)
+    gray = np.asarray(Image.open(f).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(gray).save(f)  # mode I;16
+    return f.name
+
+
 FAULTS = {
+    "file the reader cannot take": (lambda d, p: (d / "train" / "extra.tif").write_bytes(b"II*\0") and
+                                    "extra.tif: prepare.train_dir holds a file the reader cannot take (.tif"),
+    "inverted masks, masked images given": (lambda d, p: _invert_masks(d) or "mask polarity looks inverted"),
+    "inverted masks, no masked images": (lambda d, p: _invert_masks(d) or set_params(p, **{"prepare.test_masked_dir": None})
+                                         or "prepare.test_mask_dir: masks look inverted"),
+    "masked images pair off by one": (lambda d, p: _shift_names(d / "masked_image") or "match the ground truth paired with 001.png"),
+    "masked image is another image": (lambda d, p: _other_image(d / "masked_image") and "another image, or shifted"),
+    "transparent pixels": (lambda d, p: _transparent(d / "train") and "image has transparent pixels"),
+    "16-bit image": (lambda d, p: _sixteen_bit(d / "train") and "image mode I;16, expected RGB (high bit depth"),
+
     "missing folder": (lambda d, p: set_params(p, **{"prepare.train_dir": str(d / "nope")}) or "prepare.train_dir"),
     "empty folder": (lambda d, p: _empty(d / "train") and "prepare.train_dir"),
     "folder not set": (lambda d, p: set_params(p, **{"prepare.test_gt_dir": None}) or "prepare.test_gt_dir must be set"),
@@ -209,3 +253,30 @@ def test_masked_images_are_made_when_absent_and_modes_converted_on_request(scrat
     shapes = {np.asarray(Image.open(p)).shape for p in (out.parent / "train").iterdir()}
     shapes |= {np.asarray(Image.open(p)).shape for p in (out.parent / "val").iterdir()}
     assert shapes == {(64, 64, 3)}
+
+
+def test_images_are_read_as_a_viewer_shows_them(tmp_path):
+    # in-process: an EXIF-rotated JPEG ground truth, a 16-bit and a palette training
+    # image, each read as a viewer shows it (and lined up with its mask)
+    from maskgit.pipeline.folders import load_folders
+
+    data = lab_folders(tmp_path / "lab5")
+    gt_file = data / "gt" / "000.png"
+    upright = np.asarray(Image.open(gt_file))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the viewer turns the stored pixels 90 degrees clockwise
+    Image.fromarray(np.rot90(upright, k=1).copy()).save(data / "gt" / "000.jpg", quality=95, exif=exif)
+    gt_file.unlink()
+    _sixteen_bit(data / "train")
+    train0 = first_file(data / "train")
+    Image.open(sorted((data / "train").iterdir())[1]).quantize(16).save(sorted((data / "train").iterdir())[1])
+    p = {"train_dir": str(data / "train"), "val_dir": str(data / "train"), "val_fraction": 0.1,
+         "test_gt_dir": str(data / "gt"), "test_mask_dir": str(data / "mask64"),
+         "test_masked_dir": str(data / "masked_image"), "resize": False, "convert_mode": True}
+    out = load_folders(p, {"image_size": 64}, np.random.default_rng(0))
+    jpeg_error = np.abs(out["gt"][0].astype(int) - upright.astype(int)).mean()
+    assert jpeg_error < 8, f"the EXIF orientation was not applied ({jpeg_error:.1f} gray levels off)"
+    gray16 = np.asarray(Image.open(train0)).astype(np.uint16)
+    assert np.array_equal(out["train"][0][..., 0], np.rint(gray16 / 257).astype(np.uint8)), "16-bit not scaled"
+    palette = np.asarray(Image.open(sorted((data / "train").iterdir())[1]).convert("RGB"))
+    assert np.array_equal(out["train"][1], palette)

@@ -237,3 +237,25 @@ def test_channels_last_features_equal_plain_torch_fidelity(extractor):
         (ref,) = plain(images)
     ours = extractor(images)
     np.testing.assert_allclose(ours, ref.double().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"<html>404</html>", "truncated, damaged or not a torch file"),
+    ("nan", "non-finite values"),
+    ("list", "holds a list, expected"),
+])
+def test_broken_inception_weights_param_is_one_line(tmp_path, content, expected):
+    from maskgit.pipeline.errors import InputError
+    from maskgit.pipeline.inception_weights import resolve_inception_weights
+
+    path = tmp_path / "inception.pth"
+    if content == "nan":
+        torch.save({"conv.weight": torch.tensor([1.0, float("nan")])}, path)
+    elif content == "list":
+        torch.save([torch.zeros(2)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        resolve_inception_weights(str(path), tmp_path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value) and "fid.inception_weights" in str(err.value)
+    assert expected in str(err.value), str(err.value)

@@ -102,6 +102,28 @@ def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
     assert timing["decode_seconds"] > 0 and "seconds" not in read_json(project / "outputs/inpaint/cosine/info.json")
 
 
+def test_a_fixed_typo_costs_no_training(tiny_project):
+    # a bad param fails the stage after DVC deleted its outputs; fixed, the earlier
+    # result comes back from DVC's run cache (every non-metric output is cached) and
+    # nothing trains again
+    project, env, _ = tiny_project
+    params = project / "params.yaml"
+    good, model = params.read_text(), (project / "models/transformer.pt").read_bytes()
+    head, tail = good.split("train_transformer:\n", 1)
+    params.write_text(head + "train_transformer:\n" + tail.replace("  steps: ", "  steps: -", 1))
+    failed = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert failed.returncode != 0
+    assert "train_transformer.steps must be an integer >= 1" in failed.stdout + failed.stderr
+    assert not (project / "models/transformer.pt").exists()  # DVC removed it before running
+    params.write_text(good)
+    out = run(["dvc", "repro"], project, env)
+    assert "Stage 'train_transformer' is cached - skipping run" in out
+    assert "Running stage" not in out, out
+    assert (project / "models/transformer.pt").read_bytes() == model
+    assert (project / "dvclive/transformer/metrics.json").is_file()
+    assert (project / "timings/train_transformer.json").is_file()
+
+
 def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     project, env, _ = tiny_project
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)

@@ -94,6 +94,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, stage):
     proc.communicate()
     killed_at = saved_step(broken, stage)
     assert 0 < killed_at < steps and not (broken / "models").exists(), "the kill came too late"
+    name = stage.removeprefix("train_")
+    assert not (broken / "dvclive" / name).exists(), "a killed run published curves"
 
     proc = run_stage(broken, tmp_path, stage)  # the same command again
     out, err = proc.communicate(timeout=600)
@@ -102,7 +104,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, stage):
     a, b = final_weights(whole, stage), final_weights(broken, stage)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the curves are complete: one row per log, none repeated or lost
-    name = stage.removeprefix("train_")
+    assert not (broken / "dvclive" / f".{name}.partial").exists()
     for tsv in sorted((whole / "dvclive" / name / "plots" / "metrics").rglob("*.tsv")):
         ref = tsv.read_text().strip().splitlines()
         got = (broken / tsv.relative_to(whole)).read_text().strip().splitlines()
@@ -119,6 +121,21 @@ def test_checkpoint_of_other_params_is_not_resumed(tmp_path, capsys):
     assert "starting afresh" in capsys.readouterr().out
     assert fingerprint({"lr": 1e-3}) != fingerprint({"lr": 2e-3}) and fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert r.due(10) and not r.due(11) and not Resumable("x", "k", 0, root=tmp_path).due(10)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not torch", "a tensor"])
+def test_an_unreadable_checkpoint_is_set_aside_with_one_line(tmp_path, capsys, damage):
+    r = Resumable("train_transformer", "key-a", every=5, root=tmp_path)
+    r.save(5, {"model": {"w": torch.zeros(1000)}})
+    data = r.path.read_bytes()
+    if damage == "a tensor":
+        torch.save(torch.zeros(3), r.path)
+    else:
+        r.path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "not torch": b"hello"}[damage])
+    assert r.load() is None  # a fresh start, not a traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(r.path) in err[0] and "unreadable" in err[0] and "starting afresh" in err[0], err
+    assert not r.path.exists() and r.path.with_name("last.pt.unreadable").is_file()
 
 
 def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path):

@@ -400,3 +400,30 @@ def test_reconstruction_loss_parts():
     recon = flat.clone().requires_grad_(True)
     reconstruction_loss(recon, target, 1.0, 1.0, 1.0)[0].backward()
     assert recon.grad is not None and recon.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("nan", "non-finite values (NaN or inf)"),
+    ("pickled model", "pickled Python objects (a whole model saved with torch.save(model)?)"),
+    ("truncated", "truncated, damaged or not a torch file"),
+    ("text", "cannot be read as torch weights"),
+    ("empty", "is empty"),
+])
+def test_broken_weights_are_refused_in_one_line(tmp_path, damage, expected):
+    path = tmp_path / "VQGAN.pt"
+    model = VQGAN(DEMO_CONFIG)
+    sd = model.state_dict()
+    if damage == "nan":
+        sd["decoder.model.0.weight"] = torch.full_like(sd["decoder.model.0.weight"], float("nan"))
+        torch.save(sd, path)
+    elif damage == "pickled model":
+        torch.save(model, path)
+    elif damage == "truncated":
+        torch.save(sd, path)
+        path.write_bytes(path.read_bytes()[:5000])
+    else:
+        path.write_bytes(b"" if damage == "empty" else b"weights, honest")
+    with pytest.raises(ValueError) as err:
+        load_lab_checkpoint(path, DEMO_CONFIG)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and expected in msg, msg

@@ -44,9 +44,36 @@ def atomic_file(path: str | Path):
     try:
         with open(tmp, "wb") as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it takes the name: a power cut leaves old or new, never empty
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -161,9 +188,11 @@ def make_tmp_dir(folder: Path) -> Path:
 
 def replace_dir(tmp: Path, folder: Path) -> None:
     """Move a finished temporary folder into place."""
+    _fsync_tree(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+    _fsync_dir(folder.parent)
 
 
 def to_tensor(images: np.ndarray, mean, std) -> torch.Tensor:

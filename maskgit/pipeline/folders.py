@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.files import list_images
+from maskgit.pipeline.files import IMAGE_SUFFIXES, list_images
 from maskgit.data.procedural import apply_mask
 
 # A mask pixel >= 128 is known (white), < 128 missing (black). A mask is accepted as
@@ -26,22 +26,66 @@ from maskgit.data.procedural import apply_mask
 GRAY_SHARE_MAX = 0.02
 
 
+# Known pixels of a masked image may differ from its ground truth by this much (mean
+# absolute difference, 0-255 gray levels) and still count as the same pixels: JPEG at
+# quality 75 stays well under it, another image or a shifted one lands far above.
+KNOWN_DIFF_MAX = 10.0
+
+
 def _folder(path, param: str) -> list[Path]:
     if path is None:
         raise InputError(f"{param} is not set (needed with prepare.source: folders)")
     try:
-        return list_images(path)
+        files = list_images(path)
     except InputError as e:
         raise InputError(f"{param}: {e}") from None
+    # a file the reader would skip is named, not silently left out of the set
+    others = sorted(p for p in Path(path).iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+    if others:
+        raise InputError(f"{others[0]}: {param} holds a file the reader cannot take ({others[0].suffix or 'no extension'}; "
+                         f"images must be {' '.join(IMAGE_SUFFIXES)}): convert it or move it out")
+    return files
 
 
 def _open(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()  # decodes every byte: a truncated file fails here, not later
-            return im.copy()
+            # as a viewer shows it: a photo stored sideways with an EXIF orientation tag
+            # is turned upright, or it no longer lines up with its mask
+            return ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def to_rgb(im: Image.Image, path: Path, convert: bool) -> Image.Image:
+    """An 8-bit RGB image as a viewer shows it, or InputError saying why not.
+    Lossless conversions (palette without transparency, opaque alpha) always happen;
+    lossy or guessed ones (grayscale, 16-bit, CMYK) only with prepare.convert_mode;
+    transparent pixels are refused (what lies under them is not part of the image)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode == "RGB":
+            return im
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(im.getchannel("A"))
+        if (alpha < 255).any():
+            raise InputError(f"{path}: image has transparent pixels ({(alpha < 255).mean():.0%}); "
+                             f"flatten it onto a background first")
+    if not convert:
+        kind = {"L": "grayscale", "1": "black and white", "CMYK": "CMYK", "YCbCr": "YCbCr", "RGBA": "opaque alpha",
+                "LA": "grayscale, opaque alpha", "PA": "opaque alpha"}.get(im.mode, "high bit depth")
+        raise InputError(f"{path}: image mode {im.mode}, expected RGB ({kind}; set prepare.convert_mode: true to convert)")
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # PIL's own convert clips these at 255; scale the full range to 8 bits instead
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode != "F" and arr.max() > 255 else (1.0 if im.mode == "F" and arr.max() <= 1 else 255.0)
+        gray = np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    return im.convert("RGB")
 
 
 def _sized(im: Image.Image, path: Path, size: int, resize: bool, what: str, resample) -> Image.Image:
@@ -58,11 +102,7 @@ def read_image_folder(folder, param: str, size: int, resize: bool = False, conve
     files = _folder(folder, param)
     out = []
     for path in files:
-        im = _open(path)
-        if im.mode != "RGB":
-            if not convert:
-                raise InputError(f"{path}: image mode {im.mode}, expected RGB (set prepare.convert_mode: true to convert)")
-            im = im.convert("RGB")
+        im = to_rgb(_open(path), path, convert)
         out.append(np.asarray(_sized(im, path, size, resize, "image", Image.BICUBIC)))
     return np.stack(out), [p.name for p in files]
 
@@ -73,6 +113,8 @@ def read_mask_folder(folder, param: str, size: int, resize: bool = False):
     out = []
     for path in files:
         im = _open(path)
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit: white is 65535, not 255
+            im = to_rgb(im, path, convert=True)
         gray = np.asarray(_sized(im.convert("L"), path, size, resize, "mask", Image.NEAREST))
         share = float(((gray > 15) & (gray < 240)).mean())
         if share > GRAY_SHARE_MAX:
@@ -85,6 +127,49 @@ def read_mask_folder(folder, param: str, size: int, resize: bool = False):
             raise InputError(f"{path}: mask masks everything (all black = nothing known)")
         out.append(known)
     return np.stack(out), [p.name for p in files]
+
+
+def check_polarity(known: np.ndarray, names: list[str], param: str = "prepare.test_mask_dir") -> None:
+    """Refuse a mask set that looks inverted (white = missing): in most files the
+    'missing' region covers most of the image and most of its border. Inpainting
+    masks are holes inside a known image; their inverse is a known blob in a hole."""
+    missing = ~known
+    border = np.concatenate([missing[:, 0], missing[:, -1], missing[:, :, 0], missing[:, :, -1]], axis=1)
+    looks_inverted = (missing.mean(axis=(1, 2)) > 0.5) & (border.mean(axis=1) > 0.5)
+    if looks_inverted.mean() > 0.5:
+        first = names[int(np.argmax(looks_inverted))]
+        raise InputError(f"{param}: masks look inverted: in {looks_inverted.sum()} of {len(names)} (first {first}) "
+                         f"the missing (black) region covers most of the image and its border; "
+                         f"white (>= 128) must be known, black missing: invert the masks")
+
+
+def check_known_pixels(masked: np.ndarray, gt: np.ndarray, known: np.ndarray, names: list[str]) -> None:
+    """A masked image's known pixels are its ground truth's (within KNOWN_DIFF_MAX);
+    the first that is not stops with what is likely wrong."""
+    for i, name in enumerate(names):
+        k = known[i]
+        d_known = _mean_diff(masked[i], gt[i], k)
+        if d_known <= KNOWN_DIFF_MAX:
+            continue
+        where = f"prepare.test_masked_dir/{name}"
+        what = f"its known pixels differ from its ground truth by {d_known:.0f} gray levels on average"
+        if (~k).any() and _mean_diff(masked[i], gt[i], ~k) <= KNOWN_DIFF_MAX:
+            raise InputError(f"{where}: {what}, but its missing pixels match: the mask polarity looks inverted "
+                             f"(white >= 128 must be known, black missing)")
+        # another image's known pixels meet this mask only in part: most, not all, agree
+        others = [j for j in range(len(gt)) if j != i and _median_diff(masked[i], gt[j], k) <= KNOWN_DIFF_MAX]
+        if others:
+            raise InputError(f"{where}: {what}, but match the ground truth paired with {names[others[0]]}: "
+                             f"the folders pair off by one or are sorted differently")
+        raise InputError(f"{where}: {what}: another image, or shifted, rotated or resized against its ground truth")
+
+
+def _mean_diff(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16))[where].mean())
+
+
+def _median_diff(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    return float(np.median(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)[where]))
 
 
 def _key(name: str) -> str:
@@ -123,8 +208,10 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
     if p["test_masked_dir"] is not None:
         masked, masked_names = read_image_folder(p["test_masked_dir"], "prepare.test_masked_dir", size, resize, convert)
         check_pairs(masked_names, "prepare.test_masked_dir", mask_names, "prepare.test_mask_dir")
+        check_known_pixels(masked, gt, known, masked_names)
         names = masked_names
     else:  # the lab's masked images: the holes filled with gray
+        check_polarity(known, mask_names)
         masked = np.stack([apply_mask(g, k) for g, k in zip(gt, known)])
         names = gt_names
     names = [Path(n).stem + ".png" for n in names]

@@ -28,6 +28,7 @@ import torch
 
 from maskgit.metrics.fid import FEATURE_DIM, is_offline
 from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.weights import check_finite, read_weights
 from maskgit.pipeline.files import atomic_file
 
 TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -253,6 +254,11 @@ def resolve_inception_weights(param_path: str | os.PathLike | None, cache_dir: P
         path = Path(param_path).expanduser()
         if not path.is_file():
             raise InputError(f"{PARAM_NAME} points to a missing file: {path}")
+        state = read_weights(path, PARAM_NAME)  # a user's file: readable, a state dict, finite
+        if not isinstance(state, dict):
+            raise InputError(f"{PARAM_NAME}: {path} holds a {type(state).__name__}, expected torch-fidelity's "
+                             f"inception-v3-compat state dict")
+        check_finite(state, PARAM_NAME, path)
         _note(f"Inception weights from param {PARAM_NAME}: {path}")
         return path, "param"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,9 @@ class Resumable:
         """The saved state of this run, or None (nothing saved, or another run's)."""
         if not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        state = self._read()
+        if state is None:
+            return None
         if state.get("fingerprint") != self.key:
             if verbose:
                 print(f"{self.path}: belongs to other params or data; starting afresh")
@@ -70,6 +74,22 @@ class Resumable:
         if verbose:
             print(f"{self.path}: resuming after step {state['step']}")
         return state
+
+    def _read(self) -> dict | None:
+        """The saved state, or None after setting an unreadable file aside (truncated by a
+        crash, emptied, overwritten): a resumable state is a convenience, so a bad one
+        costs the steps since the run began, never a run that cannot start."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or not {"fingerprint", "step"} <= state.keys():
+                raise ValueError("not a training checkpoint of this project")
+            return state
+        except Exception as e:  # any unreadable file: pickle, zip, EOF, a foreign object
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            os.replace(self.path, aside)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"{self.path}: unreadable ({reason[:120]}); moved to {aside}, starting afresh", file=sys.stderr)
+            return None
 
     def restore(self, saved: dict, model, optimizer, scheduler, generator: torch.Generator) -> None:
         """Put a loaded state back into the training objects."""
@@ -94,7 +114,10 @@ class Resumable:
 
     def last_good(self) -> str:
         if self.path.is_file():
-            step = torch.load(self.path, map_location="cpu", weights_only=False)["step"]
+            try:
+                step = torch.load(self.path, map_location="cpu", weights_only=False)["step"]
+            except Exception:  # only a message depends on it
+                return f"{self.path} (unreadable)"
             return f"{self.path} (step {step})"
         return "none saved yet"
 

@@ -4,12 +4,25 @@ replayed into it, so a resumed run's curves read as if it had never stopped."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 from pathlib import Path
 
 import torch
 from dvclive import Live
 
+from maskgit.pipeline.files import replace_dir
 from maskgit.pipeline.resume import Resumable, fingerprint
+
+
+def partial_dir(live_dir: str | Path) -> Path:
+    """dvclive/.<name>.partial: one fixed name, so that the next run clears what a
+    killed one (SIGKILL: no clean-up runs) left."""
+    live_dir = Path(live_dir)
+    partial = live_dir.parent / f".{live_dir.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    return partial
 
 
 def run_fingerprint(params: dict, device: torch.device, *files: str | Path) -> str:
@@ -45,10 +58,15 @@ class TrainingRun:
         return saved["step"], saved
 
     def open_live(self) -> Live | None:
-        """The dvclive log (rank 0 only), with the resumed history replayed."""
+        """The dvclive log (rank 0 only), with the resumed history replayed. It is built
+        in a partial folder beside live_dir and takes its place only in finish(): a
+        run that is killed or fails never leaves curves that look like a finished run's
+        (the last good run's stay in DVC's cache: `dvc checkout` brings them back)."""
         if not self.is_main:
             return None
-        self._live = Live(self.live_dir, dvcyaml=False, save_dvc_exp=False, report=None)
+        self._partial = partial_dir(self.live_dir)
+        atexit.register(shutil.rmtree, self._partial, ignore_errors=True)
+        self._live = Live(self._partial, dvcyaml=False, save_dvc_exp=False, report=None)
         self._live.log_params(self.logged_params)
         for row in self.history:
             _log_row(self._live, row)
@@ -71,6 +89,7 @@ class TrainingRun:
         if self._live is not None:
             self._live.summary.update(summary)
             self._live.end()
+            replace_dir(self._partial, Path(self.live_dir))
         if self.is_main:
             self.checkpoint.clear()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.files import save_torch
+from maskgit.pipeline.weights import check_state_dict, read_weights
 from maskgit.pipeline.vqgan_checkpoint import load_project_checkpoint
 
 
@@ -28,7 +28,7 @@ def save_transformer(path: str | Path, model: BidirectionalTransformer, config: 
 def copy_trained(path, dest, codebook_size: int, num_tokens: int) -> None:
     """transformer.checkpoint: a model trained elsewhere (say on a GPU machine), for
     inpainting only; it must fit the tokenizer's vocabulary and token count."""
-    ckpt = torch.load(checked_path(path), map_location="cpu", weights_only=False)
+    ckpt = read_weights(checked_path(path), "transformer.checkpoint")
     if not isinstance(ckpt, dict) or not {"config", "codebook_size", "num_tokens", "state_dict"} <= set(ckpt):
         raise InputError(f"transformer.checkpoint: {path} is not a transformer.pt written by this project")
     if ckpt["codebook_size"] != codebook_size:
@@ -38,6 +38,7 @@ def copy_trained(path, dest, codebook_size: int, num_tokens: int) -> None:
         raise InputError(f"transformer.checkpoint: {path} takes {ckpt['num_tokens']} tokens per image but the "
                          f"tokenizer gives {num_tokens}")
     model = BidirectionalTransformer(ckpt["codebook_size"], ckpt["num_tokens"], ckpt["config"])
+    check_state_dict(ckpt["state_dict"], model.state_dict(), "transformer.checkpoint", path, "its own config")
     model.load_state_dict(ckpt["state_dict"])  # strict: a broken file fails here, before anything is written
     save_torch(dest, ckpt)
 
