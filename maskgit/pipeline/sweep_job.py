@@ -130,6 +130,13 @@ def run_job(spec: JobSpec) -> JobResult:
         sh("git", "clone", "--quiet", "--no-checkout", spec.git_remote, str(clone), cwd=workdir)
         sh("git", "checkout", "--quiet", "--detach", spec.commit)
         sh("dvc", "remote", "add", "--local", "--default", "--force", "sweep", spec.dvc_remote)
+        # the commit's dvc.lock names the data of the run made where it was committed,
+        # which need not be on the shared remote; DVC resolves the stages' inputs
+        # through it and stops on the missing objects. Without it every stage is
+        # looked up in the run cache by its actual inputs (and the experiment commits
+        # a dvc.lock of its own).
+        transcript.append("$ rm dvc.lock")
+        (clone / "dvc.lock").unlink(missing_ok=True)
         if spec.name:
             sets = [a for o in spec.overrides for a in ("-S", o)]
             out = sh("dvc", "exp", "run", "--pull", "--name", spec.name, *sets)
