@@ -65,7 +65,7 @@ def make_world(tmp: Path):
                 ["git", "remote", "add", "origin", str(remote)], ["git", "push", "-q", "origin", "main"]):
         sh(cmd, project, env)
     other = tmp / "machine2"
-    sh(["git", "clone", "-q", str(remote), str(other)], tmp, env)
+    sh(["git", "clone", "-q", "-b", "main", str(remote), str(other)], tmp, env)
     return project, other, remote, store, env
 
 
