@@ -55,6 +55,8 @@ def make_world(tmp: Path):
         {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"]},
          "prepare": {"n_test": 8}}))
     sh([sys.executable, "-m", "maskgit.preset", "tiny", "sweep-test"], project, env)
+    for old in (project / "metrics").glob("*.json"):  # the checkout's default-run metrics: not this sweep's
+        old.unlink()
     remote, store = tmp / "remote.git", tmp / "dvc-store"
     store.mkdir()
     sh(["git", "init", "-q", "--bare", str(remote)], tmp, env)
