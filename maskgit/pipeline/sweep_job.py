@@ -36,8 +36,8 @@ def experiment_name(overrides: list[str]) -> str:
     unique when the readable part is cut or two values read alike."""
     ordered = sorted(overrides)
     digest = hashlib.sha1("\n".join(ordered).encode()).hexdigest()[:8]
-    readable = "-".join(o.split(".")[-1] for o in ordered)
-    readable = re.sub(r"[^A-Za-z0-9_.]+", "_", readable).strip("._")[:60]
+    readable = "-".join(o.partition("=")[0].split(".")[-1] + "=" + o.partition("=")[2] for o in ordered)
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", readable).replace("..", "_").strip("._-")[:60]
     return f"sw-{readable}-{digest}" if readable else f"sw-{digest}"
 
 
