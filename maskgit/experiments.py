@@ -6,6 +6,8 @@ value), best row marked.
     dvc exp run --queue -S 'inpaint.total_iter=5,8,10' && dvc queue start
     python -m maskgit.experiments          # reads `dvc exp show --json`: HEAD and its experiments
     python -m maskgit.experiments --all-commits   # every commit's too (this project's history included)
+    python -m maskgit.experiments --pull   # first pull every experiment of HEAD from the git remote
+                                           # (a sweep's, run on other machines: maskgit.sweep)
 
 The Optuna study of maskgit.tune adds its trial table to the same page.
 
@@ -56,6 +58,23 @@ def dvc_exp_show(all_commits: bool = False) -> list:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"dvc exp show failed: {last}")
     return json.loads(result.stdout)
+
+
+def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
+    """`dvc exp pull`: every experiment of HEAD (or of every commit) on the Git remote,
+    refs only: their params and metrics are in Git (the FID metrics are `cache: false`),
+    which is all this page reads; `dvc exp apply NAME && dvc pull` fetches one's data."""
+    if git_remote is None:
+        remotes = subprocess.run(["git", "remote"], capture_output=True, text=True).stdout.split()
+        if not remotes:
+            raise RuntimeError("--pull: no git remote (pass --git-remote URL, or `git remote add origin URL`)")
+        git_remote = "origin" if "origin" in remotes else remotes[0]
+    cmd = ["dvc", "exp", "pull", "--no-cache", "--force", git_remote] + (["--all-commits"] if all_commits else [])
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"dvc exp pull {git_remote} failed: {last}")
+    return git_remote
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -277,8 +296,13 @@ def main(argv=None):
     parser.add_argument("--out", default=paths.EXPERIMENTS_PAGE, type=Path)
     parser.add_argument("--all-commits", action="store_true",
                         help="experiments of every commit, not only of the last one (HEAD)")
+    parser.add_argument("--pull", action="store_true",
+                        help="first pull the experiments from the git remote (those a sweep pushed)")
+    parser.add_argument("--git-remote", default=None, help="with --pull: name or URL (default: origin)")
     args = parser.parse_args(argv)
     try:
+        if args.pull:
+            print(f"pulled the experiments of {pull_experiments(args.git_remote, args.all_commits)}")
         frame = experiments_frame(dvc_exp_show(args.all_commits))
         marks = paired_marks(frame)
     except (RuntimeError, json.JSONDecodeError) as e:

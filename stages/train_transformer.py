@@ -13,7 +13,8 @@ transformer.checkpoint set, that model is checked against the tokens and used as
 Data parallel: with train_transformer.nproc_per_node > 1 the stage relaunches itself
 under torchrun (or run `torchrun --nproc_per_node N stages/train_transformer.py`);
 each rank trains on its slice of the same global batch and rank 0 alone writes
-(maskgit/distributed.py).
+(maskgit/distributed.py). With train_transformer.nnodes > 1 it joins a c10d rendezvous
+of that many machines (docs/scale.md, configs/slurm-train.sbatch).
 """
 
 import sys
@@ -37,7 +38,7 @@ from maskgit.pipeline.perf import matmul_peak, train_step_flops
 from maskgit.pipeline.transformer_checkpoint import copy_trained, save_transformer
 from maskgit.pipeline.training import TrainingRun, run_fingerprint
 from maskgit.models.transformer import BidirectionalTransformer
-from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.errors import InputError, ParamError
 
 TRAIN, VAL = paths.tokens("train"), paths.tokens("val")
 
@@ -59,8 +60,13 @@ def main():
     params = load_params()
     tp, vq = params["train_transformer"], params["vqgan"]
     device = resolve_device(params["device"])
-    if tp["nproc_per_node"] > 1 and not distributed.under_launcher() and params["transformer"]["checkpoint"] is None:
-        code = distributed.relaunch(tp["nproc_per_node"], sys.argv[0])
+    several = tp["nproc_per_node"] > 1 or tp["nnodes"] > 1
+    if several and not distributed.under_launcher() and params["transformer"]["checkpoint"] is None:
+        try:
+            nodes = distributed.node_setup(tp["nnodes"], tp["rdzv_endpoint"])
+        except ValueError as e:
+            raise ParamError(f"params.yaml: {e}") from None
+        code = distributed.relaunch(tp["nproc_per_node"], sys.argv[0], nodes)
         if code:
             sys.exit(code)  # the ranks printed their error
         return
@@ -84,7 +90,7 @@ def train_or_load(params, tp, vq, device, world):
         return copy_trained(params["transformer"]["checkpoint"], paths.TRANSFORMER, codebook_size, num_tokens)
     if tp["batch_size"] % world.size:
         raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
-                         f"{world.size} processes (train_transformer.nproc_per_node)")
+                         f"{world.size} processes (train_transformer.nproc_per_node x nnodes)")
     t = params["transformer"]
     check_fits(transformer_step_bytes(tp["batch_size"] // world.size, num_tokens, codebook_size + 1, t["dim"],
                                       t["n_layers"], t["n_heads"], t["mlp_dim"]),
@@ -107,11 +113,16 @@ def train_or_load(params, tp, vq, device, world):
 
     # everything that decides the result, except how often to save and how many
     # processes share the work (neither changes the steps taken)
-    run = {k: v for k, v in tp.items() if k not in ("checkpoint_every", "nproc_per_node")}
+    run = {k: v for k, v in tp.items() if k not in ("checkpoint_every", "nproc_per_node", "nnodes", "rdzv_endpoint")}
     key = run_fingerprint({"transformer": params["transformer"], "train_transformer": run}, device, TRAIN, VAL)
     training = TrainingRun("train_transformer", key, tp["checkpoint_every"], paths.LIVE_TRANSFORMER,
                            {"transformer": params["transformer"], "train_transformer": tp}, is_main=world.is_main)
     start, saved = training.resume(model, opt, sched, generator)
+    if distributed.disagree(start, world, device):
+        # nodes with their own clones see their own checkpoints/: one resuming while
+        # another starts afresh would train on different batches, silently
+        raise InputError(f"checkpoints/train_transformer: the nodes would resume from different steps; give every "
+                         f"node the same checkpoints/ folder, or delete it on all of them (rank {world.rank}: step {start})")
     running = saved.get("running", [])  # (loss, accuracy) since the last log
 
     net = DistributedDataParallel(model) if world.active else model

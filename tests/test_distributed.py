@@ -52,6 +52,53 @@ def test_two_processes_agree_and_match_one(tmp_path):
     assert metrics["tokens_per_s"] > 0 and 0 < metrics["mfu"] < 1
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_of_one_process_match_one_process(tmp_path):
+    """Two "machines" (own folders, one process each) meet at a c10d rendezvous on
+    127.0.0.1 and train with gloo, as two Slurm nodes would: one run, the weights of
+    one process, written by one node only."""
+    params = tiny_params(steps=STEPS, eval_every=6, checkpoint_every=0, grad_accum=2, nproc_per_node=1, nnodes=2,
+                         rdzv_endpoint=f"127.0.0.1:{free_port()}")
+    params["transformer"]["dropout"] = 0.0
+    nodes = []
+    for rank in (0, 1):
+        project = make_project(tmp_path / f"node{rank}", params)
+        env = {**stage_env(tmp_path), "NODE_RANK": str(rank)}
+        nodes.append((project, subprocess.Popen([sys.executable, "stages/train_transformer.py"], cwd=project, env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                start_new_session=True)))
+    try:
+        errs = [proc.communicate(timeout=600)[1] for _, proc in nodes]
+    finally:
+        for _, proc in nodes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert [proc.returncode for _, proc in nodes] == [0, 0], errs
+    writers = [project for project, _ in nodes if (project / "models").exists()]
+    assert len(writers) == 1, "exactly one node (rank 0's) writes the model"
+    metrics = json.loads((writers[0] / "dvclive" / "transformer" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["rank_max_weight_diff"] == 0.0
+    one, single, _ = train(tmp_path, "one", nproc_per_node=1)
+    a, b = final_weights(one, "train_transformer"), final_weights(writers[0], "train_transformer")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_a_node_without_a_rank_stops_with_one_line(tmp_path):
+    params = tiny_params(nnodes=2, rdzv_endpoint="127.0.0.1:1")
+    project = make_project(tmp_path / "p", params)
+    env = {k: v for k, v in stage_env(tmp_path).items() if k not in ("NODE_RANK", "SLURM_NODEID")}
+    proc = subprocess.run([sys.executable, "stages/train_transformer.py"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "NODE_RANK" in proc.stderr.strip().splitlines()[-1] and not (project / "models").exists()
+
+
 def test_run_started_on_one_process_resumes_on_two(tmp_path):
     """The checkpoint holds the one generator all ranks share, so moving a run
     from one process to two (or from 1 GPU to N) continues the same run."""

@@ -51,6 +51,9 @@ def test_shipped_params_are_valid():
         ("train_transformer.nproc_per_node", 0, "train_transformer.nproc_per_node must be an integer >= 1"),
         ("train_transformer.nproc_per_node", 3, "train_transformer.batch_size (32) must be divisible by "
                                                 "train_transformer.nproc_per_node (3)"),
+        ("train_transformer.nnodes", 3, "train_transformer.batch_size (32) must be divisible by "
+                                        "nproc_per_node x nnodes (1 x 3)"),
+        ("train_transformer.rdzv_endpoint", "node0", "train_transformer.rdzv_endpoint must be host:port"),
         ("prepare.blur", -1.0, "prepare.blur must be >= 0"),
         ("train_vqgan.continuous_steps", 5000, "train_vqgan.continuous_steps (5000) must be below train_vqgan.steps"),
         ("vqgan.norm_groups", 7, "norm_groups"),

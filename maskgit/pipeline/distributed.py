@@ -11,7 +11,11 @@ needs is rank 0's (all ranks' generators stay equal).
 
 `train_transformer.nproc_per_node > 1` makes the stage relaunch itself under
 `torch.distributed.run` (torchrun); running `torchrun ... stages/train_transformer.py`
-by hand works the same.
+by hand works the same. With `train_transformer.nnodes > 1` the same relaunch joins
+a c10d rendezvous of that many machines (`node_setup`: the node's rank from
+$NODE_RANK or Slurm's $SLURM_NODEID, the endpoint from the params or the Slurm job's
+first node); the global batch is still split over every process of every node, so
+the steps are those of one process. Rank 0 (on node 0) alone writes.
 """
 
 from __future__ import annotations
@@ -47,9 +51,56 @@ def under_launcher() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch(nproc: int, script: str) -> int:
-    """Run `script` as `nproc` workers under torchrun on this machine; its exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
+RDZV_PORT = 29500  # torchrun's own default port
+
+
+@dataclass(frozen=True)
+class Nodes:
+    nnodes: int = 1
+    node_rank: int = 0
+    endpoint: str = ""
+
+
+def _first_slurm_host() -> str | None:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    if not nodelist:
+        return None
+    try:  # scontrol expands "gpu[01-04]" into hosts, one a line
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+        return out.stdout.split()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return nodelist.split(",")[0] if "[" not in nodelist else None
+
+
+def node_setup(nnodes: int, endpoint: str | None, environ=os.environ) -> Nodes:
+    """This machine's place in a multi-node run: rank from $NODE_RANK (torchrun's own
+    name) or $SLURM_NODEID, the rendezvous endpoint from the param or the Slurm job.
+    ValueError naming what is missing."""
+    if nnodes == 1:
+        return Nodes()
+    rank = environ.get("NODE_RANK", environ.get("SLURM_NODEID"))
+    if rank is None or not rank.isdigit() or int(rank) >= nnodes:
+        raise ValueError(f"train_transformer.nnodes is {nnodes} but this node's rank is unknown or out of range "
+                         f"(set NODE_RANK=0..{nnodes - 1}, or run under Slurm, got {rank!r})")
+    if endpoint is None:
+        host = _first_slurm_host() if environ is os.environ else None
+        if host is None:
+            raise ValueError("train_transformer.nnodes > 1 needs train_transformer.rdzv_endpoint (host:port of "
+                             "node 0) outside a Slurm job")
+        endpoint = f"{host}:{RDZV_PORT}"
+    return Nodes(nnodes, int(rank), endpoint)
+
+
+def relaunch(nproc: int, script: str, nodes: Nodes = Nodes()) -> int:
+    """Run `script` as `nproc` workers under torchrun on this machine (one node of
+    `nodes`); its exit code."""
+    if nodes.nnodes == 1:
+        where = ["--standalone"]
+    else:
+        # every node's agent meets at the endpoint; the node ranks fix who is rank 0
+        where = [f"--nnodes={nodes.nnodes}", f"--node_rank={nodes.node_rank}", "--rdzv_backend=c10d",
+                 f"--rdzv_endpoint={nodes.endpoint}", "--rdzv_id=maskgit-train_transformer"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc}", script]
     return subprocess.call(cmd)
 
 
@@ -96,6 +147,15 @@ def all_sum(x: torch.Tensor, world: World) -> torch.Tensor:
     if world.active:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+def disagree(value: int, world: World, device: torch.device) -> bool:
+    """True on every rank when some ranks hold another value than others."""
+    if not world.active:
+        return False
+    both = torch.tensor([value, -value], dtype=torch.float64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return bool(both[0] != -both[1])
 
 
 def max_weight_diff(model: torch.nn.Module, world: World) -> float:

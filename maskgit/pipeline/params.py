@@ -76,6 +76,15 @@ def _optional_path(v):
         return "must be a path or null"
 
 
+def _optional_endpoint(v):
+    if v is None:
+        return None
+    host, _, port = str(v).rpartition(":")
+    if not host or not port.isdigit():
+        return "must be host:port (the c10d rendezvous of multi-node training) or null"
+    return None
+
+
 def _schedules(v):
     if not isinstance(v, list) or not v:
         return "must be a non-empty list of schedule names"
@@ -186,6 +195,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "eval_every": _int(1),
         "checkpoint_every": _int(0),
         "nproc_per_node": _int(1),
+        "nnodes": _int(1),
+        "rdzv_endpoint": _optional_endpoint,
         "seed": _int(0),
     },
     "inpaint": {
@@ -283,6 +294,9 @@ def _check_across(p: dict, source: str) -> None:
     if tt["batch_size"] % tt["nproc_per_node"]:
         raise ParamError(f"{source}: train_transformer.batch_size ({tt['batch_size']}) must be divisible by "
                          f"train_transformer.nproc_per_node ({tt['nproc_per_node']}): each process takes an equal slice")
+    if tt["batch_size"] % (tt["nproc_per_node"] * tt["nnodes"]):
+        raise ParamError(f"{source}: train_transformer.batch_size ({tt['batch_size']}) must be divisible by "
+                         f"nproc_per_node x nnodes ({tt['nproc_per_node']} x {tt['nnodes']}): each process takes an equal slice")
     if p["evaluate"]["confidence"] >= 1:
         raise ParamError(f"{source}: evaluate.confidence must be in (0, 1), e.g. 0.95 (got {p['evaluate']['confidence']!r})")
     t = p["transformer"]

@@ -1,0 +1,187 @@
+"""maskgit.sweep across "machines": a bare Git remote and a local-directory DVC remote in
+a temporary folder, two clones of the project standing for two machines. The sweep
+runs from the first with the local executor (submitit processes, the code a Slurm
+job runs), the results are collected on the second. Loopback only."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FID_WEIGHTS, copy_project, stage_env
+from maskgit.pipeline.sweep_job import experiment_name
+
+SWEEP = ["-S", "inpaint.sweet_spot=1,2,3"]
+POINTS = [[f"inpaint.sweet_spot={v}"] for v in (1, 2, 3)]
+
+
+def sh(cmd, cwd, env, check=True, timeout=1800):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"{' '.join(map(str, cmd))}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def sweep(cwd, env, *args, check=True):
+    return sh([sys.executable, "-m", "maskgit.sweep", *args], cwd, env, check=check)
+
+
+def exp_refs(remote, env):
+    out = sh(["git", "ls-remote", str(remote), "refs/exps/*"], remote, env).stdout
+    return sorted(line.split()[1].rsplit("/", 1)[1] for line in out.splitlines())
+
+
+def store_files(store: Path):
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
+
+
+def make_world(tmp: Path):
+    """remote.git (bare), dvc-store/ (DVC remote), machine1 (the project on the tiny
+    preset, one schedule, committed and pushed) and machine2 (a clone of the remote)."""
+    if not FID_WEIGHTS.is_file():
+        pytest.skip("../shared/fid is absent: no offline Inception weights for the FID stages")
+    env = stage_env(tmp)
+    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = "."  # each clone imports its own maskgit
+    project = copy_project(tmp / "machine1")
+    (project / "configs/sweep-test.yaml").write_text(yaml.safe_dump(
+        # one schedule and 8 test images: FID on CPU is most of a point's cost, and
+        # these tests check the mechanics, not the numbers
+        {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"]},
+         "prepare": {"n_test": 8}}))
+    sh([sys.executable, "-m", "maskgit.preset", "tiny", "sweep-test"], project, env)
+    for old in (project / "metrics").glob("*.json"):  # the checkout's default-run metrics: not this sweep's
+        old.unlink()
+    remote, store = tmp / "remote.git", tmp / "dvc-store"
+    store.mkdir()
+    sh(["git", "init", "-q", "--bare", str(remote)], tmp, env)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "test"],
+                ["git", "config", "user.email", "test@example.com"],
+                ["dvc", "remote", "add", "-d", "shared", str(store)],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"],
+                ["git", "remote", "add", "origin", str(remote)], ["git", "push", "-q", "origin", "main"]):
+        sh(cmd, project, env)
+    other = tmp / "machine2"
+    sh(["git", "clone", "-q", "-b", "main", str(remote), str(other)], tmp, env)
+    return project, other, remote, store, env
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    project, other, remote, store, env = make_world(tmp)
+    first = sweep(project, env, *SWEEP, "--jobs", "2", "--scratch", str(tmp / "scratch"))
+    return project, other, remote, store, env, first, tmp
+
+
+def logs(project):
+    return [p.read_text() for p in (project / ".sweep").rglob("logs/*.log")]
+
+
+@pytest.mark.pipeline
+def test_a_sweep_trains_once_and_is_collected_on_another_machine(world):
+    project, other, remote, store, env, first, _ = world
+    names = [experiment_name(p) for p in POINTS]
+    assert "3 experiments run, 0 already on the remote" in first.stdout, first.stdout
+    assert exp_refs(remote, env) == sorted(names)
+    # counted from the stage logs of every job: the common stages ran once, in one job,
+    # and every point took the transformer (and the rest) from the pushed run cache
+    runs = [line for text in logs(project) for line in text.splitlines() if "Running stage 'train_transformer'" in line]
+    assert len(runs) == 1, runs
+    point_logs = [t for t in logs(project) if "dvc exp run" in t]
+    assert len(point_logs) == 3
+    assert all("Stage 'train_transformer' is cached - skipping run" in t for t in point_logs)
+    assert all("Running stage 'inpaint@cosine'" in t for t in point_logs)
+
+    out = sh([sys.executable, "-m", "maskgit.experiments", "--pull"], other, env).stdout
+    assert "3 experiments" in out
+    page = (other / "reports/experiments.md").read_text()
+    for name in names:
+        assert name in page
+    assert "inpaint.sweet_spot" in page  # the swept param has its table
+
+
+@pytest.mark.pipeline
+def test_resubmitting_runs_nothing_and_pushes_nothing(world):
+    project, _, remote, store, env, _, tmp = world
+    refs, files = exp_refs(remote, env), store_files(store)
+    before = sh(["git", "for-each-ref"], remote, env).stdout
+    again = sweep(project, env, *SWEEP, "--jobs", "2", "--scratch", str(tmp / "scratch"))
+    assert "0 experiments run, 3 already on the remote; stages run: 0" in again.stdout, again.stdout
+    assert exp_refs(remote, env) == refs and store_files(store) == files
+    assert sh(["git", "for-each-ref"], remote, env).stdout == before
+
+
+@pytest.mark.pipeline
+def test_a_killed_sweep_resubmitted_completes_with_one_experiment_per_point(world):
+    project, _, remote, _, env, _, tmp = world
+    scratch = tmp / "scratch-kill"
+    grid = ["-S", "inpaint.choice_temperature=1.0,2.0"]
+    proc = subprocess.Popen([sys.executable, "-m", "maskgit.sweep", *grid, "--scratch", str(scratch)],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    # SIGKILL the sweep and its job mid-run: once a point's clone is inpainting
+    deadline = time.monotonic() + 900
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(scratch.glob("maskgit-sweep/sw-*/repo/outputs/inpaint/cosine")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    again = sweep(project, env, *grid, "--scratch", str(scratch))
+    assert "2 experiments run" in again.stdout or "1 experiments run, 1 already" in again.stdout, again.stdout
+    names = [experiment_name([f"inpaint.choice_temperature={v}"]) for v in ("1.0", "2.0")]
+    refs = exp_refs(remote, env)
+    assert all(refs.count(n) == 1 for n in names) and len(refs) == 3 + 2, refs
+
+
+def test_bad_input_stops_with_one_line_before_submitting(tmp_path, monkeypatch, capsys):
+    from maskgit import sweep as sweep_module
+
+    env = stage_env(tmp_path)
+    project = copy_project(tmp_path / "p")
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@e"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "p"]):
+        sh(cmd, project, env)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", env["PATH"])
+
+    def error(*args):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            sweep_module.main(list(args))
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and not (project / ".sweep").exists(), err
+        return lines[0]
+
+    ok = ["-S", "inpaint.sweet_spot=2,3"]
+    assert "unknown param inpaint.sweet_spots" in error("-S", "inpaint.sweet_spots=2,3")
+    assert "inpaint.sampling" in error("-S", "inpaint.sampling=argmax,greedy")  # not an allowed value
+    assert "no git remote" in error(*ok)
+    missing = tmp_path / "nowhere.git"
+    assert f"git remote {missing} is unreachable" in error(*ok, "--git-remote", str(missing))
+    remote = tmp_path / "remote.git"
+    sh(["git", "init", "-q", "--bare", str(remote)], tmp_path, env)
+    sh(["git", "remote", "add", "origin", str(remote)], project, env)
+    assert "is not on git remote" in error(*ok)
+    sh(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], project, env)
+    assert "no DVC remote configured" in error(*ok)
+    store = tmp_path / "store"
+    assert f"{store} is not a directory" in error(*ok, "--dvc-remote", str(store))
+    store.mkdir()
+    if any(Path(d, "sbatch").exists() for d in env["PATH"].split(os.pathsep)):
+        pytest.skip("this machine has sbatch")
+    line = error(*ok, "--dvc-remote", str(store), "--executor", "slurm")
+    assert "sbatch is not on PATH" in line and "--executor local" in line
+    (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n")
+    (project / "notes.txt").write_text("x")
+    line = error(*ok, "--dvc-remote", str(store))
+    assert "uncommitted changes" in line and "params.yaml, notes.txt" in line
