@@ -30,7 +30,7 @@ from maskgit.pipeline.errors import InputError, UserError
 from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
 from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import check_params
+from maskgit.pipeline.params import check_params, flatten
 
 OUT = paths.REPORTS / "compare"
 METRICS = ("fid", "kid", "hole_psnr", "hole_ssim")
@@ -111,16 +111,6 @@ def _git(repo, *args) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def params_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.pipeline.params import flatten
 
 FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 # column prefixes of the metrics; params are dotted keys (and include fid.* settings)
@@ -77,16 +78,6 @@ def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
     return git_remote
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
-    return out
-
-
 def _entries(node, parent=None):
     """Every (name, data) of a `dvc exp show --json` tree: baselines and experiments."""
     if isinstance(node, list):
@@ -109,7 +100,8 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
         fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
         if not fids:
             continue  # a failed or unfinished experiment
-        row = {"experiment": name, REV: data.get(REV), **_flatten(params)}
+        flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()}
+        row = {"experiment": name, REV: data.get(REV), **flat}
         evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
         for schedule, m in fids.items():
             row[f"{FID}{schedule}"] = m["fid"]

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import ParamError, check_params
+from maskgit.pipeline.params import ParamError, check_params, flatten
 
 BASE = "demo"
 
@@ -35,16 +35,6 @@ def _is_path_key(key: str) -> bool:
     return leaf.endswith("_dir") or leaf in ("checkpoint", "inception_weights")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _load(name: str, configs: Path) -> dict:
     path = configs / f"{name}.yaml"
     if not path.is_file():
@@ -52,7 +42,7 @@ def _load(name: str, configs: Path) -> dict:
         raise ParamError(f"{path}: no such preset (known: {known})")
     # round-trip, not safe: a float keeps its spelling (1.0e-4 stays 1.0e-4 in params.yaml,
     # where a plain float would be written 0.0001), so demo restores the file's own text
-    return _flat(YAML().load(path.read_text()) or {})
+    return flatten(YAML().load(path.read_text()) or {})
 
 
 def preset_values(names: list[str], configs: Path = paths.CONFIGS) -> dict:

@@ -15,7 +15,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline import evaluation, plotting
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import atomic_write_bytes, sha256_file
-from maskgit.pipeline.params import load_params
+from maskgit.pipeline.params import flatten, load_params
 from maskgit.pipeline.errors import InputError
 
 REPORTS = paths.REPORTS
@@ -60,18 +60,8 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def metrics_section(title: str, path: str) -> list[str]:
-    metrics = flatten(read_json(path))
+    metrics = flatten(read_json(path), sep="/")
     # dvclive's "step" is the last log index, not a result
     rows = [[f"`{k}`", fmt(v)] for k, v in metrics.items() if k != "step"]
     return [f"### {title}", "", f"From `{path}` (the last logged values and the final summary).", "",

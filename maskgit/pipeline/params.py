@@ -335,5 +335,16 @@ def parse_yaml(text: str):
     return YAML(typ="safe").load(text)
 
 
+def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: nested params or metrics as dotted keys."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}{sep}", sep))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def token_patch(params: dict) -> int:
     return params["data"]["image_size"] // params["vqgan"]["latent_resolution"]
