@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskgit import bench
-from maskgit.algorithms.decoding import iterative_decode
+from maskgit.algorithms.decoding import DECODE_CHUNK, iterative_decode
 from maskgit.bench_lab_loop import lab_inpaint
 
 
@@ -19,7 +19,9 @@ def test_lab_style_loop_gives_the_same_tokens_as_the_batched_decoder():
     original = vqgan.decode_tokens
     vqgan.decode_tokens = lambda t: decoded.append(len(t)) or original(t)
     ours = bench.ours(transformer, vqgan, tokens, unknown, total_iter=4, precision="fp32", batch_size=4)
-    assert decoded == [4, 2]  # one decode per batch
+    # once per batch at the end, never per step; each a fixed-size chunk, so that no pixel
+    # depends on inpaint.batch_size (maskgit.algorithms.decoding.DECODE_CHUNK)
+    assert decoded == [DECODE_CHUNK, DECODE_CHUNK]
     decoded.clear()
     lab = bench.lab_style(transformer, vqgan, tokens, unknown, total_iter=4, precision="fp32")
     assert decoded == [1] * (6 * 4)  # every image at every step
