@@ -143,8 +143,12 @@ def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)
     for stage in TRAINING_STAGES + ["baselines", "fid_reference", "fid_baselines"]:
         assert f"Running stage '{stage}'" not in out, f"{stage} re-ran"
-    for stage in ["inpaint@cosine", "inpaint@linear", "inpaint@square", "fid", "evaluate", "plots", "report"]:
+    for stage in ["inpaint@cosine", "inpaint@linear", "inpaint@square", "fid", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
+    # evaluate reads only the per-image evidence: it re-runs when that changed, and is
+    # skipped when the tiny model's fills came out the same at both sweet spots
+    evidence_same = "Stage 'evaluate' didn't change, skipping" in out
+    assert evidence_same or "Running stage 'evaluate'" in out
     info = read_json(project / "outputs/inpaint/cosine/info.json")
     assert info["sweet_spot"] == 2
     shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
@@ -249,7 +253,8 @@ def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedu
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True,
                                       text=True, check=True).stdout)
     names = {}
-    for exp in (shown[0].get("experiments") or []):
+    # the experiments hang under their baseline commit, after the workspace entry
+    for exp in (e for baseline in shown for e in (baseline.get("experiments") or [])):
         run_ = (exp.get("revs") or [{}])[0]
         params = (((run_.get("data") or {}).get("params") or {}).get("params.yaml") or {}).get("data") or {}
         ip = params.get("inpaint", {})
