@@ -130,10 +130,3 @@ class Resumable:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def log_row(live, row: dict) -> None:
-    """One dvclive step: how the loops log, and how a resumed run replays its history."""
-    for name, value in row.items():
-        live.log_metric(name, value)
-    live.next_step()
