@@ -17,6 +17,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.vqgan_checkpoint import load_vqgan
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.algorithms.compositing import harmonic_fill
+from maskgit.algorithms.decoding import reconstruct_in_fixed_chunks
 from maskgit.pipeline.files import image_folder, to_tensor, to_uint8
 from maskgit.pipeline.params import load_params, test_normalisation
 from maskgit.pipeline.runner import PreparedTestSet, run_inpainting
@@ -44,7 +45,7 @@ def main():
         for start in tqdm(range(0, len(test), batch_size), desc="reconstruction, harmonic fill", unit="batch"):
             batch = slice(start, min(start + batch_size, len(test)))
             gt = to_tensor(test.images("gt", batch), encode_norm["mean"], encode_norm["std"]).to(device)
-            recon = vqgan.decode_tokens(vqgan.encode_to_tokens(gt)).float().cpu()
+            recon = reconstruct_in_fixed_chunks(vqgan, gt).float().cpu()
             write(test.finish(recon, batch, norm, ip["composite"]), test.names[batch])
             masked = to_tensor(test.images("masked_image", batch), norm["mean"], norm["std"])
             write_harmonic(to_uint8(harmonic_fill(masked, test.known(batch)), norm["mean"], norm["std"]),

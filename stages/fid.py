@@ -28,6 +28,7 @@ from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from
 from maskgit.pipeline.inception_weights import resolve_inception_weights
 from maskgit.metrics.image import missing_fraction, per_image_metrics
 from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline.memory import check_fits, inception_batch_bytes
 from maskgit.pipeline.files import sha256_file, list_images, make_tmp_dir, read_images, read_masks, replace_dir, save_npy, write_json
 from maskgit.pipeline.params import ParamError, load_params
 from maskgit.pipeline.errors import InputError
@@ -56,9 +57,13 @@ def main():
         raise ParamError("usage: python stages/fid.py reference|baselines|schedules")
     sets = image_sets(which, params)
     size = params["data"]["image_size"]
+    device = resolve_device(params["device"])
+    batch_size = params["fid"]["batch_size"]
+    n_images = len(list_images(paths.TEST / "gt"))
+    check_fits(inception_batch_bytes(min(batch_size, max(n_images, 1))), device, f"fid.batch_size {batch_size}")
     weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
     try:
-        extract = InceptionFeatures(weights, device=resolve_device(params["device"]), batch_size=params["fid"]["batch_size"])
+        extract = InceptionFeatures(weights, device=device, batch_size=batch_size)
     except RuntimeError as e:  # torch's key/shape dump spans pages: its first line names the problem
         if "state_dict" not in str(e):
             raise

@@ -237,3 +237,40 @@ def test_broken_inception_weights_param_is_one_line(tmp_path, content, expected)
         resolve_inception_weights(str(path), tmp_path)
     assert "\n" not in str(err.value) and str(path) in str(err.value) and "fid.inception_weights" in str(err.value)
     assert expected in str(err.value), str(err.value)
+
+
+def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    import yaml
+    from PIL import Image
+
+    from conftest import ROOT
+    from maskgit.pipeline import memory, paths
+
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["fid"]["batch_size"] = 20
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    gt = tmp_path / paths.TEST / "gt"
+    gt.mkdir(parents=True)
+    for i in range(30):
+        Image.new("RGB", (64, 64)).save(gt / f"{i:03d}.png")
+    free = 100 * 2**20  # 20 images at 299x299 hold far more than 100 MiB of feature maps
+    monkeypatch.setattr(memory, "available_bytes", lambda device: free)
+    monkeypatch.setattr(sys, "argv", ["stages/fid.py", "reference"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / "stages" / "fid.py"), run_name="__main__")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fid.batch_size 20 needs at least" in err[0] and "0.1 GiB free" in err[0], err
+    assert not (tmp_path / paths.GT_FEATURES).exists()
+
+    params["fid"]["batch_size"] = 2  # 2 images fit: the stage goes on, to the weights (missing here)
+    params["fid"]["inception_weights"] = str(tmp_path / "missing.pth")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(ROOT / "stages" / "fid.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert "fid.inception_weights" in err and "fid.batch_size" not in err, err

@@ -217,6 +217,7 @@ def test_a_fill_is_the_same_bits_in_any_batch():
 
     from conftest import ROOT
     from maskgit.algorithms.compositing import poisson_correction
+    from maskgit.algorithms.decoding import reconstruct_in_fixed_chunks
     from maskgit.data.procedural import make_dataset, make_masks
 
     threads = torch.get_num_threads()
@@ -241,5 +242,10 @@ def test_a_fill_is_the_same_bits_in_any_batch():
         _, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=n, **args)
         _, x_seven, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
         assert torch.equal(x_all, x_seven)
+
+        # the baselines' VQGAN reconstruction, batched by inpaint.batch_size in the stage
+        whole = reconstruct_in_fixed_chunks(vqgan, images)
+        assert torch.equal(whole, torch.cat([reconstruct_in_fixed_chunks(vqgan, images[i : i + 7])
+                                             for i in range(0, n, 7)]))
     finally:
         torch.set_num_threads(threads)

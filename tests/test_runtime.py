@@ -124,3 +124,32 @@ def test_a_full_disk_or_read_only_folder_is_one_line_naming_the_path(code, hint,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path / "metrics" / "fid.json") in err[0] and hint in err[0], err
     assert list((tmp_path / "metrics").iterdir()) == [], "the temporary file is removed"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs): torch's own writer fails differently from a
+    faked write(), so the checkpoint case needs a disk that really fills."""
+    import shutil
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                                       capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (or CAP_SYS_ADMIN) and mount(8)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_checkpoint_that_fills_the_disk_is_one_line_naming_it(small_disk, capsys, monkeypatch):
+    from maskgit.pipeline.files import save_torch
+
+    monkeypatch.chdir(small_disk.parent)
+    target = small_disk / "checkpoints" / "state.pt"
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(lambda: save_torch(target, {"w": torch.zeros(1000, 1000)}), "x")  # 4 MB into 256 KiB
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0] and "disk is full" in err[0], err
+    assert list(target.parent.iterdir()) == [], "the temporary file is removed"

@@ -190,16 +190,28 @@ def image_generators(seed: int, indices: range, device) -> list[torch.Generator]
 DECODE_CHUNK = 16
 
 
-def decode_in_fixed_chunks(vqgan, tokens: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
-    """vqgan.decode_tokens(tokens), each image decoded in a chunk of `chunk` images."""
+def in_fixed_chunks(fn, x: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+    """fn(x) computed on chunks of exactly `chunk` items (the last padded), so that
+    an item's result does not depend on how many came with it."""
     out = []
-    for i in range(0, len(tokens), chunk):
-        part = tokens[i : i + chunk]
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk]
         n = len(part)
         if n < chunk:  # pad with copies of the first: its values do not matter, the size does
-            part = torch.cat([part, part[:1].expand(chunk - n, -1)])
-        out.append(vqgan.decode_tokens(part)[:n])
+            part = torch.cat([part, part[:1].expand(chunk - n, *part.shape[1:])])
+        out.append(fn(part)[:n])
     return torch.cat(out)
+
+
+def decode_in_fixed_chunks(vqgan, tokens: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+    """vqgan.decode_tokens(tokens), each image decoded in a chunk of `chunk` images."""
+    return in_fixed_chunks(vqgan.decode_tokens, tokens, chunk)
+
+
+def reconstruct_in_fixed_chunks(vqgan, images: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+    """The VQGAN's reconstruction decode(encode(images)); the encoder's kernels round
+    by batch size as the decoder's do, and a rounding can flip a token."""
+    return decode_in_fixed_chunks(vqgan, in_fixed_chunks(vqgan.encode_to_tokens, images, chunk), chunk)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ leaves something that looks finished."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -98,10 +99,14 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def save_torch(path: str | Path, obj) -> None:
-    # through a file object: given a path, torch names the records inside the
-    # zip after the (random) temporary file, and equal models get unequal bytes
-    with atomic_file(path) as f:
-        torch.save(obj, f)
+    # Serialised in memory, then written by Python: torch's zip writer turns a
+    # failed write (a full disk) into a RuntimeError that names neither the file
+    # nor the cause, where Python's write raises OSError(ENOSPC) with both. A file
+    # object, not a path: given a path, torch names the records inside the zip
+    # after the (random) temporary file, and equal models get unequal bytes.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -47,6 +47,12 @@ def vqgan_step_bytes(batch: int, size: int, channels: list[int]) -> int:
     return FLOAT * batch * size * size * (sum(channels) + 3) * 2
 
 
+def inception_batch_bytes(batch: int) -> int:
+    """Inception-v3 (FID) at 299x299 without gradients: its widest neighbouring pair of
+    feature maps, 32 and 64 channels at 147x147, must be held at once."""
+    return FLOAT * batch * (32 + 64) * 147 * 147
+
+
 def check_fits(need: int, device: torch.device, what: str) -> None:
     free = available_bytes(device)
     if free is not None and need > free:
