@@ -156,3 +156,24 @@ def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     assert buckets[-1]["kid"] and "kid" in buckets[-1]["sets"]["cosine"]
     assert not buckets[0]["kid"] and "kid" not in buckets[0]["sets"]["cosine"]
     assert (tmp_path / "reports/evaluation/mask_area.png").is_file()
+
+
+def test_a_block_of_replicates_equals_each_replicate_alone():
+    # the block form (matrix products over all replicates, eigenproblems on threads)
+    # against the one-replicate formulas, which the tests above tie to resampled rows
+    gt = features(21, n=50)
+    sets = {"a": features(22, n=50, shift=0.2), "b": features(23, n=50)}
+    values = np.linspace(10, 20, 50)
+    values[[3, 7]] = [np.inf, np.nan]  # a perfect hole and an image without one are left out
+    reps = bs.bootstrap(sets, gt, {"a": {"hole_psnr": values}}, 150, seed=3, workers=2)
+    grams = {name: bs.pair_grams(f, gt) for name, f in sets.items()}
+    rng = np.random.default_rng(3)  # the bootstrap's own draw, replicate by replicate
+    for r in range(150):
+        counts = np.bincount(rng.integers(0, 50, 50), minlength=50)
+        u = np.flatnonzero(counts)
+        c = counts[u].astype(float)
+        for name in sets:
+            assert reps[name]["fid"][r] == pytest.approx(bs.fid_weighted(grams[name], u, c), rel=1e-9)
+            assert reps[name]["kid"][r] == pytest.approx(bs.kid_weighted(grams[name], u, c), rel=1e-9, abs=1e-15)
+        ok = np.isfinite(values)
+        assert reps["a"]["hole_psnr"][r] == pytest.approx((counts[ok] @ values[ok]) / counts[ok].sum())

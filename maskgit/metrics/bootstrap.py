@@ -8,8 +8,12 @@ Resampling: each replicate draws n image indices with replacement, the same draw
 for every set (an inpainted set and the ground truth, two settings against each
 other), so a difference is paired image by image. A replicate is kept only as the
 count of times each image was drawn, `c` (n,), and every statistic is written in
-terms of `c` and n x n Gram matrices computed once, so a replicate costs one small
-SVD per set and memory does not grow with the number of replicates.
+terms of `c` and n x n Gram matrices computed once. Replicates go in blocks: a
+block's counts C (b, n) turn every mean, KID and all of FID but one term into a few
+matrix products for the whole block; what is left per replicate is one symmetric
+eigenproblem per set (of the distinct drawn images, about 0.63 n), run on a thread
+pool (LAPACK releases the GIL). Memory is the Gram matrices and one block, whatever
+the number of replicates.
 
 FID on n < d images. With centred features X1, X2 (n x d) and S = X^T X / (n - 1),
 the non-zero eigenvalues of S1 S2 = A1^T A1 A2^T A2 (A = X / sqrt(n - 1)) are those
@@ -26,6 +30,8 @@ scipy's sqrtm and torch-fidelity's FID).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,18 +78,23 @@ def fid_weighted(grams: PairGrams, u: np.ndarray, c: np.ndarray) -> float:
     mean_sq = float(c @ (g11 + g22 - g12 - g12.T) @ c) / n**2  # |m1 - m2|^2
     tr1 = (float(c @ np.diag(g11)) - float(c @ g11 @ c) / n) / (n - 1)
     tr2 = (float(c @ np.diag(g22)) - float(c @ g22 @ c) / n) / (n - 1)
-    # (X1_u - 1 m1^T)(X2_u - 1 m2^T)^T from the Gram matrix, then the count weights
     r1 = g12 @ c / n  # X1_u . m2
     r2 = c @ g12 / n  # m1 . X2_u
     m12 = float(c @ g12 @ c) / n**2
-    cross = g12 - r1[:, None] - r2[None, :] + m12
+    return mean_sq + tr1 + tr2 - 2 * _nuclear(grams.g12, u, c, r1, r2, m12) / (n - 1)
+
+
+def _nuclear(g12: np.ndarray, u: np.ndarray, c: np.ndarray, r1: np.ndarray, r2: np.ndarray, m12: float) -> float:
+    """||diag(sqrt c) (X1_u - 1 m1^T)(X2_u - 1 m2^T)^T diag(sqrt c)||_*, the centred cross
+    product read off the Gram matrix g12 = X1 X2^T (r1 = X1_u m2, r2 = X2_u m1, m12 = m1 . m2)."""
+    cross = g12[np.ix_(u, u)] - r1[:, None] - r2[None, :] + m12
     s = np.sqrt(c)
     w = s[:, None] * cross * s[None, :]
     # the singular values of w are the square roots of the eigenvalues of the symmetric
     # w w^T: a symmetric eigensolver is faster than an SVD, and the eigenvalues it rounds
     # below 0 are the zero ones
     eig = np.linalg.eigvalsh(w @ w.T)
-    return mean_sq + tr1 + tr2 - 2 * float(np.sqrt(np.clip(eig, 0.0, None)).sum() / (n - 1))
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
 def kid_weighted(grams: PairGrams, u: np.ndarray, c: np.ndarray) -> float:
@@ -119,24 +130,67 @@ def trace_sqrt_product(f1: np.ndarray, f2: np.ndarray) -> float:
 # ---------------------------------------------------------------------------
 
 
-def replicate_counts(n: int, replicates: int, seed: int):
-    """Yields (u, c): the distinct drawn indices and their counts, one replicate at a time."""
+BLOCK = 128  # replicates whose counts are held at once: memory BLOCK x n, whatever the replicates
+
+
+def replicate_blocks(n: int, replicates: int, seed: int, block: int = BLOCK):
+    """Yields (start, C): C[i] (n,) holds how often replicate start + i drew each image."""
     rng = np.random.default_rng(seed)
-    for _ in range(replicates):
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        u = np.flatnonzero(counts)
-        yield u, counts[u].astype(np.float64)
+    for start in range(0, replicates, block):
+        counts = np.empty((min(block, replicates - start), n))
+        for i in range(len(counts)):
+            counts[i] = np.bincount(rng.integers(0, n, n), minlength=n)
+        yield start, counts
+
+
+def _quad(C: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """c^T G c for every row c of C."""
+    return np.einsum("ij,ij->i", C @ G, C)
+
+
+def kid_block(grams: PairGrams, C: np.ndarray) -> np.ndarray:
+    """kid_weighted for every row of the counts C (b, n)."""
+    n = C[0].sum()
+    sq = C * C
+    distinct_pairs = n * n - sq.sum(1)
+
+    def within(k):
+        return (_quad(C, k) - sq @ np.diag(k)) / distinct_pairs
+
+    return within(grams.k11) + within(grams.k22) - 2 * _quad(C, grams.k12) / n**2
+
+
+def fid_block(grams: PairGrams, C: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """fid_weighted for every row of the counts C (b, n): every term but the nuclear norm
+    as products of the whole block, the nuclear norms on `pool`."""
+    n = C[0].sum()
+    q11, q22 = _quad(C, grams.g11), _quad(C, grams.g22)
+    P = C @ grams.g12  # rows: c^T X1 X2^T
+    q12 = np.einsum("ij,ij->i", P, C)
+    mean_sq = (q11 + q22 - 2 * q12) / n**2
+    tr1 = (C @ np.diag(grams.g11) - q11 / n) / (n - 1)
+    tr2 = (C @ np.diag(grams.g22) - q22 / n) / (n - 1)
+    R1 = C @ grams.g12.T / n  # X1 . m2 per replicate
+    R2 = P / n                # X2 . m1
+
+    def nuclear(i):
+        u = np.flatnonzero(C[i])
+        return _nuclear(grams.g12, u, C[i, u], R1[i, u], R2[i, u], q12[i] / n**2)
+
+    nuc = np.array(list((pool.map if pool else map)(nuclear, range(len(C)))))
+    return mean_sq + tr1 + tr2 - 2 * nuc / (n - 1)
 
 
 def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],
-              replicates: int, seed: int, fid: bool = True) -> dict[str, dict[str, np.ndarray]]:
+              replicates: int, seed: int, fid: bool = True, workers: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Replicates of every statistic of every set: {set: {"fid": (R,), "kid": (R,), metric: (R,)}}.
 
     features: set name -> (n, d) Inception features, rows in test-image order, as gt.
     per_image: set name -> metric name -> (n,) per-image values (their mean is resampled).
     fid: False leaves FID out (KID only), for subsets too small for it to mean anything.
+    workers: threads for FID's eigenproblems (None: one per CPU core).
     Every set, every replicate, draws the same images. Memory: the Gram matrices
-    (a few n x n per set) and R floats per statistic, whatever R is.
+    (a few n x n per set), one block of counts and R floats per statistic, whatever R is.
     """
     n = len(gt)
     gt = np.asarray(gt, np.float64)
@@ -153,16 +207,20 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
             if len(values) != n:
                 raise ValueError(f"{name}.{metric}: {len(values)} values for {n} images")
             out[name][metric] = np.empty(replicates)
-    for r, (u, c) in enumerate(replicate_counts(n, replicates, seed)):
-        for name in names:
-            if name in grams:
-                if fid:
-                    out[name]["fid"][r] = fid_weighted(grams[name], u, c)
-                out[name]["kid"][r] = kid_weighted(grams[name], u, c)
-            for metric, values in per_image.get(name, {}).items():
-                v = np.asarray(values, np.float64)[u]
-                ok = np.isfinite(v)  # a perfect hole (PSNR inf) or an image without hole (nan)
-                out[name][metric][r] = (c[ok] @ v[ok]) / c[ok].sum() if ok.any() else np.nan
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for start, C in replicate_blocks(n, replicates, seed):
+            rows = slice(start, start + len(C))
+            for name in names:
+                if name in grams:
+                    if fid:
+                        out[name]["fid"][rows] = fid_block(grams[name], C, pool)
+                    out[name]["kid"][rows] = kid_block(grams[name], C)
+                for metric, values in per_image.get(name, {}).items():
+                    v = np.asarray(values, np.float64)
+                    ok = np.isfinite(v)  # a perfect hole (PSNR inf) or an image without hole (nan)
+                    drawn = C[:, ok].sum(1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        out[name][metric][rows] = np.where(drawn > 0, C[:, ok] @ v[ok] / drawn, np.nan)
     return out
 
 
