@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from maskgit.pipeline import paths
 from maskgit.pipeline.errors import ParamError, UserError
 from maskgit.pipeline.params import check_params
 from maskgit.pipeline.sweep_job import JobResult, JobSpec, exp_ref, experiment_name, run_job
@@ -183,7 +184,10 @@ def resolve_dvc_remote(given: str | None, root: Path) -> str:
 def check_committed(root: Path) -> str:
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
                             capture_output=True, text=True, check=True).stdout
-    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    # what the sweep's and the study's own pages write in the submitting checkout is no input of a job
+    own = tuple(str(p) for p in (paths.STUDY, paths.EXPERIMENTS_PAGE, paths.EXPERIMENTS_FIGURES))
+    changed = [line[3:] for line in status.splitlines()
+               if line.strip() and not (line.startswith("??") and line[3:].startswith(own))]
     if changed:
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         raise UserError(f"uncommitted changes, which the jobs (cloning commit {git('rev-parse', '--short', 'HEAD', cwd=root)}) "
@@ -250,22 +254,39 @@ def summary(results: list[JobResult]) -> str:
             f"{', '.join(sorted(set(s for s in ran if s.startswith('train_')))) or 'none'})")
 
 
-def submit(args) -> list[JobResult]:
+def prepare(args):
+    """Check the workspace and the remotes and make the executor. Returns (the project
+    root, the executor, the JobSpec fields every job shares)."""
     root = Path(git("rev-parse", "--show-toplevel"))
-    points = parse_grid(args.set)
-    if not points:
-        raise UserError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    check_points(params, points)
     commit = check_committed(root)
     git_url = resolve_git_remote(args.git_remote, root)
     check_git_remote(git_url, commit, root)
     dvc_url = resolve_dvc_remote(args.dvc_remote, root)
     folder = (root / SUBMITIT_DIR / commit[:12]).resolve()
     executor = make_executor(args, folder)
-
     base = dict(git_remote=git_url, dvc_remote=dvc_url, commit=commit, log_dir=str(folder / "logs"),
                 scratch=args.scratch)
+    return root, executor, base
+
+
+def run_common(args, executor, base, root: Path, keys: set[str]) -> list[JobResult]:
+    """Run the stages that no key in `keys` reaches once and push their run cache, so
+    that every later job takes them from it."""
+    stages = common_stages(root, keys)
+    if not stages:
+        return []
+    print(f"common stages, run once: {', '.join(stages)}", flush=True)
+    return run_all(executor, [JobSpec(**base, stages=tuple(stages))], 1, args.executor == "local")
+
+
+def submit(args) -> list[JobResult]:
+    points = parse_grid(args.set)
+    if not points:
+        raise UserError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
+    root = Path(git("rev-parse", "--show-toplevel"))
+    check_points(yaml.safe_load((root / "params.yaml").read_text()), points)
+    _, executor, base = prepare(args)
+    git_url, commit = base["git_remote"], base["commit"]
     named = [(experiment_name(p), p) for p in points]
     todo = [(n, p) for n, p in named if not _on_remote(git_url, commit, n)]
     print(f"sweep of {len(points)} points at {commit[:7]}: {len(points) - len(todo)} already on {git_url}; "
@@ -274,15 +295,37 @@ def submit(args) -> list[JobResult]:
         print(f"  {n}: {' '.join(p)}{'' if (n, p) in todo else '  (exists)'}", flush=True)
     results = [JobResult(n, "exists") for n, p in named if (n, p) not in todo]
     if todo:
-        keys = {o.partition("=")[0] for p in points for o in p}
-        stages = common_stages(root, keys)
-        if stages:
-            print(f"common stages, run once: {', '.join(stages)}", flush=True)
-            results += run_all(executor, [JobSpec(**base, stages=tuple(stages))], 1, args.executor == "local")
+        results += run_common(args, executor, base, root, {o.partition("=")[0] for p in points for o in p})
         results += run_all(executor, [JobSpec(**base, overrides=tuple(p), name=n) for n, p in todo],
                            args.jobs, args.executor == "local")
     print(summary(results), flush=True)
     return results
+
+
+def add_executor_args(parser, executors=("local", "slurm"), default="local") -> None:
+    """The remotes and the executor: shared by the sweep and by `maskgit.tune --executor`."""
+    parser.add_argument("--git-remote", help="name or URL (default: origin, or the only git remote)")
+    parser.add_argument("--dvc-remote", help="name or URL (default: `dvc remote default`)")
+    parser.add_argument("--executor", choices=list(executors), default=default)
+    parser.add_argument("--jobs", type=int, default=1, help="jobs running at once")
+    parser.add_argument("--scratch", help="node-local folder for the jobs' clones "
+                                          "(default: $SLURM_TMPDIR, $TMPDIR or /tmp on the node)")
+    slurm = parser.add_argument_group("slurm")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", type=int, default=60, help="minutes per job")
+    slurm.add_argument("--cpus-per-task", type=int, default=4)
+    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per job")
+    slurm.add_argument("--mem", type=int, help="GB per job")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. account=mylab, qos=short")
+
+
+def check_executor_args(parser, args) -> None:
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    for kv in args.sbatch:
+        if "=" not in kv:
+            parser.error(f"--sbatch {kv}: expected KEY=VALUE")
 
 
 def _on_remote(url: str, commit: str, name: str) -> bool:
@@ -298,26 +341,9 @@ def main(argv=None):
                                      description="Run a grid of DVC experiments as jobs, through shared remotes.")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=V1,V2",
                         help="a swept param and its values, as `dvc exp run --queue -S` (repeat for a grid)")
-    parser.add_argument("--git-remote", help="name or URL (default: origin, or the only git remote)")
-    parser.add_argument("--dvc-remote", help="name or URL (default: `dvc remote default`)")
-    parser.add_argument("--executor", choices=["local", "slurm"], default="local")
-    parser.add_argument("--jobs", type=int, default=1, help="points running at once")
-    parser.add_argument("--scratch", help="node-local folder for the jobs' clones "
-                                          "(default: $SLURM_TMPDIR, $TMPDIR or /tmp on the node)")
-    slurm = parser.add_argument_group("slurm")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--time", type=int, default=60, help="minutes per job")
-    slurm.add_argument("--cpus-per-task", type=int, default=4)
-    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per job")
-    slurm.add_argument("--mem", type=int, help="GB per job")
-    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other sbatch option, e.g. account=mylab, qos=short")
+    add_executor_args(parser)
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be >= 1")
-    for kv in args.sbatch:
-        if "=" not in kv:
-            parser.error(f"--sbatch {kv}: expected KEY=VALUE")
+    check_executor_args(parser, args)
     try:
         submit(args)
     except UserError as e:

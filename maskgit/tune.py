@@ -2,11 +2,22 @@
 
     python -m maskgit.tune --param train_transformer.lr --low 1e-4 --high 1e-2 --trials 10 \
         --objective val_loss                  # or fid:cosine (FID of that schedule)
+    python -m maskgit.tune ... --executor local --jobs 4         # trials as sweep jobs
+    python -m maskgit.tune ... --executor slurm --partition gpu --gpus 1 --jobs 8
 
 Each trial runs `dvc exp run -S <param>=<value> [--set ...] --name <study>-<n>`, so it
 is listed by `dvc exp show`, can be applied or pushed like any experiment, and
 reruns only the stages the param reaches. The objective is read from the trial's
 outputs; the trial table lands in reports/study.json and reports/experiments.md.
+
+With `--executor local|slurm` the trials run as the jobs of maskgit.sweep: each in
+its own clone, pushed through the shared Git and DVC remotes, `--jobs` at a time,
+after the stages no tuned param reaches have run once. The study itself lives in an
+Optuna journal file (`--storage`, default .sweep/optuna/<study>.journal): every
+change is one appended line, written under a lock file that is created atomically
+(a hard link), which NFS supports where SQLite's fcntl() locks are broken
+(SQLite's own FAQ). Several `maskgit.tune --study NAME` processes, on one machine or
+several that share the folder, work on one study, and a stopped study continues.
 """
 
 from __future__ import annotations
@@ -16,26 +27,40 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from maskgit.pipeline import paths
 from maskgit.experiments import STUDY_FILE
 from maskgit.experiments import main as build_experiments_page
+from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.files import write_json
 from maskgit.pipeline.params import SCHEMA
+from maskgit.pipeline.sweep_job import JobSpec
+from maskgit.sweep import add_executor_args, check_executor_args, prepare, run_all, run_common
 
 OBJECTIVES = "val_loss | fid:<schedule>"
+STORAGE_DIR = Path(".sweep/optuna")
+
+
+def objective_path(objective: str) -> Path:
+    return paths.LIVE_TRANSFORMER / "metrics.json" if objective == "val_loss" else paths.FID_SCHEDULES
+
+
+def objective_value(objective: str, text: str) -> float:
+    """The objective from the text of objective_path(objective)."""
+    data = json.loads(text)
+    if objective == "val_loss":
+        return float(data["val_loss"])
+    if objective.startswith("fid:"):
+        schedule = objective.split(":", 1)[1]
+        if schedule not in data:
+            raise ValueError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(data)})")
+        return float(data[schedule]["fid"])
+    raise ValueError(f"--objective {objective}: expected {OBJECTIVES}")
 
 
 def read_objective(objective: str) -> float:
-    if objective == "val_loss":
-        return float(json.loads((paths.LIVE_TRANSFORMER / "metrics.json").read_text())["val_loss"])
-    if objective.startswith("fid:"):
-        schedule = objective.split(":", 1)[1]
-        fids = json.loads(paths.FID_SCHEDULES.read_text())
-        if schedule not in fids:
-            raise ValueError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(fids)})")
-        return float(fids[schedule]["fid"])
-    raise ValueError(f"--objective {objective}: expected {OBJECTIVES}")
+    return objective_value(objective, objective_path(objective).read_text())
 
 
 def run_trial(name: str, param: str, value: float, extra: list[str]) -> None:
@@ -72,7 +97,12 @@ def main(argv=None):
     parser.add_argument("--study", default=None,
                         help="study name, prefix of the experiment names (default: tune-<time>, unique)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storage", type=Path, default=None,
+                        help="Optuna journal file shared by every process of the study (default with "
+                             f"--executor: {STORAGE_DIR}/<study>.journal; without: in memory)")
+    add_executor_args(parser, executors=("here", "local", "slurm"), default="here")
     args = parser.parse_args(argv)
+    check_executor_args(parser, args)
     if args.objective != "val_loss" and not args.objective.startswith("fid:"):
         parser.error(f"--objective: expected {OBJECTIVES}")
     if not 0 < args.low < args.high:
@@ -89,31 +119,89 @@ def main(argv=None):
 
     if args.study is None:
         args.study = time.strftime("tune-%m%d-%H%M%S")
+    if args.storage is None and args.executor != "here":
+        args.storage = STORAGE_DIR / f"{args.study}.journal"
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    trials = []
+    storage = None
+    if args.storage is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
 
-    def objective(trial):
-        value = trial.suggest_float(args.param, args.low, args.high, log=not args.linear)
-        name = f"{args.study}-{trial.number}"
-        run_trial(name, args.param, value, args.set)
-        result = read_objective(args.objective)
-        trials.append({"trial": trial.number, args.param: value, args.objective: result, "experiment": name})
-        print(f"trial {trial.number}: {args.param} = {value:.4g} -> {args.objective} {result:.4f}", flush=True)
+        args.storage.parent.mkdir(parents=True, exist_ok=True)
+        storage = JournalStorage(JournalFileBackend(str(args.storage)))
+    study = optuna.create_study(study_name=args.study, storage=storage, load_if_exists=True, direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=args.seed))
+
+    def report(number, value, result):
+        print(f"trial {number}: {args.param} = {value:.4g} -> {args.objective} {result:.4f}", flush=True)
         return result
 
+    def suggest(trial):
+        value = trial.suggest_float(args.param, args.low, args.high, log=not args.linear)
+        trial.set_user_attr("experiment", f"{args.study}-{trial.number}")
+        return value
+
     try:
-        study.optimize(objective, n_trials=args.trials)
-    except (RuntimeError, ValueError) as e:
+        if args.executor == "here":
+            def objective(trial):
+                value = suggest(trial)
+                run_trial(trial.user_attrs["experiment"], args.param, value, args.set)
+                return report(trial.number, value, read_objective(args.objective))
+
+            study.optimize(objective, n_trials=args.trials)
+        else:
+            run_on_executor(args, study, suggest)
+    except (RuntimeError, ValueError, UserError) as e:
         print(f"error: tune: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    trials = [{"trial": t.number, args.param: t.params[args.param], args.objective: t.value,
+               "experiment": t.user_attrs["experiment"]}
+              for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not trials:
+        print("error: tune: no trial completed", file=sys.stderr)
         sys.exit(2)
     best = min(trials, key=lambda t: t[args.objective])
     write_json(STUDY_FILE, {
-        "param": args.param, "objective": args.objective, "trials": trials,
+        "param": args.param, "objective": args.objective, "study": args.study,
+        "storage": str(args.storage) if args.storage else None, "trials": trials,
         "best": {"value": best[args.param], "objective": best[args.objective], "experiment": best["experiment"]},
     })
-    build_experiments_page([])
+    # trials run as jobs are experiments on the remote: pull them before the page reads them
+    pull = ["--pull"] + (["--git-remote", args.git_remote] if args.git_remote else [])
+    build_experiments_page([] if args.executor == "here" else pull)
+
+
+def run_on_executor(args, study, suggest) -> None:
+    """`--trials` trials as sweep jobs, `--jobs` at a time: ask that many, run them, tell
+    their objectives, ask again (TPE sees every finished trial before the next batch)."""
+    import optuna
+
+    root, executor, base = prepare(args)
+    keys = {args.param, *(s.partition("=")[0] for s in args.set)}
+    run_common(args, executor, base, root, keys)
+    path = str(objective_path(args.objective))
+    done = 0
+    while done < args.trials:
+        batch = [study.ask() for _ in range(min(args.jobs, args.trials - done))]
+        values = [suggest(t) for t in batch]
+        specs = [JobSpec(**base, overrides=(f"{args.param}={v!r}", *args.set), name=t.user_attrs["experiment"],
+                         read=(path,)) for t, v in zip(batch, values)]
+        try:
+            results = run_all(executor, specs, args.jobs, args.executor == "local")
+        except UserError:
+            for t in batch:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            raise
+        for t, v, r in zip(batch, values, results):
+            if path not in r.files:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+                raise UserError(f"trial {t.number}: its job left no {path}")
+            result = objective_value(args.objective, r.files[path])
+            study.tell(t, result)
+            print(f"trial {t.number}: {args.param} = {v:.4g} -> {args.objective} {result:.4f} ({r.name})", flush=True)
+        done += len(batch)
 
 
 if __name__ == "__main__":

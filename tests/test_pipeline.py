@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import NEEDS_LAB5, SHARED, copy_project, stage_env
+from conftest import copy_project, stage_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -159,51 +159,6 @@ def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
 
 
 
-def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory, fid_weights):
-    # a user's lab5-format folders and a pretrained lab-architecture VQGAN (the golden
-    # file): the tokenizer is used as is, and FID comes out per schedule
-    golden = SHARED / "lab5" / "vqgan_golden_small.pt"
-    if not golden.is_file():
-        pytest.skip(NEEDS_LAB5)
-    import numpy as np
-    import torch
-    import yaml
-    from PIL import Image
-
-    from maskgit.data.procedural import make_dataset, make_masks
-
-    tmp = tmp_path_factory.mktemp("lab5")
-    data = tmp / "lab5_dataset"
-    images, known = make_dataset(7, 60), make_masks(8, 12)
-    gt = images[48:]
-    for folder, arrays in (("train", images[:40]), ("val", images[40:48]), ("gt", gt), ("mask64", known),
-                           ("masked_image", np.where(known[..., None], gt, np.uint8(128)))):
-        (data / folder).mkdir(parents=True)
-        for i, a in enumerate(arrays):
-            Image.fromarray(a.astype(np.uint8) * 255 if a.dtype == bool else a).save(data / folder / f"{i:04d}.png")
-    config = torch.load(golden, weights_only=True)["config"]
-    overrides = {
-        "prepare": {"source": "folders", **{f"{k}_dir": str(data / v) for k, v in (
-            ("train", "train"), ("val", "val"), ("test_masked", "masked_image"), ("test_mask", "mask64"),
-            ("test_gt", "gt"))}},
-        "vqgan": {**config, "norm_groups": 32, "checkpoint": str(golden)},
-    }
-
-    def customise(project):
-        (project / "configs/user.yaml").write_text(yaml.safe_dump(overrides))
-        return "user"
-
-    project, env, out = tiny_repro(tmp, fid_weights, customise)
-    assert "train_vqgan: no training, using" in out
-    assert not (project / "dvclive/vqgan/plots").exists(), "no stage-1 training curves: nothing was trained"
-    used = torch.load(project / "models/vqgan.pt", weights_only=False)["state_dict"]
-    given = torch.load(golden, weights_only=True)["state_dict"]
-    assert used.keys() == given.keys() and all(torch.equal(used[k], given[k]) for k in used)
-    fid = read_json(project / "metrics/fid_schedules.json")
-    assert list(fid) == ["cosine", "linear", "square"] and all(math.isfinite(v["fid"]) for v in fid.values())
-    assert len(list((project / "data/prepared/test/gt").glob("*.png"))) == 12
-
-
 def wait_for_queue(project, env, timeout=1200):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -218,33 +173,34 @@ def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
     project, env, _ = tiny_project
     # inpainting params only, on one schedule: every trial re-runs inpainting and FID, no training
     one = "inpaint.schedules=[cosine]"
-    run(["dvc", "exp", "run", "--queue", "-S", "inpaint.total_iter=2,3,4", "-S", "inpaint.sweet_spot=4", "-S", one],
+    run(["dvc", "exp", "run", "--queue", "-S", "inpaint.total_iter=2,4", "-S", "inpaint.sweet_spot=4", "-S", one],
         project, env)
     run(["dvc", "queue", "start", "-j", "1"], project, env)
     status = wait_for_queue(project, env)
-    assert status.count("Success") >= 3 and "Failed" not in status, status
-    # three trials of a search over the choice temperature, each a real experiment
-    out = run(["python", "-m", "maskgit.tune", "--trials", "3", "--param", "inpaint.choice_temperature",
+    assert status.count("Success") >= 2 and "Failed" not in status, status
+    # two trials of a search over the choice temperature, each a real experiment in this
+    # checkout (test_sweep.py runs a study's trials as jobs)
+    out = run(["python", "-m", "maskgit.tune", "--trials", "2", "--param", "inpaint.choice_temperature",
                "--low", "0.5", "--high", "4.5", "--linear", "--objective", "fid:cosine", "--study", "temperature",
                "--set", "inpaint.sweet_spot=4", "--set", one], project, env)
-    assert out.count("trial ") >= 3
+    assert out.count("trial ") >= 2
     page = (project / "reports/experiments.md").read_text()
     assert "## FID against inpaint.total_iter" in page and "**best**" in page
     section = page.split("## FID against inpaint.total_iter")[1].split("##")[0]
     rows = [line for line in section.splitlines() if line.startswith("|") and "---" not in line][1:]
-    assert sorted(int(r.split("|")[2]) for r in rows) == [2, 3, 4]  # one row per swept value
+    assert sorted(int(r.split("|")[2]) for r in rows) == [2, 4]  # one row per swept value
     assert (project / "reports/experiments/inpaint_total_iter.png").is_file()
     # every FID with its interval, and the marks come from paired comparisons of stored evidence
     assert "interval cosine" in page and "No per-image evidence" not in page
     marks = [line.split("|")[1].strip() for line in section.splitlines()[1:] if line.startswith("|") and "---" not in line]
     assert set(marks[1:]) <= {"**best**", "tied", ""}
     study = read_json(project / "reports/study.json")
-    assert len(study["trials"]) == 3 and "## Optuna study: inpaint.choice_temperature (3 trials)" in page
+    assert len(study["trials"]) == 2 and "## Optuna study: inpaint.choice_temperature (2 trials)" in page
     shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
     names = json.dumps(json.loads(shown.stdout))
     assert all(t["experiment"] in names for t in study["trials"])
     assert min(t["fid:cosine"] for t in study["trials"]) == study["best"]["objective"]
-    assert len({t["inpaint.choice_temperature"] for t in study["trials"]}) == 3
+    assert len({t["inpaint.choice_temperature"] for t in study["trials"]}) == 2
 
 
 def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedule(tiny_project):

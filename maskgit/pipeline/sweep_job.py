@@ -57,6 +57,7 @@ class JobSpec:
     log_dir: str = ""
     scratch: str | None = None  # node-local folder for the clone; None: $SLURM_TMPDIR, $TMPDIR or /tmp
     env: dict = field(default_factory=dict)
+    read: tuple[str, ...] = ()  # workspace files whose text the job hands back (an Optuna trial's objective)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class JobResult:
     ran: list[str] = field(default_factory=list)        # stages run
     restored: list[str] = field(default_factory=list)   # stages taken from the run cache
     log: str = ""
+    files: dict = field(default_factory=dict)           # path -> text, for JobSpec.read
 
 
 class JobFailed(RuntimeError):
@@ -99,11 +101,16 @@ def _scratch_root(spec: JobSpec) -> Path:
     return path
 
 
+def _read(clone: Path, paths: tuple[str, ...]) -> dict:
+    return {p: (clone / p).read_text() for p in paths if (clone / p).is_file()}
+
+
 def run_job(spec: JobSpec) -> JobResult:
     """Run one sweep point (or, with no name, the common stages) and push it."""
     label = spec.name or "common-stages"
     env = _env(spec)
-    if spec.name and remote_has(spec.git_remote, exp_ref(spec.commit, spec.name), env):
+    exists = bool(spec.name) and remote_has(spec.git_remote, exp_ref(spec.commit, spec.name), env)
+    if exists and not spec.read:
         print(f"{label}: already on {spec.git_remote}, nothing to do", flush=True)
         return JobResult(label, "exists")
     log_path = Path(spec.log_dir) / f"{label}.log" if spec.log_dir else None
@@ -137,6 +144,13 @@ def run_job(spec: JobSpec) -> JobResult:
         # a dvc.lock of its own).
         transcript.append("$ rm dvc.lock")
         (clone / "dvc.lock").unlink(missing_ok=True)
+        if exists:  # run before (a duplicated or requeued job): read what it pushed
+            ref = exp_ref(spec.commit, spec.name)
+            sh("git", "fetch", "--quiet", spec.git_remote, f"{ref}:{ref}")
+            sh("git", "checkout", "--quiet", "--force", "--detach", ref)
+            sh("dvc", "pull", "--allow-missing")
+            print(f"{label}: already on {spec.git_remote}, read back", flush=True)
+            return JobResult(label, "exists", files=_read(clone, spec.read))
         if spec.name:
             sets = [a for o in spec.overrides for a in ("-S", o)]
             out = sh("dvc", "exp", "run", "--pull", "--name", spec.name, *sets)
@@ -147,6 +161,7 @@ def run_job(spec: JobSpec) -> JobResult:
             out = sh("dvc", "repro", "--pull", *spec.stages)
             sh("dvc", "push", "--run-cache", *spec.stages)
         print(f"{label}: done", flush=True)
-        return JobResult(label, "ran", RAN.findall(out), RESTORED.findall(out), str(log_path or ""))
+        return JobResult(label, "ran", RAN.findall(out), RESTORED.findall(out), str(log_path or ""),
+                         _read(clone, spec.read))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
