@@ -201,9 +201,11 @@ def make_executor(args, folder: Path):
     import submitit
 
     if args.executor == "slurm":
-        if shutil.which("sbatch") is None:
-            raise UserError("--executor slurm: sbatch is not on PATH on this machine (submit from the "
-                            "cluster's login node, or use --executor local)")
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]  # submitit needs both
+        if missing:
+            raise UserError(f"--executor slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                            "not on PATH on this machine (submit from the cluster's login node, or use "
+                            "--executor local)")
         ex = submitit.SlurmExecutor(folder=folder)
         extra = dict(kv.split("=", 1) for kv in args.sbatch)
         ex.update_parameters(partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,

@@ -211,8 +211,34 @@ def test_bad_input_stops_with_one_line_before_submitting(tmp_path, monkeypatch, 
     if any(Path(d, "sbatch").exists() for d in env["PATH"].split(os.pathsep)):
         pytest.skip("this machine has sbatch")
     line = error(*ok, "--dvc-remote", str(store), "--executor", "slurm")
-    assert "sbatch is not on PATH" in line and "--executor local" in line
+    assert "sbatch and srun are not on PATH" in line and "--executor local" in line
     (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n")
     (project / "notes.txt").write_text("x")
     line = error(*ok, "--dvc-remote", str(store))
     assert "uncommitted changes" in line and "params.yaml, notes.txt" in line
+
+
+def test_the_slurm_flags_reach_the_sbatch_script(tmp_path, monkeypatch):
+    # no cluster here: stand-ins for `sbatch` and `srun` on PATH pass the check, and the script
+    # submitit would submit is read back, #SBATCH line by line
+    import argparse
+
+    from maskgit import sweep as sweep_module
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("sbatch", "srun"):
+        (bin_ / tool).write_text("#!/bin/sh\nexit 1\n")
+        (bin_ / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    parser = argparse.ArgumentParser()
+    sweep_module.add_executor_args(parser)
+    args = parser.parse_args(["--executor", "slurm", "--partition", "gpu", "--time", "90", "--cpus-per-task", "8",
+                              "--gpus", "2", "--mem", "32", "--jobs", "3", "--sbatch", "account=mylab",
+                              "--sbatch", "qos=short"])
+    executor = sweep_module.make_executor(args, tmp_path / "jobs")
+    script = executor._make_submission_file_text("python -c pass", "uid").splitlines()
+    for line in ("--partition=gpu", "--time=90", "--cpus-per-task=8", "--gpus-per-node=2", "--mem=32G",
+                 "--account=mylab", "--qos=short", "--job-name=maskgit-sweep"):
+        assert f"#SBATCH {line}" in script, (line, script)
+    assert executor.parameters["array_parallelism"] == 3  # --jobs: array tasks running at once
