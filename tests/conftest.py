@@ -5,6 +5,14 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist every worker (and the stages it starts) would use every core, and
+# torch's and BLAS's thread pools spin against each other: share the cores out instead.
+# Set before torch or numpy is imported; the stages inherit it through stage_env.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _workers)))
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"  # fixtures beside the checkout, not part of the project
 FID_WEIGHTS = SHARED / "fid" / "weights-inception-2015-12-05-6726825d.pth"

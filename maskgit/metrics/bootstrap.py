@@ -181,6 +181,11 @@ def fid_block(grams: PairGrams, C: np.ndarray, pool: ThreadPoolExecutor | None =
     return mean_sq + tr1 + tr2 - 2 * nuc / (n - 1)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a Slurm job's share, not the whole node's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],
               replicates: int, seed: int, fid: bool = True, workers: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Replicates of every statistic of every set: {set: {"fid": (R,), "kid": (R,), metric: (R,)}}.
@@ -188,7 +193,7 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
     features: set name -> (n, d) Inception features, rows in test-image order, as gt.
     per_image: set name -> metric name -> (n,) per-image values (their mean is resampled).
     fid: False leaves FID out (KID only), for subsets too small for it to mean anything.
-    workers: threads for FID's eigenproblems (None: one per CPU core).
+    workers: threads for FID's eigenproblems (None: one per usable core).
     Every set, every replicate, draws the same images. Memory: the Gram matrices
     (a few n x n per set), one block of counts and R floats per statistic, whatever R is.
     """
@@ -207,7 +212,7 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
             if len(values) != n:
                 raise ValueError(f"{name}.{metric}: {len(values)} values for {n} images")
             out[name][metric] = np.empty(replicates)
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(workers or usable_cores()) as pool:
         for start, C in replicate_blocks(n, replicates, seed):
             rows = slice(start, start + len(C))
             for name in names:
