@@ -304,11 +304,19 @@ def submit(args) -> list[JobResult]:
     return results
 
 
+EXECUTORS = {
+    "here": "here: `dvc exp run` in this checkout, one after another",
+    "local": "local: jobs as processes on this machine, each in its own clone",
+    "slurm": "slurm: jobs submitted to Slurm through submitit, each in a clone on its node",
+}
+
+
 def add_executor_args(parser, executors=("local", "slurm"), default="local") -> None:
     """The remotes and the executor: shared by the sweep and by `maskgit.tune --executor`."""
     parser.add_argument("--git-remote", help="name or URL (default: origin, or the only git remote)")
     parser.add_argument("--dvc-remote", help="name or URL (default: `dvc remote default`)")
-    parser.add_argument("--executor", choices=list(executors), default=default)
+    parser.add_argument("--executor", choices=list(executors), default=default,
+                        help="; ".join(EXECUTORS[e] for e in executors))
     parser.add_argument("--jobs", type=int, default=1, help="jobs running at once")
     parser.add_argument("--scratch", help="node-local folder for the jobs' clones "
                                           "(default: $SLURM_TMPDIR, $TMPDIR or /tmp on the node)")
