@@ -15,7 +15,7 @@ its own clone, pushed through the shared Git and DVC remotes, `--jobs` at a time
 after the stages no tuned param reaches have run once. The study itself lives in an
 Optuna journal file (`--storage`, default .sweep/optuna/<study>.journal): every
 change is one appended line, written under a lock file that is created atomically
-(a hard link), which NFS supports where SQLite's fcntl() locks are broken
+(a symbolic link), which NFS supports where SQLite's fcntl() locks are broken
 (SQLite's own FAQ). Several `maskgit.tune --study NAME` processes, on one machine or
 several that share the folder, work on one study, and a stopped study continues.
 """
