@@ -120,7 +120,7 @@ def test_resubmitting_runs_nothing_and_pushes_nothing(world):
 
 @pytest.mark.pipeline
 def test_an_optuna_study_runs_its_trials_as_jobs_and_continues_from_its_journal(world):
-    project, other, remote, _, env, _, tmp = world
+    project, other, remote, store, env, _, tmp = world
     tune = [sys.executable, "-m", "maskgit.tune", "--executor", "local", "--param", "inpaint.choice_temperature",
             "--low", "0.5", "--high", "4.5", "--linear", "--objective", "val_loss", "--study", "temp",
             "--scratch", str(tmp / "scratch-tune")]
@@ -145,6 +145,15 @@ def test_an_optuna_study_runs_its_trials_as_jobs_and_continues_from_its_journal(
     pushed = json.loads((other / "dvclive/transformer/metrics.json").read_text())["val_loss"]
     assert all(t["val_loss"] == pytest.approx(pushed, rel=1e-12) for t in study["trials"])
     assert not any("Running stage 'train_transformer'" in t for t in logs(project) if "temp-" in t)
+    # a trial's job run twice (a Slurm requeue): the second finds the experiment on the
+    # remote and hands back the pushed objective instead of running it again
+    from maskgit.pipeline.sweep_job import JobSpec, run_job
+
+    path = "dvclive/transformer/metrics.json"
+    duplicate = run_job(JobSpec(git_remote=str(remote), dvc_remote=str(store), commit=commit, name=name,
+                                read=(path,), scratch=str(tmp / "scratch-duplicate")))
+    assert duplicate.status == "exists" and not duplicate.ran
+    assert json.loads(duplicate.files[path])["val_loss"] == pushed
     sh(["git", "checkout", "-q", "main"], other, env)
 
 
