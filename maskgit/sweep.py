@@ -256,10 +256,13 @@ def summary(results: list[JobResult]) -> str:
             f"{', '.join(sorted(set(s for s in ran if s.startswith('train_')))) or 'none'})")
 
 
-def prepare(args):
-    """Check the workspace and the remotes and make the executor. Returns (the project
-    root, the executor, the JobSpec fields every job shares)."""
-    root = Path(git("rev-parse", "--show-toplevel"))
+def project_root() -> Path:
+    return Path(git("rev-parse", "--show-toplevel"))
+
+
+def prepare(args, root: Path):
+    """Check the workspace and the remotes and make the executor. Returns (the
+    executor, the JobSpec fields every job shares)."""
     commit = check_committed(root)
     git_url = resolve_git_remote(args.git_remote, root)
     check_git_remote(git_url, commit, root)
@@ -268,7 +271,7 @@ def prepare(args):
     executor = make_executor(args, folder)
     base = dict(git_remote=git_url, dvc_remote=dvc_url, commit=commit, log_dir=str(folder / "logs"),
                 scratch=args.scratch)
-    return root, executor, base
+    return executor, base
 
 
 def run_common(args, executor, base, root: Path, keys: set[str]) -> list[JobResult]:
@@ -285,9 +288,9 @@ def submit(args) -> list[JobResult]:
     points = parse_grid(args.set)
     if not points:
         raise UserError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
-    root = Path(git("rev-parse", "--show-toplevel"))
+    root = project_root()
     check_points(yaml.safe_load((root / "params.yaml").read_text()), points)
-    _, executor, base = prepare(args)
+    executor, base = prepare(args, root)
     git_url, commit = base["git_remote"], base["commit"]
     named = [(experiment_name(p), p) for p in points]
     todo = [(n, p) for n, p in named if not _on_remote(git_url, commit, n)]

@@ -36,7 +36,7 @@ from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.files import write_json
 from maskgit.pipeline.params import SCHEMA
 from maskgit.pipeline.sweep_job import JobSpec
-from maskgit.sweep import add_executor_args, check_executor_args, prepare, run_all, run_common
+from maskgit.sweep import add_executor_args, check_executor_args, prepare, project_root, run_all, run_common
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 STORAGE_DIR = Path(".sweep/optuna")
@@ -133,8 +133,9 @@ def main(argv=None):
     study = optuna.create_study(study_name=args.study, storage=storage, load_if_exists=True, direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=args.seed))
 
-    def report(number, value, result):
-        print(f"trial {number}: {args.param} = {value:.4g} -> {args.objective} {result:.4f}", flush=True)
+    def report(trial, value, result):
+        print(f"trial {trial.number}: {args.param} = {value:.4g} -> {args.objective} {result:.4f} "
+              f"({trial.user_attrs['experiment']})", flush=True)
         return result
 
     def suggest(trial):
@@ -147,11 +148,11 @@ def main(argv=None):
             def objective(trial):
                 value = suggest(trial)
                 run_trial(trial.user_attrs["experiment"], args.param, value, args.set)
-                return report(trial.number, value, read_objective(args.objective))
+                return report(trial, value, read_objective(args.objective))
 
             study.optimize(objective, n_trials=args.trials)
         else:
-            run_on_executor(args, study, suggest)
+            run_on_executor(args, study, suggest, report)
     except (RuntimeError, ValueError, UserError) as e:
         print(f"error: tune: {e}", file=sys.stderr)
         sys.exit(2)
@@ -173,14 +174,14 @@ def main(argv=None):
     build_experiments_page([] if args.executor == "here" else pull)
 
 
-def run_on_executor(args, study, suggest) -> None:
+def run_on_executor(args, study, suggest, report) -> None:
     """`--trials` trials as sweep jobs, `--jobs` at a time: ask that many, run them, tell
     their objectives, ask again (TPE sees every finished trial before the next batch)."""
     import optuna
 
-    root, executor, base = prepare(args)
-    keys = {args.param, *(s.partition("=")[0] for s in args.set)}
-    run_common(args, executor, base, root, keys)
+    root = project_root()
+    executor, base = prepare(args, root)
+    run_common(args, executor, base, root, {args.param, *(s.partition("=")[0] for s in args.set)})
     path = str(objective_path(args.objective))
     done = 0
     while done < args.trials:
@@ -194,13 +195,16 @@ def run_on_executor(args, study, suggest) -> None:
             for t in batch:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
             raise
+        # every trial of the batch is told before any error is raised: none stays "running"
+        missing = []
         for t, v, r in zip(batch, values, results):
-            if path not in r.files:
+            if path in r.files:
+                study.tell(t, report(t, v, objective_value(args.objective, r.files[path])))
+            else:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-                raise UserError(f"trial {t.number}: its job left no {path}")
-            result = objective_value(args.objective, r.files[path])
-            study.tell(t, result)
-            print(f"trial {t.number}: {args.param} = {v:.4g} -> {args.objective} {result:.4f} ({r.name})", flush=True)
+                missing.append(t.number)
+        if missing:
+            raise UserError(f"trial {missing[0]}: its job left no {path}")
         done += len(batch)
 
 

@@ -212,6 +212,9 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
             if len(values) != n:
                 raise ValueError(f"{name}.{metric}: {len(values)} values for {n} images")
             out[name][metric] = np.empty(replicates)
+    # a perfect hole (PSNR inf) or an image without hole (nan) leaves the mean
+    finite = {(name, metric): np.isfinite(np.asarray(values, np.float64))
+              for name in names for metric, values in per_image.get(name, {}).items()}
     with ThreadPoolExecutor(workers or usable_cores()) as pool:
         for start, C in replicate_blocks(n, replicates, seed):
             rows = slice(start, start + len(C))
@@ -221,8 +224,7 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
                         out[name]["fid"][rows] = fid_block(grams[name], C, pool)
                     out[name]["kid"][rows] = kid_block(grams[name], C)
                 for metric, values in per_image.get(name, {}).items():
-                    v = np.asarray(values, np.float64)
-                    ok = np.isfinite(v)  # a perfect hole (PSNR inf) or an image without hole (nan)
+                    v, ok = np.asarray(values, np.float64), finite[name, metric]
                     drawn = C[:, ok].sum(1)
                     with np.errstate(invalid="ignore", divide="ignore"):
                         out[name][metric][rows] = np.where(drawn > 0, C[:, ok] @ v[ok] / drawn, np.nan)
