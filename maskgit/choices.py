@@ -10,3 +10,4 @@ POS_INITS = ("sincos", "normal")  # transformer.pos_init
 SAMPLING = ("argmax", "sample")  # inpaint.sampling
 COMPOSITE = ("poisson", "paste", "none")  # inpaint.composite
 SOURCES = ("procedural", "folders")  # prepare.source
+REPRODUCIBILITY = ("native", "portable")  # reproducibility.mode (maskgit.pipeline.numerics)

@@ -9,6 +9,9 @@ The masked input as is, the last baseline, needs no computation.
 Writes outputs/baselines/{onestep,recon,harmonic}/images/*.png.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
 import torch
 from tqdm import tqdm

@@ -11,6 +11,10 @@ every set, seeded by evaluate.seed. Never runs Inception: a change of evaluate.*
 this stage alone.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import sys
 
 import numpy as np

@@ -14,6 +14,10 @@ area) in outputs/fid/{baselines,schedules}/<set>.npz, which the evaluate stage
 bootstraps without running Inception again.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import os
 import shutil
 import sys

@@ -8,6 +8,10 @@ every step for the first inpaint.n_figure_images images, the lab's figures) and
 info.json (the settings). Timings go to timings/inpaint-<schedule>.json.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import sys
 
 from maskgit.pipeline import paths

@@ -9,6 +9,10 @@ Both folders are built in temporary siblings and moved into place at the end, so
 an interrupted run never leaves a half-drawn set.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import json
 import shutil
 import sys

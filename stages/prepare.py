@@ -8,6 +8,10 @@ data/prepared/
   test/gt/                the unmasked test images (ground truth)
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import shutil
 import sys
 

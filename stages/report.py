@@ -5,6 +5,10 @@ the same inputs give the same report; the one exception is the git revision.
 Not timed itself (record_time=False): the report cannot contain its own time.
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import json
 import subprocess
 from pathlib import Path
@@ -126,7 +130,7 @@ def provenance(params: dict) -> list[str]:
     seeds = [f"`{section}.seed` {value['seed']}" for section, value in params.items()
              if isinstance(value, dict) and "seed" in value]
     lines.append("- Seeds: " + ", ".join(seeds) + ".")
-    devices = {}
+    devices, numerics = {}, stage_numerics(params)
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
         if stale_timing(entry.get("stage", path.stem), params["inpaint"]["schedules"]):
@@ -134,7 +138,38 @@ def provenance(params: dict) -> list[str]:
         devices.setdefault(entry.get("device", "not recorded"), []).append(entry.get("stage", path.stem))
     lines.append("- Devices (per stage, `timings/*.json`; wall times in Timings above): "
                  + "; ".join(f"{d}: {', '.join(stages)}" for d, stages in devices.items()) + ".")
-    return lines + [""]
+    return lines + ["", *numerics_lines(numerics), ""]
+
+
+def stage_numerics(params: dict) -> dict[str, dict]:
+    """{stage: what decided its bits} from timings/*.json (maskgit.pipeline.numerics)."""
+    out = {}
+    for path in sorted(paths.TIMINGS.glob("*.json")):
+        entry = json.loads(path.read_text())
+        name = entry.get("stage", path.stem)
+        if not stale_timing(name, params["inpaint"]["schedules"]) and isinstance(entry.get("numerics"), dict):
+            out[name] = entry["numerics"]
+    return out
+
+
+def numerics_lines(numerics: dict[str, dict]) -> list[str]:
+    """The numerics table: one column when every stage ran under the same settings,
+    else the fields that differ between stages per stage."""
+    if not numerics:
+        return ["No stage recorded its numerics (`timings/*.json` from older code)."]
+    stages = list(numerics)
+    fields = list(dict.fromkeys(k for n in numerics.values() for k in n))
+    same = [f for f in fields if len({json.dumps(numerics[s].get(f)) for s in stages}) == 1]
+    rows = [[f"`{f}`", str(numerics[stages[0]].get(f))] for f in same]
+    lines = ["What decided the bits of every stage (`reports/provenance.json`; "
+             "`python -m maskgit.verify` compares a clone's run with it):", "",
+             plotting.markdown_table(["field", "value"], rows, "ll")]
+    differ = [f for f in fields if f not in same]
+    if differ:
+        rows = [[s, *[str(numerics[s].get(f, "—")) for f in differ]] for s in stages]
+        lines += ["", "Fields that differ between stages:", "",
+                  plotting.markdown_table(["stage", *differ], rows, "l" * (len(differ) + 1))]
+    return lines
 
 
 def data_line(pr: dict, size: int) -> str:
@@ -222,6 +257,8 @@ def main():
     out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
     out += ["## Timings", "", *timings_section(schedules)]
     out += ["## Provenance", "", *provenance(params)]
+    atomic_write_bytes(REPORTS / "provenance.json",
+                       (json.dumps({"stages": stage_numerics(params)}, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(REPORTS / "report.md", ("\n".join(out).rstrip() + "\n").encode())
 
 

@@ -8,6 +8,10 @@ data/tokens/{train,val,test}.npy (uint16/int32 (N, h*w)) and test_unknown.npy
 (bool (N, h*w), the lab's token mask of each test image).
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import numpy as np
 import torch
 from tqdm import tqdm

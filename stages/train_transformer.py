@@ -17,6 +17,11 @@ each rank trains on its slice of the same global batch and rank 0 alone writes
 of that many machines (docs/scale.md, configs/slurm-train.sbatch).
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
+import json
 import sys
 import time
 from contextlib import nullcontext
@@ -27,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from maskgit.pipeline import paths
-from maskgit.pipeline import distributed
+from maskgit.pipeline import distributed, numerics
 from maskgit.algorithms.devices import to_device
 from maskgit.algorithms.objective import lr_factor, masked_loss, rank_objective, training_steps
 from maskgit.pipeline.memory import check_fits, transformer_step_bytes
@@ -60,6 +65,7 @@ def main():
     params = load_params()
     tp, vq = params["train_transformer"], params["vqgan"]
     device = resolve_device(params["device"])
+    numerics.check_precision(tp["precision"], device, "train_transformer.precision")
     several = tp["nproc_per_node"] > 1 or tp["nnodes"] > 1
     if several and not distributed.under_launcher() and params["transformer"]["checkpoint"] is None:
         try:
@@ -69,14 +75,18 @@ def main():
         code = distributed.relaunch(tp["nproc_per_node"], sys.argv[0], nodes)
         if code:
             sys.exit(code)  # the ranks printed their error
-        return
+        # rank 0 wrote its throughput into the timings file this process now rewrites
+        timing = paths.TIMINGS / "train_transformer.json"
+        ranks = json.loads(timing.read_text()) if timing.is_file() else {}
+        return {k: ranks[k] for k in ("tokens_per_s", "mfu") if k in ranks}
     world, device = distributed.init(device)
     try:
-        train_or_load(params, tp, vq, device, world)
+        measured = train_or_load(params, tp, vq, device, world)
     except BaseException:
         distributed.close(world, finished=False)
         raise
     distributed.close(world, finished=True)
+    return measured
 
 
 def train_or_load(params, tp, vq, device, world):
@@ -87,7 +97,8 @@ def train_or_load(params, tp, vq, device, world):
     if int(train.max()) >= codebook_size:
         raise InputError(f"{TRAIN}: token {int(train.max())} >= vqgan.num_codebook_vectors {codebook_size}")
     if params["transformer"]["checkpoint"] is not None:
-        return copy_trained(params["transformer"]["checkpoint"], paths.TRANSFORMER, codebook_size, num_tokens)
+        copy_trained(params["transformer"]["checkpoint"], paths.TRANSFORMER, codebook_size, num_tokens)
+        return None
     if tp["batch_size"] % world.size:
         raise InputError(f"train_transformer.batch_size ({tp['batch_size']}) is not divisible by the "
                          f"{world.size} processes (train_transformer.nproc_per_node x nnodes)")
@@ -176,10 +187,12 @@ def train_or_load(params, tp, vq, device, world):
     last = training.history[-1]
     summary = {"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
                "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
-               "steps": tp["steps"], "epochs": epochs_seen, "n_train": len(train),
-               **throughput(model, tp, num_tokens, device, world, start, train_seconds)}
+               "steps": tp["steps"], "epochs": epochs_seen, "n_train": len(train)}
     save_transformer(paths.TRANSFORMER, model, params["transformer"], steps=tp["steps"])
     training.finish(summary)
+    # measured on the wall clock, so into timings/ (run_stage), never into the cached
+    # curves: equal weights must give equal dvclive files, or every later stage re-runs
+    return throughput(model, tp, num_tokens, device, world, start, train_seconds)
 
 
 def throughput(model, tp, num_tokens, device, world, start, seconds):

@@ -14,6 +14,10 @@ Saves a resumable checkpoint every train_vqgan.checkpoint_every steps: a killed 
 re-started with the same command continues from it (maskgit/resume.py).
 """
 
+from maskgit.pipeline.numerics import pin_numerics
+
+pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
+
 import math
 import sys
 from pathlib import Path

@@ -252,6 +252,8 @@ def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path,
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["fid"]["batch_size"] = 20
+    # run in this process, after torch loaded: portable mode could not be put in force here
+    params["reproducibility"]["mode"] = "native"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     gt = tmp_path / paths.TEST / "gt"
     gt.mkdir(parents=True)

@@ -4,10 +4,13 @@ changes only the sweet spot. Never touches the developer's checkout."""
 import json
 import math
 import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import copy_project, stage_env
 
@@ -114,6 +117,73 @@ def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
     assert "Running stage 'report'" in out
     timing = read_json(project / "timings/inpaint-cosine.json")
     assert timing["decode_seconds"] > 0 and "seconds" not in read_json(project / "outputs/inpaint/cosine/info.json")
+
+
+FINGERPRINTS = Path(__file__).parent / "fingerprints" / "tiny_portable.json"
+# outputs that name the machine or the git revision (the report, its provenance) or
+# hold wall times: not part of the promise
+UNPROMISED = ("timings/", "reports/report.md", "reports/provenance.json")
+
+
+def output_hashes(project) -> dict:
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {f"{name} {o['path']}": o["md5"] for name, stage in stages.items() for o in stage.get("outs", [])
+            if not o["path"].startswith(UNPROMISED)}
+
+
+def test_the_tiny_portable_run_gives_the_committed_bytes(tiny_project):
+    # the fingerprints were made by the same DAG on another run, committed: on any x86-64
+    # CPU with AVX2 portable mode must give them (update: tools/fingerprints.py)
+    project, _, _ = tiny_project
+    assert read_json(project / "timings/train_transformer.json")["numerics"]["mode"] == "portable"
+    committed = read_json(FINGERPRINTS)
+    expected, got = committed["outputs"], output_hashes(project)
+    assert set(got) == set(expected)
+    differ = [k for k in expected if got[k] != expected[k]]
+    here = read_json(project / "timings/train_transformer.json")["numerics"]
+    versions = {k: (v, here.get(k)) for k, v in committed["made_on"].items()
+                if k not in ("cpu", "cpu_flags", "blas") and here.get(k) != v}
+    assert not differ, f"outputs that differ from {FINGERPRINTS.name}: {differ}; settings that differ: {versions}"
+
+
+def test_portable_mode_gives_the_same_bytes_started_under_other_native_settings(tiny_project, tmp_path):
+    # ATen at its plain C++ kernels, oneDNN at AVX-512, another OpenBLAS core and one
+    # thread: portable mode overrides them all; the stages up to inpainting match
+    project, env, _ = tiny_project
+    other = copy_project(tmp_path / "other")
+    shutil.copy(project / "params.yaml", other / "params.yaml")
+    shutil.copytree(project / "configs", other / "configs", dirs_exist_ok=True)
+    native = {**env, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+              "OPENBLAS_CORETYPE": "Zen", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "other"],
+                ["dvc", "repro", "inpaint@cosine"]):
+        run(cmd, other, native)
+    assert read_json(other / "timings/train_transformer.json")["numerics"]["aten_capability"] == "AVX2"
+    ran = {k: v for k, v in output_hashes(other).items()
+           if k.split()[0] in TRAINING_STAGES + ["inpaint@cosine"]}
+    reference = output_hashes(project)
+    assert len(ran) == 7 and all(reference[k] == v for k, v in ran.items()), ran
+
+
+def test_verify_names_the_first_stage_a_native_run_changes_and_why(tiny_project, tmp_path):
+    project, env, _ = tiny_project
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone, symlinks=True)
+    run(["git", "add", "-A"], clone, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "the portable run"], clone, env)
+    assert "every stage's outputs match" in run(["python", "-m", "maskgit.verify"], clone, env)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("  mode: portable", "  mode: native", 1))
+    run(["dvc", "repro", "train_vqgan"], clone, env)
+    result = subprocess.run(["python", "-m", "maskgit.verify"], cwd=clone, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    # the data are the same bytes in either mode; training is where native kernels show
+    assert "prepare: identical" in lines and "train_vqgan: differs (models/vqgan.pt, dvclive/vqgan)" in lines
+    assert lines[-1] == "first difference: train_vqgan"
+    assert "    mode: 'portable' there, 'native' here" in lines
+    assert any(line.startswith("    aten_capability: 'AVX2' there") for line in lines)
 
 
 def test_a_fixed_typo_costs_no_training(tiny_project):

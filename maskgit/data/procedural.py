@@ -16,6 +16,15 @@ MIN_MISSING and MAX_MISSING of the pixels missing.
 
 Item ``i`` of a data set depends only on ``(seed, i)`` (and on whether it is an
 image or a mask), so changing a split's size never reshuffles other items.
+
+The same bytes on every machine: a float result rounded to uint8 (or compared with
+a threshold) flips where a last bit differs, and the last bits of BLAS products and
+of numpy's SIMD sin, cos, arctan2, exp and log depend on the CPU's kernels. So the
+arrays here use only +, -, *, /, sqrt, floor and comparisons, which IEEE 754 rounds
+one way everywhere: no matrix product, no vectorised transcendental (``_sin``,
+``_atan2`` are polynomials), the blur in integer arithmetic. Scalars may use Python's
+``math``; they only set a shape's parameters. tests/test_procedural.py checks the
+bytes under several BLAS core types, numpy SIMD levels and thread counts.
 """
 
 from __future__ import annotations
@@ -135,24 +144,72 @@ def _axis(size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _upsample_matrix(size: int, n: int) -> np.ndarray:
-    """(size, n) matrix that interpolates an n-point grid to `size` pixels with
-    smoothstep weights (C1-smooth value noise, no visible creases)."""
+def _upsample_weights(size: int, n: int) -> tuple:
+    """(index i0 (size,), weight w (size, 1)): pixel p of `size` interpolates the grid
+    points i0 and i0 + 1 of an n-point grid as (1 - w) and w, with smoothstep
+    weights (C1-smooth value noise, no visible creases)."""
     pos = (np.arange(size) + 0.5) / size * (n - 1)
     i0 = np.clip(np.floor(pos).astype(int), 0, n - 2)
     w = pos - i0
-    w = w * w * (3.0 - 2.0 * w)
-    m = np.zeros((size, n), dtype=np.float32)
-    m[np.arange(size), i0] = 1.0 - w
-    m[np.arange(size), i0 + 1] = w
-    m.flags.writeable = False
-    return m
+    w = (w * w * (3.0 - 2.0 * w)).astype(np.float32)[:, None]
+    i0.flags.writeable = w.flags.writeable = False
+    return i0, w
+
+
+def _upsample_rows(grid: np.ndarray, size: int) -> np.ndarray:
+    """Interpolate the rows of `grid` (n, m) to `size` rows: two terms a pixel, in a
+    fixed order (a BLAS product would sum them in a kernel-dependent one)."""
+    i0, w = _upsample_weights(size, grid.shape[0])
+    return grid[i0] * (_F1 - w) + grid[i0 + 1] * w
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
     """(size, size) smooth value noise from an n x n random grid, in [0, 1]."""
-    m = _upsample_matrix(size, n)
-    return m @ rng.random((n, n), dtype=np.float32) @ m.T
+    rows = _upsample_rows(rng.random((n, n), dtype=np.float32), size)  # (size, n)
+    return _upsample_rows(np.ascontiguousarray(rows.T), size).T
+
+
+def _hypot(x, y):
+    return np.sqrt(x * x + y * y)
+
+
+def _sin(x) -> np.ndarray:
+    """sin of a float array, as float32, by +, -, * and floor alone (numpy's own sin
+    is a SIMD kernel whose last bit depends on the CPU). Reduced to [-pi/2, pi/2],
+    then the Taylor series to x^15: error below 1e-9, far under float32's step."""
+    x = np.asarray(x, dtype=np.float64)
+    k = np.floor(x * (1.0 / math.pi) + 0.5)
+    r = x - k * math.pi
+    r2 = r * r
+    poly = 0.0
+    for n in range(15, 0, -2):  # Horner, from the x^15 term down
+        poly = (-1.0) ** (n // 2) / math.factorial(n) + r2 * poly if n > 1 else 1.0 + r2 * poly
+    sign = 1.0 - 2.0 * (k - 2.0 * np.floor(k * 0.5))  # (-1)^k
+    return (sign * r * poly).astype(np.float32)
+
+
+def _cos(x) -> np.ndarray:
+    return _sin(np.asarray(x, dtype=np.float64) + math.pi / 2.0)
+
+
+def _atan2(y, x) -> np.ndarray:
+    """arctan2 of float arrays, as float64, by +, -, *, /, sqrt alone (see _sin).
+    atan of the smaller over the larger leg, its argument halved twice by
+    atan(t) = 2 atan(t / (1 + sqrt(1 + t^2))) to |t| <= tan(pi/16), then the
+    series to t^21: error below 1e-13."""
+    y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    ax, ay = np.abs(x), np.abs(y)
+    t = np.minimum(ax, ay) / np.maximum(np.maximum(ax, ay), 1e-300)
+    for _ in range(2):
+        t = t / (1.0 + np.sqrt(1.0 + t * t))
+    t2 = t * t
+    poly = 0.0
+    for n in range(21, -1, -2):
+        poly = (-1.0) ** (n // 2) / n + t2 * poly
+    a = 4.0 * t * poly
+    a = np.where(ay > ax, math.pi / 2.0 - a, a)
+    a = np.where(x < 0.0, math.pi - a, a)
+    return np.where(y < 0.0, -a, a)
 
 
 def _clip01(x):
@@ -178,7 +235,8 @@ def _snap(colour, palette, avoid=()) -> np.ndarray:
     colour = np.asarray(colour, dtype=np.float32)
     if palette is None:
         return colour
-    dist = ((palette - colour) ** 2).sum(1)
+    diff = palette - colour
+    dist = diff[:, 0] * diff[:, 0] + diff[:, 1] * diff[:, 1] + diff[:, 2] * diff[:, 2]
     for a in avoid:
         dist[np.all(np.abs(palette - a) < 1e-6, axis=1)] = np.inf
     return palette[int(dist.argmin())] if np.isfinite(dist).any() else colour
@@ -189,22 +247,12 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0)), dtype=np.float32)
 
 
-def _hsv_many(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Vectorised HSV -> RGB: arrays (k,) -> (k, 3)."""
-    k = (np.array([5.0, 3.0, 1.0])[None, :] + ((h % 1.0) * 6.0)[:, None]) % 6.0
-    f = np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-    return (v[:, None] - (v * s)[:, None] * f).astype(np.float32)
-
-
 def _rgb_to_hsv(c: np.ndarray) -> tuple:
     return colorsys.rgb_to_hsv(float(c[0]), float(c[1]), float(c[2]))
 
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
 def _luma(c: np.ndarray) -> float:
-    return float(c @ _LUMA)
+    return 0.299 * float(c[0]) + 0.587 * float(c[1]) + 0.114 * float(c[2])
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +272,7 @@ def _sd_round_box(u, v, w, h, r):
     """Box of half-sizes (w, h) with corners rounded by radius r."""
     qx = np.abs(u) - (w - r)
     qy = np.abs(v) - (h - r)
-    outside = np.hypot(np.maximum(qx, _F0), np.maximum(qy, _F0))
+    outside = _hypot(np.maximum(qx, _F0), np.maximum(qy, _F0))
     inside = np.minimum(np.maximum(qx, qy), _F0)
     return outside + inside - r
 
@@ -248,13 +296,13 @@ def _sd_star(u, v, n, r_out, r_in):
     A = (r_out, 0) to the inner vertex B, and the star is the side of its line
     that holds the origin."""
     half = math.pi / n
-    b = np.abs(np.mod(np.arctan2(v, u) + half, 2.0 * half) - half)
-    rho = np.hypot(u, v)
-    qx, qy = rho * np.cos(b), rho * np.sin(b)
+    b = np.abs(np.mod(_atan2(v, u) + half, 2.0 * half) - half)
+    rho = _hypot(u, v)
+    qx, qy = rho * _cos(b), rho * _sin(b)
     ex, ey = r_in * math.cos(half) - r_out, r_in * math.sin(half)
     wx = qx - r_out
     t = _clip01((wx * ex + qy * ey) * (1.0 / (ex * ex + ey * ey)))
-    dist = np.hypot(wx - ex * t, qy - ey * t)
+    dist = _hypot(wx - ex * t, qy - ey * t)
     return np.where(ex * qy - ey * wx > 0.0, -dist, dist)
 
 
@@ -281,12 +329,12 @@ def _shape_sdf(shape: dict, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         d2 = _sd_round_box(u, v, p["t"], p["L"], p["r"])
         return np.minimum(d1, d2)
     if kind == "crescent":
-        d_out = np.hypot(u, v) - p["R"]
-        d_cut = np.hypot(u - p["off"], v) - p["R2"]
+        d_out = _hypot(u, v) - p["R"]
+        d_cut = _hypot(u - p["off"], v) - p["R2"]
         return np.maximum(d_out, -d_cut)
     if kind == "bar":
         q = np.maximum(np.abs(u) - p["L"], _F0)
-        return np.hypot(q, v) - p["t"]
+        return _hypot(q, v) - p["t"]
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
@@ -327,17 +375,17 @@ def _background(d: _Draws, size: int, kind: str, palette=None):
             c2 = _hsv(h + d.uniform(0.12, 0.35), d.uniform(0.3, 0.7), d.uniform(0.3, 0.9))
     elif kind == "radial":
         cx, cy = d.uniform(0.15, 0.85) * size, d.uniform(0.15, 0.85) * size
-        t = np.hypot(X - cx, Y - cy) * (1.0 / (size * d.uniform(0.7, 1.1)))
+        t = _hypot(X - cx, Y - cy) * (1.0 / (size * d.uniform(0.7, 1.1)))
     elif kind == "stripes":
         period = d.uniform(6.0, 16.0)
         duty = d.uniform(-0.5, 0.5)
         k = period / (2.0 * math.pi)  # unit slope at the zero crossings: ~1 px edges
-        t = k * (np.sin(u * np.float32(1.0 / k)) - duty) + 0.5
+        t = k * (_sin(u * np.float32(1.0 / k)) - duty) + 0.5
     elif kind == "checker":
         period = d.uniform(10.0, 22.0)
         v = (Y - half) * ct - (X - half) * st
         k = period / (2.0 * math.pi)
-        sx, sy = np.sin(u * np.float32(1.0 / k)), np.sin(v * np.float32(1.0 / k))
+        sx, sy = _sin(u * np.float32(1.0 / k)), _sin(v * np.float32(1.0 / k))
         t = k * np.minimum(np.abs(sx), np.abs(sy)) * np.sign(sx * sy) + 0.5
     elif kind == "blobs":
         n = d.integers(3, 7)
@@ -353,7 +401,7 @@ def _background(d: _Draws, size: int, kind: str, palette=None):
             u = u + (np.floor(v * (1.0 / period)) % 2.0) * (period / 2.0)
         fu = u - period * np.round(u * (1.0 / period))
         fv = v - period * np.round(v * (1.0 / period))
-        t = _HALF - (np.hypot(fu, fv) - radius)
+        t = _HALF - (_hypot(fu, fv) - radius)
     else:
         raise ValueError(f"unknown background kind {kind!r}")
     c2 = _snap(c2, palette, avoid=(c1,))  # a texture needs two distinct colours
@@ -662,24 +710,36 @@ def posterize(images: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[dist.argmin(1)].reshape(images.shape)
 
 
+BLUR_BITS = 12  # fixed-point weights of the blur: each row of the kernel sums to 2**BLUR_BITS
+
+
 @lru_cache(maxsize=8)
 def _blur_matrix(size: int, sigma: float) -> np.ndarray:
-    """(size, size) Gaussian blur along one axis, edges renormalised (no dark border)."""
-    x = np.arange(size, dtype=np.float64)
-    w = np.exp(-((x[:, None] - x[None, :]) ** 2) / (2.0 * sigma * sigma))
-    m = (w / w.sum(1, keepdims=True)).astype(np.float32)
+    """(size, size) Gaussian blur along one axis in fixed point: int64 weights, each
+    row summing to exactly 2**BLUR_BITS (edges renormalised: no dark border). The
+    rounding remainder goes to the centre weight."""
+    m = np.zeros((size, size), dtype=np.int64)
+    for i in range(size):
+        w = [math.exp(-((i - j) ** 2) / (2.0 * sigma * sigma)) for j in range(size)]
+        total = sum(w)
+        row = [int(round(x / total * (1 << BLUR_BITS))) for x in w]
+        row[i] += (1 << BLUR_BITS) - sum(row)
+        m[i] = row
     m.flags.writeable = False
     return m
 
 
 def soften(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of a uint8 (H, W, 3) image with std `sigma` pixels: the
-    softness of a photo downsampled to 64x64, which the lab's images have."""
+    softness of a photo downsampled to 64x64, which the lab's images have.
+    Integer arithmetic throughout (numpy's integer products do not go through
+    BLAS), rounded half up once at the end: the same bytes on every CPU."""
     if sigma <= 0:
         return image
     m = _blur_matrix(image.shape[0], float(sigma))
-    x = m @ image.astype(np.float32).transpose(2, 0, 1) @ m.T  # (3, H, W): rows, then columns
-    return (np.clip(x, 0, 255) + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    x = m @ image.astype(np.int64).transpose(2, 0, 1) @ m.T  # (3, H, W): rows, then columns
+    half = 1 << (2 * BLUR_BITS - 1)
+    return ((x + half) >> (2 * BLUR_BITS)).astype(np.uint8).transpose(1, 2, 0)
 
 
 def make_dataset(seed: int, n: int, size: int = 64, palette_size: int = 0, blur: float = 0.0) -> np.ndarray:

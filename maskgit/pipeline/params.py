@@ -14,7 +14,7 @@ from typing import Any, Callable
 from ruamel.yaml import YAML, YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
-from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, SAMPLING, SOURCES
+from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES
 from maskgit.pipeline.errors import ParamError
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
 
@@ -114,6 +114,10 @@ def _unit_range(v):
 SCHEMA: dict[str, dict[str, Check]] = {
     "device": _choice(*DEVICES),
     "compile": _bool,
+    "reproducibility": {
+        "mode": _choice(*REPRODUCIBILITY),
+        "threads": _int(1),
+    },
     "data": {
         "image_size": _int(8),
         "mean": _list(_float(0.0, 1.0), length=3),

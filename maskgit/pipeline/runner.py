@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit.pipeline import paths
+from maskgit.pipeline import numerics, paths
 from maskgit.pipeline.transformer_checkpoint import load_transformer
 from maskgit.pipeline.vqgan_checkpoint import load_vqgan
 from maskgit.algorithms.devices import autocast
@@ -77,6 +77,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
     Returns the timings: decoding (transformer and VQGAN) and image I/O apart."""
     ip = params["inpaint"]
     device = resolve_device(params["device"])
+    numerics.check_precision(ip["precision"], device, "inpaint.precision")
     vqgan, norm = load_vqgan(paths.VQGAN, device)
     # eager even with compile: true: a test set is too short to pay back the compilation
     # (docs/findings.md)

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maskgit.pipeline import paths
+from maskgit.pipeline import numerics, paths
 from maskgit.pipeline.errors import ParamError, UserError
 from maskgit.pipeline.files import write_json
 
@@ -39,6 +39,7 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     plus any timings main() returns as a dict, lands in timings/<name>.json (a stage
     output) for the report. Timings go there and never into a stage's cached outputs:
     a re-run that writes the same images must hash the same, so DVC skips what follows."""
+    numerics.enter()  # portable mode's settings in force, before any work (may re-start the process)
     start = time.perf_counter()
     debug = bool(os.environ.get("MASKGIT_DEBUG")) or "--debug" in sys.argv
     # SIGTERM (a CI timeout, a `kill`) unwinds like Ctrl-C: every `finally` removes its
@@ -66,7 +67,8 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs(paths.TIMINGS, exist_ok=True)
         write_json(paths.TIMINGS / f"{name}.json",
-                   {"stage": name, "seconds": round(seconds, 2), "device": device_used(), **(extra or {})})
+                   {"stage": name, "seconds": round(seconds, 2), "device": device_used(), **(extra or {}),
+                    "numerics": numerics.environment()})
     print(f"{name}: done in {seconds:.1f} s", file=sys.stderr)
 
 
