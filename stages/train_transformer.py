@@ -188,11 +188,13 @@ def train_or_load(params, tp, vq, device, world):
     summary = {"val_loss": last["val/loss"], "val_accuracy": last["val/accuracy"],
                "params": model.num_params(), "processes": world.size, "rank_max_weight_diff": rank_diff,
                "steps": tp["steps"], "epochs": epochs_seen, "n_train": len(train)}
+    # measured on the wall clock, so into timings/ (run_stage), never into the cached
+    # curves: equal weights must give equal dvclive files, or every later stage re-runs.
+    # Counted before saving, which moves the model to the CPU.
+    measured = throughput(model, tp, num_tokens, device, world, start, train_seconds)
     save_transformer(paths.TRANSFORMER, model, params["transformer"], steps=tp["steps"])
     training.finish(summary)
-    # measured on the wall clock, so into timings/ (run_stage), never into the cached
-    # curves: equal weights must give equal dvclive files, or every later stage re-runs
-    return throughput(model, tp, num_tokens, device, world, start, train_seconds)
+    return measured
 
 
 def throughput(model, tp, num_tokens, device, world, start, seconds):
