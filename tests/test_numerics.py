@@ -172,6 +172,14 @@ def test_verify_names_the_first_differing_stage_in_run_order_and_the_field_that_
     assert "cpu:" not in text and "torch_threads" not in text  # the same on both sides: not named
 
 
+def test_libraries_listed_in_another_load_order_are_the_same_field():
+    there = {"blas": "openblas 0.3.31 (Haswell, 1 threads); openblas 0.3.30 (Haswell, 1 threads)"}
+    here = {"blas": "openblas 0.3.30 (Haswell, 1 threads); openblas 0.3.31 (Haswell, 1 threads)"}
+    assert verify.differing_fields(there, here) == []
+    here["blas"] = "openblas 0.3.30 (SkylakeX, 1 threads); openblas 0.3.31 (Haswell, 1 threads)"
+    assert len(verify.differing_fields(there, here)) == 1
+
+
 def test_verify_says_when_the_outputs_are_not_here(committed_run):
     repo, _ = committed_run
     (repo / "models/vqgan.pt").unlink()

@@ -25,6 +25,7 @@ RUNS = {"train_transformer": (240, 20, 40), "train_vqgan": (60, 10, 10)}
 
 def tiny_params(**train_changes) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["reproducibility"]["threads"] = 1  # the suite gives each xdist worker one core
     params["vqgan"].update(num_codebook_vectors=16, enc_channels=[16, 16, 16, 16], dec_channels=[16, 16, 16],
                            latent_dim=8, norm_groups=4)
     params["transformer"].update(dim=32, n_layers=2, n_heads=2, mlp_dim=64, dropout=0.1)  # dropout: global RNG used
