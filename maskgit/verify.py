@@ -4,8 +4,9 @@
     python -m maskgit.verify --rev v1.0            # against another revision's
 
 Compares the output hashes of the workspace's dvc.lock (what `dvc repro` wrote here)
-with the committed one's, in the order the stages run. Wall times (timings/*.json)
-are left out: they differ on every run. At the first stage whose outputs differ, it
+with the committed one's, in the order the stages run. Left out: wall times
+(timings/*.json) and the report with its provenance, which name the commit and the
+machine. At the first stage whose outputs differ, it
 compares what decided that stage's bits here (its timings file's `numerics`) with the
 committed run's (reports/provenance.json) and names every field that differs: the
 mode, the CPU, the BLAS kernel, ATen's capability, a thread count, a package version.
@@ -22,10 +23,13 @@ import sys
 from pathlib import Path
 
 from maskgit.pipeline.errors import InputError, UserError
-from maskgit.pipeline.params import parse_yaml
+from maskgit.pipeline.params import flatten, parse_yaml
 
 TIMINGS = "timings/"
 PROVENANCE = "reports/provenance.json"
+# outputs outside the promise: wall times, and the report and its provenance, which
+# name the commit and the machine
+UNPROMISED = (TIMINGS, "reports/report.md", PROVENANCE)
 
 
 def git_show(rev: str, path: str, repo: Path) -> str | None:
@@ -34,9 +38,9 @@ def git_show(rev: str, path: str, repo: Path) -> str | None:
 
 
 def outputs(stage: dict) -> dict[str, str]:
-    """{path: hash} of a dvc.lock stage's outputs, wall-time files left out."""
+    """{path: hash} of a dvc.lock stage's promised outputs (UNPROMISED left out)."""
     return {o["path"]: o.get("md5") or o.get("hash") for o in stage.get("outs", [])
-            if not o["path"].startswith(TIMINGS)}
+            if not o["path"].startswith(UNPROMISED)}
 
 
 def timing_name(stage: dict) -> str | None:
@@ -88,7 +92,7 @@ def verify(repo: Path, rev: str) -> tuple[bool, list[str]]:
     provenance_text = git_show(rev, PROVENANCE, repo)
     provenance = json.loads(provenance_text).get("stages", {}) if provenance_text else {}
 
-    lines, first = [], None
+    lines, first = param_lines(committed, here, rev), None
     for name in run_order(committed):
         theirs, ours = outputs(committed[name]), outputs(here.get(name, {}))
         if name not in here:
@@ -101,8 +105,6 @@ def verify(repo: Path, rev: str) -> tuple[bool, list[str]]:
             first = first or name
             continue
         differ = [p for p in theirs if theirs[p] != ours.get(p)]
-        if committed[name].get("params") != here[name].get("params"):
-            lines.append(f"{name}: run with other params than {rev}'s (`git diff {rev} -- params.yaml`)")
         lines.append(f"{name}: " + ("identical" if not differ else f"differs ({', '.join(differ)})"))
         if differ and first is None:
             first = name
@@ -112,6 +114,29 @@ def verify(repo: Path, rev: str) -> tuple[bool, list[str]]:
     else:
         lines.append(f"first difference: {first}")
     return first is None, lines
+
+
+def param_lines(committed: dict, here: dict, rev: str) -> list[str]:
+    """The params (as the stages read them) that differ from the committed run's, once
+    each, as the first stage that reads them recorded them."""
+    def params(stage):
+        out = {}
+        for values in (stage.get("params") or {}).values():
+            out.update(flatten(values))
+        return out
+
+    differ = {}
+    for name in committed:
+        theirs, ours = params(committed[name]), params(here.get(name, {}))
+        if name not in here:
+            continue
+        for k in sorted(set(theirs) | set(ours)):
+            if theirs.get(k) != ours.get(k) and k not in differ:
+                differ[k] = (theirs.get(k, "not set"), ours.get(k, "not set"))
+    if not differ:
+        return []
+    return [f"params that differ from {rev}'s run (`git diff {rev} -- params.yaml`):"] + [
+        f"  {k}: {a!r} there, {b!r} here" for k, (a, b) in sorted(differ.items())]
 
 
 def explain(repo: Path, stage: dict, provenance: dict) -> list[str]:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import copy_project, stage_env
+from maskgit import verify
 
 pytestmark = pytest.mark.pipeline
 
@@ -120,15 +121,12 @@ def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
 
 
 FINGERPRINTS = Path(__file__).parent / "fingerprints" / "tiny_portable.json"
-# outputs that name the machine or the git revision (the report, its provenance) or
-# hold wall times: not part of the promise
-UNPROMISED = ("timings/", "reports/report.md", "reports/provenance.json")
 
 
 def output_hashes(project) -> dict:
     stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     return {f"{name} {o['path']}": o["md5"] for name, stage in stages.items() for o in stage.get("outs", [])
-            if not o["path"].startswith(UNPROMISED)}
+            if not o["path"].startswith(verify.UNPROMISED)}
 
 
 def test_the_tiny_portable_run_gives_the_committed_bytes(tiny_project):
