@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from maskgit.metrics import bootstrap as bs
 from maskgit.pipeline import paths, plotting
@@ -30,7 +29,7 @@ from maskgit.pipeline.errors import InputError, UserError
 from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
 from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import check_params, flatten
+from maskgit.pipeline.params import check_params, flatten, parse_yaml
 
 OUT = paths.REPORTS / "compare"
 METRICS = ("fid", "kid", "hole_psnr", "hole_ssim")
@@ -65,7 +64,7 @@ class Run:
 
     def params(self) -> dict:
         try:
-            params = yaml.safe_load(self.read("params.yaml"))
+            params = parse_yaml(self.read("params.yaml").decode())
         except FileNotFoundError:
             raise InputError(f"{self.rev}: params.yaml not found") from None
         return check_params(params, f"{self.rev}:params.yaml")

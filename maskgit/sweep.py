@@ -19,6 +19,7 @@ re-submitted sweep runs only what is missing.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import os
 import re
@@ -28,11 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import ParamError, UserError
-from maskgit.pipeline.params import check_params
+from maskgit.pipeline.params import check_params, parse_yaml
 from maskgit.pipeline.sweep_job import JobResult, JobSpec, exp_ref, experiment_name, run_job
 
 SUBMITIT_DIR = Path(".sweep")  # submitit's job files and the job logs (gitignored; on the shared filesystem for Slurm)
@@ -79,9 +79,10 @@ def parse_grid(sets: list[str]) -> list[list[str]]:
 
 
 def apply_overrides(params: dict, overrides: list[str]) -> dict:
-    """params with the overrides set, as DVC sets them (values parsed as YAML);
-    ParamError naming the key when it is not a param of params.yaml."""
-    out = yaml.safe_load(yaml.safe_dump(params))
+    """params with the overrides set, as DVC sets them (values parsed as YAML 1.2, as
+    DVC reads them: `1e-3` is a number, `on` a string); ParamError naming the key when
+    it is not a param of params.yaml."""
+    out = copy.deepcopy(params)
     for o in overrides:
         key, _, raw = o.partition("=")
         node, parts = out, key.split(".")
@@ -92,7 +93,7 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
         if parts[-1] not in node:
             raise ParamError(f"-S {o}: unknown param {key}; known in {'.'.join(parts[:-1]) or 'params.yaml'}: "
                              f"{', '.join(node)}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_yaml(raw)
     return out
 
 
@@ -289,7 +290,7 @@ def submit(args) -> list[JobResult]:
     if not points:
         raise UserError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
     root = project_root()
-    check_points(yaml.safe_load((root / "params.yaml").read_text()), points)
+    check_points(parse_yaml((root / "params.yaml").read_text()), points)
     executor, base = prepare(args, root)
     git_url, commit = base["git_remote"], base["commit"]
     named = [(experiment_name(p), p) for p in points]

@@ -146,3 +146,21 @@ def test_params_are_read_with_dvcs_yaml_rules(tmp_path):
     params = load_params(path)
     assert params["train_transformer"]["lr"] == 1e-3 and params["train_transformer"]["weight_decay"] == 1e-2
     assert params == dvc_parse(text, str(path))
+
+
+@pytest.mark.parametrize("raw", ["1e-3", "1e-05", "0.001", "8", "true", "on", "null", "[cosine,linear]", "cosine"])
+def test_a_set_value_means_to_the_sweep_what_it_means_to_dvc_exp_run(raw, tmp_path):
+    # `dvc exp run -S` applies the override with Hydra's grammar to params.yaml; the sweep
+    # checks and names its points with its own parse (maskgit.tune passes repr(float),
+    # e.g. 1e-05). PyYAML read `1e-3` as a string and refused a value DVC accepts.
+    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
+
+    from maskgit.sweep import apply_overrides
+    from maskgit.pipeline.params import parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    dvc_apply_overrides(path, [f"train_transformer.lr={raw}"])
+    by_dvc = parse_yaml(path.read_text())["train_transformer"]["lr"]
+    ours = apply_overrides(load_params(ROOT / "params.yaml"), [f"train_transformer.lr={raw}"])
+    assert ours["train_transformer"]["lr"] == by_dvc and type(ours["train_transformer"]["lr"]) is type(by_dvc)
