@@ -6,7 +6,8 @@
   tensors and arrays and do no file I/O;
 - ``maskgit.pipeline``: what the DVC stages in ``stages/`` share. File I/O lives here,
   in the stage scripts and in the tools;
-- ``maskgit.bench``, ``.experiments``, ``.preset``, ``.tune``: the command-line tools.
+- ``maskgit.bench``, ``.compare``, ``.experiments``, ``.preset``, ``.sweep``, ``.tune``,
+  ``.verify``: the command-line tools.
 """
 
 __version__ = "0.1.0"

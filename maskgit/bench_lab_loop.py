@@ -1,5 +1,5 @@
-"""The lab's inpainting loop, written from its published algorithm (../shared/GUIDE.md,
-section 1) and deliberately NOT from this project's decoder: no import from
+"""The lab's inpainting loop, written from its published algorithm (MaskGIT, Chang et
+al. 2022, section 3.2, as the course lab states it) and deliberately NOT from this project's decoder: no import from
 maskgit.algorithms.decoding or maskgit.algorithms.schedules. The benchmark times it and
 compares its tokens with maskgit.algorithms.decoding, so that "tokens identical" is an
 agreement between two implementations, not the decoder compared with itself.

@@ -1,6 +1,6 @@
 """The package's layers, checked: imports point down only.
 
-    tools       maskgit/*.py (bench, experiments, preset, tune)
+    tools       maskgit/*.py (bench, compare, experiments, preset, sweep, tune, verify)
       |
     pipeline    maskgit/pipeline/   what the DVC stages share (params, files, the runner)
       |
