@@ -15,9 +15,7 @@ but the bootstrap. Paired: both runs must have scored the same test images.
 from __future__ import annotations
 
 import argparse
-import io
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,9 +25,10 @@ from maskgit.metrics import bootstrap as bs
 from maskgit.pipeline import paths, plotting
 from maskgit.pipeline.errors import InputError, UserError
 from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
-from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
+from maskgit.pipeline.evidence import BASELINE_SETS
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import check_params, flatten, parse_yaml
+from maskgit.pipeline.params import flatten
+from maskgit.pipeline.runs import Run
 
 OUT = paths.REPORTS / "compare"
 METRICS = ("fid", "kid", "hole_psnr", "hole_ssim")
@@ -37,92 +36,9 @@ HIGHER_IS_BETTER = {"hole_psnr", "hole_ssim", "psnr", "ssim"}
 N_FIGURE = 6
 
 
-class Run:
-    """One run's files at a revision (or the workspace), read through dvc.api."""
-
-    def __init__(self, rev: str, repo: str = "."):
-        self.rev, self.repo = rev, repo
-        self.hint = ("run `dvc repro`" if rev == "workspace" else
-                     f"`dvc exp apply {rev}` then `dvc repro`, or `dvc pull` if its outputs were pushed")
-
-    def read(self, path: str | Path) -> bytes:
-        path = Path(path)
-        if self.rev == "workspace":
-            full = Path(self.repo) / path
-            if not full.is_file():
-                raise FileNotFoundError(path)
-            return full.read_bytes()
-        import dvc.api
-
-        try:
-            with dvc.api.open(path.as_posix(), repo=self.repo, rev=self.rev, mode="rb") as f:
-                return f.read()
-        except Exception as e:  # dvc raises several kinds for a missing path, revision or cache entry
-            if "revision" in str(e).lower() and "unknown" in str(e).lower():
-                raise InputError(f"{self.rev}: not an experiment name, git revision or `workspace` ({e})") from None
-            raise FileNotFoundError(f"{path} ({type(e).__name__})") from None
-
-    def params(self) -> dict:
-        try:
-            params = parse_yaml(self.read("params.yaml").decode())
-        except FileNotFoundError:
-            raise InputError(f"{self.rev}: params.yaml not found") from None
-        return check_params(params, f"{self.rev}:params.yaml")
-
-    def evidence(self, name: str, kind: str) -> dict:
-        path = evidence_path(name, kind)
-        try:
-            data = self.read(path)
-        except FileNotFoundError:
-            raise InputError(f"{self.rev}: per-image evidence {path} is missing (a run from before the evidence "
-                             f"was stored, or a cleared cache): {self.hint}") from None
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if any(f not in z.files for f in FIELDS):
-                raise InputError(f"{self.rev}: {path} was written by older code: {self.hint}")
-            return {k: z[k] for k in FIELDS}
-
-    def gt_features(self) -> np.ndarray:
-        try:
-            return np.load(io.BytesIO(self.read(paths.GT_FEATURES)))
-        except FileNotFoundError:
-            raise InputError(f"{self.rev}: {paths.GT_FEATURES} is missing: {self.hint}") from None
-
-    def image(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.read(path))) as im:
-            return np.asarray(im.convert("RGB"))
-
-    def git_revision(self) -> str:
-        if self.rev == "workspace":
-            rev = _git(self.repo, "rev-parse", "--short", "HEAD")
-            dirty = _git(self.repo, "status", "--porcelain", "--", "params.yaml", "dvc.yaml", "maskgit", "stages")
-            return f"{rev}{' + uncommitted changes' if dirty else ''}" if rev else "unknown"
-        from dvc.repo import Repo
-        from dvc.scm import resolve_rev
-
-        with Repo(self.repo) as repo:
-            return resolve_rev(repo.scm, self.rev)[:7]
-
-
-def _git(repo, *args) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def params_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     fa, fb = flatten(a), flatten(b)
     return [(k, fa.get(k, "—"), fb.get(k, "—")) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-
-
-def load(run: Run):
-    params = run.params()
-    schedules = params["inpaint"]["schedules"]
-    sets = {s: run.evidence(s, "schedule") for s in schedules}
-    sets.update({b: run.evidence(b, "baseline") for b in BASELINE_SETS})
-    return params, sets, run.gt_features()
 
 
 def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
@@ -131,8 +47,8 @@ def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
 
 
 def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges: list[float]):
-    pa, sa, ga = load(a)
-    pb, sb, gb = load(b)
+    pa, sa, ga = a.load()
+    pb, sb, gb = b.load()
     names = next(iter(sa.values()))["names"]
     if not (np.array_equal(names, next(iter(sb.values()))["names"]) and np.allclose(ga, gb)):
         raise InputError(f"{a.rev} and {b.rev} scored different test images: a paired comparison needs the same "

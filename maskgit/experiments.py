@@ -128,7 +128,7 @@ def swept_params(frame: pd.DataFrame) -> list[str]:
 def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path("params.yaml")) -> dict[str, str]:
     """experiment -> "**best**" | "tied" | "" | "no evidence": each experiment's best FID
     against the best experiment's, paired over images from both experiments' stored evidence."""
-    from maskgit.compare import Run
+    from maskgit.pipeline.runs import Run
     from maskgit.metrics import bootstrap as bs
     from maskgit.pipeline.errors import UserError
     from maskgit.pipeline.params import load_params
