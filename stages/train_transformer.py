@@ -7,14 +7,15 @@ The budget is train_transformer.steps or .epochs over the prepared training set
 (maskgit.algorithms.objective.training_steps); the summary metrics give both.
 Writes models/transformer.pt and the curves under dvclive/transformer. Saves a
 resumable checkpoint every train_transformer.checkpoint_every steps: a killed run
-re-started with the same command continues from it (maskgit/resume.py). With
-transformer.checkpoint set, that model is checked against the tokens and used as is.
+re-started with the same command continues from it (maskgit/pipeline/training.py,
+maskgit/pipeline/resume.py). With transformer.checkpoint set, that model is checked
+against the tokens and used as is.
 
 Data parallel: with train_transformer.nproc_per_node > 1 the stage relaunches itself
 under torchrun (or run `torchrun --nproc_per_node N stages/train_transformer.py`);
 each rank trains on its slice of the same global batch and rank 0 alone writes
-(maskgit/distributed.py). With train_transformer.nnodes > 1 it joins a c10d rendezvous
-of that many machines (docs/scale.md, configs/slurm-train.sbatch).
+(maskgit/pipeline/distributed.py). With train_transformer.nnodes > 1 it joins a c10d
+rendezvous of that many machines (docs/scale.md, docs/slurm-train.sbatch).
 """
 
 from maskgit.pipeline.numerics import pin_numerics

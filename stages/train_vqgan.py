@@ -11,7 +11,8 @@ as is: no training, only its reconstruction and codebook usage on val images.
 Writes models/vqgan.pt ({config, state_dict, mean, std}) and, under dvclive/vqgan,
 the training curves and the final metrics (reconstruction error, codebook usage).
 Saves a resumable checkpoint every train_vqgan.checkpoint_every steps: a killed run
-re-started with the same command continues from it (maskgit/resume.py).
+re-started with the same command continues from it (maskgit/pipeline/training.py,
+maskgit/pipeline/resume.py).
 """
 
 from maskgit.pipeline.numerics import pin_numerics

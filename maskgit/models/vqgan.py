@@ -319,15 +319,11 @@ class VQGAN(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# loading the lab's checkpoint
+# stage-1 training helpers
 
 
 def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t) + ")"
-
-
-# -----------------------------------------------------------------------------
-# stage-1 training helpers
 
 
 def codebook_usage(indices, num_codes: int) -> dict:

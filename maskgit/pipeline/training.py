@@ -37,7 +37,11 @@ class TrainingRun:
 
         run = TrainingRun("train_vqgan", key, every, paths.LIVE_VQGAN, params_to_log)
         start, extra = run.resume(model, opt, sched, generator)   # 0, {} on a fresh run
-        with run.live() as live: ...; run.log(row) ...
+        run.open_live()                     # the log, with a resumed run's history replayed
+        for step in range(start, steps):
+            ...; run.check_finite(loss, step); run.log(row)
+            run.save(step + 1, model, opt, sched, generator)      # a checkpoint when one is due
+        run.finish(summary)                 # the summary, the log in place, the checkpoint gone
     """
 
     def __init__(self, stage: str, key: str, checkpoint_every: int, live_dir: str | Path, logged_params: dict,
