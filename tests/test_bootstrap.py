@@ -27,11 +27,17 @@ def features(seed, n=40, d=128, shift=0.0):
 
 def test_the_n_by_n_identity_equals_scipy_sqrtm():
     f1, f2 = features(1), features(2, shift=0.3)
+    n = len(f1)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     direct = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
-    assert bs.trace_sqrt_product(f1, f2) == pytest.approx(direct, rel=1e-6)
-    # and the whole FID equals torch-fidelity's (2048 x 2048-style) formula
-    assert bs.fid_lowrank(f1, f2) == pytest.approx(fid_from_features(f1, f2), rel=1e-6)
+    # the product's nuclear-norm term over the full set (every image once), read off
+    # the Gram matrix as fid_weighted reads it
+    grams = bs.pair_grams(f1, f2)
+    m1, m2 = f1.mean(0), f2.mean(0)
+    nuclear = bs._nuclear(grams.g12, np.arange(n), np.ones(n), f1 @ m2, f2 @ m1, float(m1 @ m2))
+    assert nuclear / (n - 1) == pytest.approx(direct, rel=1e-6)
+    # and the whole FID the stages report equals torch-fidelity's d x d formula
+    assert bs.point_values({"a": f1}, f2, {})["a"]["fid"] == pytest.approx(fid_from_features(f1, f2), rel=1e-6)
 
 
 def test_a_replicate_equals_the_statistics_of_the_resampled_rows():

@@ -40,7 +40,6 @@ KID_DEGREE = 3  # torch-fidelity's polynomial kernel (x.y / d + 1)^3
 # statistics whose replicates are biased by the repeats of resampling: their intervals are
 # centred on the full-set value (means of per-image metrics are not, and are left as drawn)
 BIASED = ("fid", "kid")
-VERDICTS = ("better", "worse", "indistinguishable")
 
 
 # ---------------------------------------------------------------------------
@@ -110,19 +109,6 @@ def kid_weighted(grams: PairGrams, u: np.ndarray, c: np.ndarray) -> float:
         return (c @ ku @ c - (c * c) @ np.diag(ku)) / distinct_pairs
 
     return float(within(grams.k11) + within(grams.k22) - 2 * (c @ grams.k12[np.ix_(u, u)] @ c) / n**2)
-
-
-def fid_lowrank(f1: np.ndarray, f2: np.ndarray) -> float:
-    """FID of two equal-size feature sets through the n x n identity (no resampling)."""
-    n = len(f1)
-    return fid_weighted(pair_grams(f1, f2), np.arange(n), np.ones(n))
-
-
-def trace_sqrt_product(f1: np.ndarray, f2: np.ndarray) -> float:
-    """tr sqrt(S1 S2) of two (n, d) feature sets as the nuclear norm of X1c X2c^T / (n - 1)."""
-    x1 = f1 - f1.mean(0)
-    x2 = f2 - f2.mean(0)
-    return float(np.linalg.svd(x1 @ x2.T, compute_uv=False).sum() / (len(f1) - 1))
 
 
 # ---------------------------------------------------------------------------
