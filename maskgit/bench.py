@@ -42,7 +42,9 @@ from maskgit.algorithms.decoding import decode_set
 from maskgit.algorithms.devices import autocast
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
+from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
+from maskgit.pipeline.tool import run_tool
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
 
@@ -357,6 +359,10 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None):
+    run_tool(lambda: cli(argv), "bench")
+
+
+def cli(argv=None):
     parser = argparse.ArgumentParser(description="Benchmark the decoder, training, FID and attention.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: a smoke run, not numbers")
     parser.add_argument("--full", action="store_true", help="scaling table at 100, 1,000 and 10,000 images (long on a CPU)")
@@ -368,7 +374,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     unknown = sorted(set(args.only.split(",")) - set(SECTIONS)) if args.only else []
     if unknown:  # before measuring anything, so an existing benchmark.json is never rewritten for nothing
-        parser.error(f"--only: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
+        raise UserError(f"--only: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gpu = device.type == "cuda"

@@ -1,7 +1,6 @@
 """Finished DVC experiments -> reports/experiments.md, the ablation tables of the lab
 reports: FID per schedule for every experiment, and for every swept param a table
-and a plot of FID against it (the other swept params held at their most common
-value), best row marked.
+and a plot of FID against it, best row marked (maskgit/pipeline/experiments_page.py).
 
     dvc exp run --queue -S 'inpaint.total_iter=5,8,10' && dvc queue start
     python -m maskgit.experiments          # reads `dvc exp show --json`: HEAD and its experiments
@@ -10,300 +9,25 @@ value), best row marked.
                                            # (a sweep's, run on other machines: maskgit.sweep)
 
 The Optuna study of maskgit.tune adds its trial table to the same page.
-
-Each FID carries its bootstrap interval (metrics/evaluation.json of that experiment), and
-every experiment indistinguishable from the best is marked, not just one: the best FID
-of each is compared with the best experiment's, paired over the same test images, from
-the per-image evidence both stored, read at each experiment's revision through dvc.api.
-Experiments that differ only in inpaint.seed are grouped (mean and spread over seeds:
-the decoder's own noise, which the bootstrap over images does not see).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from maskgit.pipeline import paths
-from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import flatten
-
-FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
-# column prefixes of the metrics; params are dotted keys (and include fid.* settings)
-FID, BASE, INTERVAL = "FID ", "baseline FID ", "interval "
-BASELINE_FILE = paths.FID_BASELINES.as_posix()
-EVALUATION_FILE = paths.EVALUATION.as_posix()
-STUDY_FILE = paths.STUDY
-REV = "_rev"  # the experiment's git revision, for reading its evidence; never shown
-SEED = "inpaint.seed"
-FIGURES_DIR = paths.EXPERIMENTS_FIGURES.name  # reports/experiments/, beside reports/experiments.md
-
-
-def dvc_exp_show(all_commits: bool = False) -> list:
-    """`dvc exp show --json`: the last commit and the experiments run from it. With
-    all_commits, every commit of the repository and their experiments: in a clone of
-    this project that is also the project's own history of default runs, whose params
-    then count as swept."""
-    cmd = ["dvc", "exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise RuntimeError("dvc is not on PATH (activate the project's virtual environment)") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"dvc exp show failed: {last}")
-    return json.loads(result.stdout)
-
-
-def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
-    """`dvc exp pull`: every experiment of HEAD (or of every commit) on the Git remote,
-    refs only: their params and metrics are in Git (the FID metrics are `cache: false`),
-    which is all this page reads; `dvc exp apply NAME && dvc pull` fetches one's data."""
-    if git_remote is None:
-        remotes = subprocess.run(["git", "remote"], capture_output=True, text=True).stdout.split()
-        if not remotes:
-            raise RuntimeError("--pull: no git remote (pass --git-remote URL, or `git remote add origin URL`)")
-        git_remote = "origin" if "origin" in remotes else remotes[0]
-    cmd = ["dvc", "exp", "pull", "--no-cache", "--force", git_remote] + (["--all-commits"] if all_commits else [])
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"dvc exp pull {git_remote} failed: {last}")
-    return git_remote
-
-
-def _entries(node, parent=None):
-    """Every (name, data) of a `dvc exp show --json` tree: baselines and experiments."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _entries(item, parent)
-    elif isinstance(node, dict):
-        data = node.get("data")
-        if isinstance(data, dict) and ("params" in data or "metrics" in data) and node.get("rev") != "workspace":
-            yield node.get("name") or str(node.get("rev", ""))[:7], {**data, REV: node.get("rev")}
-        for key in ("experiments", "revs"):
-            if node.get(key):
-                yield from _entries(node[key], node)
-
-
-def experiments_frame(exp_show: list) -> pd.DataFrame:
-    """One row per experiment: its params (dotted keys) and FID per schedule."""
-    rows = []
-    for name, data in _entries(exp_show):
-        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
-        if not fids:
-            continue  # a failed or unfinished experiment
-        flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()}
-        row = {"experiment": name, REV: data.get(REV), **flat}
-        evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
-        for schedule, m in fids.items():
-            row[f"{FID}{schedule}"] = m["fid"]
-            cell = (evaluation.get(schedule) or {}).get("fid") or {}
-            if "low" in cell and "high" in cell:  # dvc exp show keeps scalars only, not the interval list
-                row[f"{INTERVAL}{schedule}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
-        base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
-        for key, m in base.items():
-            row[f"{BASE}{key}"] = m["fid"]
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    # one row per distinct experiment (a baseline commit may show up under several branches)
-    keys = [c for c in frame.columns if c not in ("experiment", REV)]
-    return frame.drop_duplicates(subset=keys).reset_index(drop=True)
-
-
-def swept_params(frame: pd.DataFrame) -> list[str]:
-    params = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV)]
-    return [c for c in params if frame[c].astype(str).nunique() > 1]
-
-
-def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path("params.yaml")) -> dict[str, str]:
-    """experiment -> "**best**" | "tied" | "" | "no evidence": each experiment's best FID
-    against the best experiment's, paired over images from both experiments' stored evidence."""
-    from maskgit.pipeline.runs import Run
-    from maskgit.metrics import bootstrap as bs
-    from maskgit.pipeline.errors import UserError
-    from maskgit.pipeline.params import load_params
-
-    fid_cols = [c for c in frame.columns if c.startswith(FID)]
-    if frame.empty or REV not in frame or frame[REV].isna().any():
-        return {}
-    try:
-        ev = load_params(params_path)["evaluate"]
-    except UserError:
-        return {}
-    best_schedule = frame[fid_cols].idxmin(axis=1).str.removeprefix(FID)
-    best_fid = frame[fid_cols].min(axis=1)
-    top = int(best_fid.idxmin())
-
-    def evidence(i):
-        run = Run(str(frame.loc[i, REV]), repo)
-        return run.evidence(best_schedule[i], "schedule")["features"], run.gt_features()
-
-    try:
-        f_top, gt = evidence(top)
-    except UserError:
-        return {}
-    marks = {frame.loc[top, "experiment"]: "**best**"}
-    for i in frame.index:
-        if i == top:
-            continue
-        name = frame.loc[i, "experiment"]
-        try:
-            f, gt_i = evidence(i)
-        except UserError:
-            marks[name] = "no evidence"
-            continue
-        if f.shape != f_top.shape or not np.allclose(gt_i, gt):
-            marks[name] = "other test set"
-            continue
-        reps = bs.bootstrap({"x": f, "top": f_top}, gt, {}, ev["replicates"], ev["seed"])
-        diff = float(best_fid[i] - best_fid[top])
-        lo, hi = bs.interval(reps["x"]["fid"] - reps["top"]["fid"], ev["confidence"], diff)
-        marks[name] = "tied" if bs.verdict(lo, hi) == "indistinguishable" else ""
-    return marks
-
-
-def _mark_best(table: pd.DataFrame, fid_cols: list[str], marks: dict[str, str] | None = None) -> pd.DataFrame:
-    best_value = table[fid_cols].min(axis=1)
-    out = table.copy()
-    out["best FID"] = best_value.round(2)
-    if marks:
-        out.insert(0, "", [marks.get(e, "") for e in out["experiment"]])
-    else:
-        # no per-image evidence: every row tied at the printed precision is marked, so
-        # that two tables that order the same experiments differently never name
-        # different winners
-        tied = out["best FID"] == out["best FID"].min()
-        out.insert(0, "", ["**best**" if t else "" for t in tied])
-    for c in fid_cols:
-        out[c] = out[c].round(2)
-    return out
-
-
-def seed_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Experiments equal in every param but inpaint.seed, grouped: FID mean and spread over seeds."""
-    if SEED not in frame:
-        return pd.DataFrame()
-    fid_cols = [c for c in frame.columns if c.startswith(FID)]
-    keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV, SEED)]
-    rows = []
-    key = frame[keys].apply(lambda r: "|".join(map(str, r)), axis=1) if keys else pd.Series("", index=frame.index)
-    for _, group in frame.groupby(key, sort=False):
-        if group[SEED].nunique() < 2:
-            continue
-        row = {"experiments": ", ".join(group["experiment"]), "seeds": ", ".join(map(str, sorted(group[SEED])))}
-        for c in fid_cols:
-            row[f"{c} mean ± sd"] = f"{group[c].mean():.2f} ± {group[c].std(ddof=1):.2f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _sort_key(values: pd.Series) -> pd.Series:
-    numeric = pd.to_numeric(values, errors="coerce")
-    return numeric if numeric.notna().all() else values.astype(str)
-
-
-def sweep_table(frame: pd.DataFrame, param: str, others: list[str], marks: dict | None = None) -> pd.DataFrame:
-    """FID against `param`, the other swept params held at their most common value."""
-    sub = frame
-    for o in others:
-        sub = sub[sub[o].astype(str) == str(frame[o].astype(str).mode().iloc[0])]
-    fid_cols = [c for c in frame.columns if c.startswith(FID)]
-    table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=_sort_key)
-    return _mark_best(table.reset_index(drop=True), fid_cols, marks)
-
-
-def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
-    from maskgit.pipeline.plotting import new_figure, save
-
-    fig = new_figure(5, 3.4)
-    ax = fig.add_subplot()
-    x = pd.to_numeric(table[param], errors="coerce")
-    numeric = x.notna().all()
-    for c in [c for c in table.columns if c.startswith(FID)]:
-        ax.plot(x if numeric else table[param].astype(str), table[c], marker="o", label=c.removeprefix(FID))
-    ax.set_xlabel(param)
-    ax.set_ylabel("FID (lower is better)")
-    ax.set_title(f"FID against {param}")
-    ax.grid(alpha=0.3)
-    ax.legend(title="schedule")
-    save(fig, path, dpi=120)
-
-
-def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dict | None = None) -> str:
-    lines = ["# Experiments", "", "Built by `python -m maskgit.experiments` from `dvc exp show --json`.", ""]
-    if frame.empty:
-        lines += ["No finished experiments with FID yet: run `dvc exp run` or `dvc queue start` first.", ""]
-    else:
-        fid_cols = [c for c in frame.columns if c.startswith(FID)]
-        swept = swept_params(frame)
-        lines += [f"{len(frame)} experiments; swept: {', '.join(swept) or 'nothing'}.", "",
-                  "## FID per schedule", ""]
-        if marks:
-            lines += ["**best**: the lowest FID; *tied*: its best FID is indistinguishable from the best one's "
-                      "(paired bootstrap over the same test images, interval of the difference includes 0). "
-                      "Intervals: each FID's own bootstrap interval (metrics/evaluation.json).", ""]
-        else:
-            lines += ["No per-image evidence to compare experiments with (older runs or a cleared cache): "
-                      "the mark best goes to the lowest FID at the printed precision, which says nothing about noise.", ""]
-        columns = ["experiment", *swept]
-        for c in fid_cols:  # each FID followed by its interval, where the experiment has one
-            columns += [c] + [i for i in [c.replace(FID, INTERVAL, 1)] if i in frame.columns]
-        lines += [_mark_best(frame[columns], fid_cols, marks).to_markdown(index=False), ""]
-        groups = seed_groups(frame)
-        if not groups.empty:
-            lines += ["## Seeds", "", "Experiments that differ only in `inpaint.seed`: the spread over seeds is the "
-                      "decoder's own noise, which the intervals over images do not include "
-                      "(`dvc exp run --queue -S 'inpaint.seed=0,1,2'`).", "", groups.to_markdown(index=False), ""]
-        for param in swept:
-            others = [p for p in swept if p != param]
-            table = sweep_table(frame, param, others, marks)
-            held = ", ".join(f"{o} = {frame[o].astype(str).mode().iloc[0]}" for o in others)
-            # beside the page, never in reports/figures: the plots stage owns that folder
-            # (DVC would call the pipeline changed and delete the figure on the next repro)
-            fig = out.parent / FIGURES_DIR / f"{param.replace('.', '_')}.png"
-            plot_sweep(table, param, fig)
-            lines += [f"## FID against {param}", "", f"Other swept params held at: {held}." if held else "", "",
-                      table.to_markdown(index=False), "", f"![FID against {param}]({FIGURES_DIR}/{fig.name})", ""]
-    if study:
-        lines += [f"## Optuna study: {study['param']} ({len(study['trials'])} trials)", "",
-                  f"Objective: {study['objective']} (minimised). Each trial is a DVC experiment.", "",
-                  pd.DataFrame(study["trials"]).to_markdown(index=False), "",
-                  f"Best: {study['param']} = {study['best']['value']:.4g} "
-                  f"({study['objective']} {study['best']['objective']:.4f}, experiment {study['best']['experiment']}).", ""]
-    return "\n".join(lines)
+from maskgit.pipeline.experiments_page import add_page_args, build_page
+from maskgit.pipeline.tool import run_tool
 
 
 def main(argv=None):
+    run_tool(lambda: cli(argv), "experiments")
+
+
+def cli(argv=None):
     parser = argparse.ArgumentParser(description="Build reports/experiments.md from the finished DVC experiments.")
-    parser.add_argument("--out", default=paths.EXPERIMENTS_PAGE, type=Path)
-    parser.add_argument("--all-commits", action="store_true",
-                        help="experiments of every commit, not only of the last one (HEAD)")
-    parser.add_argument("--pull", action="store_true",
-                        help="first pull the experiments from the git remote (those a sweep pushed)")
-    parser.add_argument("--git-remote", default=None, help="with --pull: name or URL (default: origin)")
+    add_page_args(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.pull:
-            print(f"pulled the experiments of {pull_experiments(args.git_remote, args.all_commits)}")
-        frame = experiments_frame(dvc_exp_show(args.all_commits))
-        marks = paired_marks(frame)
-    except (RuntimeError, json.JSONDecodeError) as e:
-        print(f"error: experiments: {e}", file=sys.stderr)
-        sys.exit(2)
-    study = json.loads(STUDY_FILE.read_text()) if STUDY_FILE.is_file() else None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(args.out, render(frame, args.out, study, marks).encode())
-    print(f"wrote {args.out}: {len(frame)} experiments")
+    build_page(args.out, args.all_commits, args.pull, args.git_remote)
 
 
 if __name__ == "__main__":

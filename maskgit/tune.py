@@ -25,18 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from maskgit.pipeline import paths
-from maskgit.experiments import STUDY_FILE
-from maskgit.experiments import main as build_experiments_page
-from maskgit.pipeline.errors import UserError
+from maskgit.pipeline.errors import InputError, ParamError, UserError
+from maskgit.pipeline.experiments_page import build_page
 from maskgit.pipeline.files import write_json
 from maskgit.pipeline.params import SCHEMA
 from maskgit.pipeline.sweep_job import JobSpec
-from maskgit.sweep import add_executor_args, check_executor_args, prepare, project_root, run_all, run_common
+from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
+                                           run_common)
+from maskgit.pipeline.tool import run_tool
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 STORAGE_DIR = Path(".sweep/optuna")
@@ -48,14 +48,20 @@ def objective_path(objective: str) -> Path:
 
 def objective_value(objective: str, text: str) -> float:
     """The objective from the text of objective_path(objective)."""
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # written by a stage of the trial's experiment, not by this code: a truncated or
+        # foreign file is a broken input, named, not a traceback of the study
+        raise InputError(f"{objective_path(objective)}: not JSON ({e.msg} at line {e.lineno})") from None
     if objective == "val_loss":
         return float(data["val_loss"])
     if objective.startswith("fid:"):
         schedule = objective.split(":", 1)[1]
         if schedule not in data:
-            raise ValueError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(data)})")
+            raise UserError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(data)})")
         return float(data[schedule]["fid"])
+    # main() refuses any other --objective before the first trial: reaching here is a bug
     raise ValueError(f"--objective {objective}: expected {OBJECTIVES}")
 
 
@@ -63,14 +69,23 @@ def read_objective(objective: str) -> float:
     return objective_value(objective, objective_path(objective).read_text())
 
 
+def trial_override(param: str, value: float) -> str:
+    """The `-S` a trial's `dvc exp run` gets, here or as a job: repr() writes the float
+    back exactly (1e-05, 0.00123), and DVC's override grammar reads it as that float
+    (tests/test_params.py checks the round trip against DVC's own parser)."""
+    return f"{param}={value!r}"
+
+
 def run_trial(name: str, param: str, value: float, extra: list[str]) -> None:
-    cmd = ["dvc", "exp", "run", "--name", name, "-S", f"{param}={value!r}"]
+    cmd = ["dvc", "exp", "run", "--name", name, "-S", trial_override(param, value)]
     for s in extra:
         cmd += ["-S", s]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
+        # the trial's pipeline failed (a stage's own error, a diverged training): the
+        # stage printed why; the study stops with the line that says so
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
-        raise RuntimeError(f"trial {name}: `{' '.join(cmd)}` failed: {tail}")
+        raise UserError(f"trial {name}: `{' '.join(cmd)}` failed: {tail}")
 
 
 def unknown_param(name: str) -> str | None:
@@ -85,6 +100,10 @@ def unknown_param(name: str) -> str | None:
 
 
 def main(argv=None):
+    run_tool(lambda: cli(argv), "tune")
+
+
+def cli(argv=None):
     parser = argparse.ArgumentParser(description="Optuna search over one param; every trial a DVC experiment.")
     parser.add_argument("--param", default="train_transformer.lr")
     parser.add_argument("--low", type=float, default=1e-4)
@@ -102,18 +121,19 @@ def main(argv=None):
                              f"--executor: {STORAGE_DIR}/<study>.journal; without: in memory)")
     add_executor_args(parser, executors=("here", "local", "slurm"), default="here")
     args = parser.parse_args(argv)
-    check_executor_args(parser, args)
+    check_executor_args(args)
     if args.objective != "val_loss" and not args.objective.startswith("fid:"):
-        parser.error(f"--objective: expected {OBJECTIVES}")
+        raise UserError(f"--objective {args.objective}: expected {OBJECTIVES}")
     if not 0 < args.low < args.high:
-        parser.error("--low and --high: need 0 < low < high")
+        raise UserError(f"--low {args.low:g} --high {args.high:g}: need 0 < low < high")
+    bad = [s for s in args.set if "=" not in s]
+    if bad:
+        raise UserError(f"--set {bad[0]}: expected KEY=VALUE")
     # every name checked before the first trial: a typo must not cost a finished experiment
     for name, flag in [(args.param, "--param"), *((s.partition("=")[0], "--set") for s in args.set)]:
         problem = unknown_param(name)
         if problem:
-            parser.error(f"{flag} {name}: {problem}")
-    if any("=" not in s for s in args.set):
-        parser.error("--set: expected KEY=VALUE")
+            raise ParamError(f"{flag} {name}: {problem}")
 
     import optuna
 
@@ -143,35 +163,44 @@ def main(argv=None):
         trial.set_user_attr("experiment", f"{args.study}-{trial.number}")
         return value
 
-    try:
-        if args.executor == "here":
-            def objective(trial):
-                value = suggest(trial)
-                run_trial(trial.user_attrs["experiment"], args.param, value, args.set)
-                return report(trial, value, read_objective(args.objective))
-
-            study.optimize(objective, n_trials=args.trials)
-        else:
-            run_on_executor(args, study, suggest, report)
-    except (RuntimeError, ValueError, UserError) as e:
-        print(f"error: tune: {e}", file=sys.stderr)
-        sys.exit(2)
+    if args.executor == "here":
+        run_here(args, study, suggest, report)
+    else:
+        run_on_executor(args, study, suggest, report)
 
     trials = [{"trial": t.number, args.param: t.params[args.param], args.objective: t.value,
                "experiment": t.user_attrs["experiment"]}
               for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not trials:
-        print("error: tune: no trial completed", file=sys.stderr)
-        sys.exit(2)
+        raise UserError("no trial completed")
     best = min(trials, key=lambda t: t[args.objective])
-    write_json(STUDY_FILE, {
+    write_json(paths.STUDY, {
         "param": args.param, "objective": args.objective, "study": args.study,
         "storage": str(args.storage) if args.storage else None, "trials": trials,
         "best": {"value": best[args.param], "objective": best[args.objective], "experiment": best["experiment"]},
     })
     # trials run as jobs are experiments on the remote: pull them before the page reads them
-    pull = ["--pull"] + (["--git-remote", args.git_remote] if args.git_remote else [])
-    build_experiments_page([] if args.executor == "here" else pull)
+    build_page(pull=args.executor != "here", git_remote=args.git_remote)
+
+
+def run_here(args, study, suggest, report) -> None:
+    """`--trials` trials one after another in this checkout: ask, run, tell. Not
+    study.optimize, which logs a failed trial's traceback as a warning: a trial that
+    fails on bad input must stop the study with one line."""
+    import optuna
+
+    for _ in range(args.trials):
+        trial = study.ask()
+        value = suggest(trial)
+        try:
+            run_trial(trial.user_attrs["experiment"], args.param, value, args.set)
+            result = read_objective(args.objective)
+        except BaseException:
+            # told before the error goes on (bad input, a bug, Ctrl-C): no trial of a
+            # journal-backed study stays "running" for the next process to wait on
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, report(trial, value, result))
 
 
 def run_on_executor(args, study, suggest, report) -> None:
@@ -187,7 +216,7 @@ def run_on_executor(args, study, suggest, report) -> None:
     while done < args.trials:
         batch = [study.ask() for _ in range(min(args.jobs, args.trials - done))]
         values = [suggest(t) for t in batch]
-        specs = [JobSpec(**base, overrides=(f"{args.param}={v!r}", *args.set), name=t.user_attrs["experiment"],
+        specs = [JobSpec(**base, overrides=(trial_override(args.param, v), *args.set), name=t.user_attrs["experiment"],
                          read=(path,)) for t, v in zip(batch, values)]
         try:
             results = run_all(executor, specs, args.jobs, args.executor == "local")
@@ -196,15 +225,19 @@ def run_on_executor(args, study, suggest, report) -> None:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
             raise
         # every trial of the batch is told before any error is raised: none stays "running"
-        missing = []
+        first_error = None
         for t, v, r in zip(batch, values, results):
-            if path in r.files:
-                study.tell(t, report(t, v, objective_value(args.objective, r.files[path])))
-            else:
+            try:
+                if path not in r.files:
+                    raise InputError(f"trial {t.number}: its job left no {path}")
+                result = objective_value(args.objective, r.files[path])
+            except UserError as e:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-                missing.append(t.number)
-        if missing:
-            raise UserError(f"trial {missing[0]}: its job left no {path}")
+                first_error = first_error or e
+                continue
+            study.tell(t, report(t, v, result))
+        if first_error is not None:
+            raise first_error
         done += len(batch)
 
 

@@ -22,8 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from maskgit.pipeline.errors import InputError, UserError
+from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.params import flatten, parse_yaml
+from maskgit.pipeline.tool import run_tool
 
 TIMINGS = "timings/"
 PROVENANCE = "reports/provenance.json"
@@ -157,15 +158,15 @@ def explain(repo: Path, stage: dict, provenance: dict) -> list[str]:
 
 
 def main(argv=None):
+    run_tool(lambda: cli(argv), "verify")
+
+
+def cli(argv=None):
     parser = argparse.ArgumentParser(prog="python -m maskgit.verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", default="HEAD", help="the git revision whose dvc.lock to compare with (default HEAD)")
     parser.add_argument("--repo", default=".", help="the project's folder (default: here)")
     args = parser.parse_args(argv)
-    try:
-        same, lines = verify(Path(args.repo), args.rev)
-    except UserError as e:
-        print(f"error: verify: {e}", file=sys.stderr)
-        sys.exit(2)
+    same, lines = verify(Path(args.repo), args.rev)
     print("\n".join(lines))
     sys.exit(0 if same else 1)
 

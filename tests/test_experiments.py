@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import stage_env
-from maskgit.experiments import FID, render
+from maskgit.pipeline.experiments_page import FID, render
 
 
 def git_dvc_repo_with_two_runs(root, env):
@@ -99,13 +99,15 @@ def test_tools_refuse_unknown_names_before_writing(tmp_path, monkeypatch, capsys
     main = importlib.import_module(f"maskgit.{tool}").main
     with pytest.raises(SystemExit) as exit_:
         main(argv + (["--out", str(tmp_path / "out")] if tool == "bench" else []))
-    assert exit_.value.code == 2 and expected in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {tool}: ") and expected in lines[0]
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
 
 
 def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
     # dvc exp show drops lists from metrics: the evaluation's low/high scalars carry the interval
-    from maskgit.experiments import experiments_frame
+    from maskgit.pipeline.experiments_page import experiments_frame
 
     def exp(name, fid, low, high):
         return {"name": name, "rev": "0" * 40, "data": {

@@ -1,14 +1,17 @@
 """The package's layers, checked: imports point down only.
 
-    tools       maskgit/*.py (bench, compare, experiments, preset, sweep, tune, verify)
+    tools       maskgit/*.py (bench, compare, experiments, preset, sweep, tune, verify): one floor
       |
-    pipeline    maskgit/pipeline/   what the DVC stages share (params, files, the runner)
-      |
+    pipeline    maskgit/pipeline/   what the DVC stages and the tools share (params, files, the
+      |                             runner, the tools' run_tool, the sweep's submitting, the experiments page)
     algorithms  maskgit/algorithms/, maskgit/metrics/
       |
     models      maskgit/models/, maskgit/data/, maskgit/choices.py (the allowed values of choice params)
 
-A module may import from its own layer or any layer below it, never above.
+A module may import from its own layer or any layer below it, never above. The tools
+are the exception to "its own layer": they sit side by side and never import each
+other; what two tools share lives in the pipeline. A tool's private helper module
+(TOOL_HELPERS) counts as part of its tool and serves no other.
 `python tests/test_layers.py` prints the import graph with each module's layer.
 """
 
@@ -20,6 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RANK = {"choices": 0, "models": 0, "data": 0, "algorithms": 1, "metrics": 1, "pipeline": 2}
 TOOLS = 3
+# bench_lab_loop is the lab's loop written apart from this project's decoder, for the
+# benchmark to race against: no stage or other tool has a use for it, and in the
+# pipeline (shared code) or the algorithms (this project's decoding) it would invite
+# the very reuse that would make "tokens identical" a comparison of the decoder with itself
+TOOL_HELPERS = {"maskgit.bench_lab_loop": "maskgit.bench"}
 
 
 def module_name(path: Path) -> str:
@@ -54,7 +62,8 @@ def graph() -> dict[str, set[str]]:
 def test_the_scan_resolves_absolute_relative_and_module_imports():
     g = graph()
     assert "maskgit.models.vqgan" in g["maskgit.algorithms.guidance"]
-    assert "maskgit.pipeline.plotting" in g["maskgit.experiments"] or "maskgit.pipeline.files" in g["maskgit.experiments"]
+    assert "maskgit.pipeline.paths" in g["maskgit.tune"]  # from maskgit.pipeline import paths
+    assert "maskgit.pipeline.experiments_page" in g["maskgit.experiments"]
 
 
 @pytest.mark.parametrize("module", sorted(graph()))
@@ -63,9 +72,36 @@ def test_imports_point_down(module):
     assert not upward, f"{module} (layer {layer(module)}) imports from a layer above it: {upward}"
 
 
+def tools() -> list[str]:
+    return sorted(m for m in graph() if layer(m) == TOOLS and m != "maskgit")
+
+
+def tool_of(module: str) -> str:
+    return TOOL_HELPERS.get(module, module)
+
+
+def test_the_tools_are_found():
+    assert {"maskgit.sweep", "maskgit.tune", "maskgit.experiments", "maskgit.bench_lab_loop"} <= set(tools())
+
+
+@pytest.mark.parametrize("module", tools())
+def test_no_tool_imports_another_tool(module):
+    others = sorted(m for m in graph()[module] if layer(m) == TOOLS and tool_of(m) != tool_of(module))
+    assert not others, (f"{module} imports the tool(s) {others}: move what they share into maskgit/pipeline/ "
+                        f"(as maskgit.pipeline.sweep_submit for sweep and tune)")
+
+
+@pytest.mark.parametrize("helper, tool", sorted(TOOL_HELPERS.items()))
+def test_a_tool_helper_serves_its_own_tool_only(helper, tool):
+    users = {m for m, deps in graph().items() if helper in deps}
+    assert users == {tool}, f"{helper} is {tool}'s helper; imported by {sorted(users)}"
+
+
 if __name__ == "__main__":
     names = {0: "models", 1: "algorithms", 2: "pipeline", 3: "tools"}
     for module, deps in graph().items():
         for dep in sorted(deps):
             arrow = "UP" if layer(dep) > layer(module) else "down" if layer(dep) < layer(module) else "same"
+            if arrow == "same" and layer(dep) == TOOLS:  # between tools: a tool's own helper, or wrong
+                arrow = "helper" if tool_of(dep) == tool_of(module) else "TOOL TO TOOL"
             print(f"{module:36s} [{names[layer(module)]}] -> {dep} [{names[layer(dep)]}] {arrow}")

@@ -198,7 +198,7 @@ def test_bad_input_stops_with_one_line_before_submitting(tmp_path, monkeypatch, 
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "Traceback" not in err, err
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and not (project / ".sweep").exists(), err
+        assert len(lines) == 1 and lines[0].startswith("error: sweep: ") and not (project / ".sweep").exists(), err
         return lines[0]
 
     ok = ["-S", "inpaint.sweet_spot=2,3"]
@@ -231,7 +231,7 @@ def test_the_slurm_flags_reach_the_sbatch_script(tmp_path, monkeypatch):
     # submitit would submit is read back, #SBATCH line by line
     import argparse
 
-    from maskgit import sweep as sweep_module
+    from maskgit.pipeline import sweep_submit
 
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -240,11 +240,11 @@ def test_the_slurm_flags_reach_the_sbatch_script(tmp_path, monkeypatch):
         (bin_ / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
     parser = argparse.ArgumentParser()
-    sweep_module.add_executor_args(parser)
+    sweep_submit.add_executor_args(parser)
     args = parser.parse_args(["--executor", "slurm", "--partition", "gpu", "--time", "90", "--cpus-per-task", "8",
                               "--gpus", "2", "--mem", "32", "--jobs", "3", "--sbatch", "account=mylab",
                               "--sbatch", "qos=short"])
-    executor = sweep_module.make_executor(args, tmp_path / "jobs")
+    executor = sweep_submit.make_executor(args, tmp_path / "jobs")
     script = executor._make_submission_file_text("python -c pass", "uid").splitlines()
     for line in ("--partition=gpu", "--time=90", "--cpus-per-task=8", "--gpus-per-node=2", "--mem=32G",
                  "--account=mylab", "--qos=short", "--job-name=maskgit-sweep"):

@@ -1,16 +1,19 @@
 """What every command-line tool shares: the error contract of the stages' run_stage.
 
+    def cli(argv=None):
+        ...                                   # the tool's work; raises UserError on bad input
+
     def main(argv=None):
-        ...                                   # raises UserError on bad input
+        run_tool(lambda: cli(argv), "sweep")
 
     if __name__ == "__main__":
-        run_tool(main, "sweep")               # or run_tool(lambda: main(argv), "sweep")
+        main()
 
 Bad input (UserError: ParamError, InputError, ...) prints one line, `error: <name>:
 <message>`, and exits 2; Ctrl-C (or SIGTERM) prints one line and exits 130; any other
 exception is a bug and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback of
-bad input and interrupts too. `main` keeps raising, so tests and other code call it
-directly and see the exception, not an exit.
+bad input and interrupts too. A tool's main(argv) behaves as `python -m` does (bad
+input: SystemExit(2)); its cli(argv) raises, for code and tests that want the exception.
 
 Imports nothing heavy (no torch, no numpy): the light tools (sweep, verify) start fast.
 """
