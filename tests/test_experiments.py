@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import stage_env
+from conftest import ROOT, stage_env
 from maskgit.pipeline.experiments_page import FID, render
 
 
@@ -122,3 +122,25 @@ def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
     assert list(frame["interval cosine"]) == ["[55.50, 66.25]", "[57.00, 67.00]"]
     page = render(frame, tmp_path / "reports/experiments.md", marks={"x": "**best**", "y": "tied"})
     assert "[55.50, 66.25]" in page and "| tied" in page
+
+
+@pytest.mark.parametrize("dvc, expected", [
+    (None, "error: experiments: dvc is not on PATH"),
+    ("echo 'ERROR: you are not inside of a DVC repository' >&2; exit 1",
+     "error: experiments: dvc exp show failed: ERROR: you are not inside of a DVC repository"),
+    ("echo 'WARNING: a plugin speaks on stdout'; echo '[]'",
+     "error: experiments: `dvc exp show --json` printed no JSON (Expecting value at line 1): WARNING: a plugin"),
+])
+def test_what_dvc_says_or_fails_to_say_is_one_line(tmp_path, dvc, expected):
+    # dvc's failures and output are the page's input, not bugs of the page: one line each
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    if dvc is not None:
+        (bin_ / "dvc").write_text(f"#!/bin/sh\n{dvc}\n")
+        (bin_ / "dvc").chmod(0o755)
+    env = {"PATH": str(bin_), "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "maskgit.experiments"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), result.stderr
+    assert not (tmp_path / "reports").exists()

@@ -164,3 +164,30 @@ def test_a_set_value_means_to_the_sweep_what_it_means_to_dvc_exp_run(raw, tmp_pa
     by_dvc = parse_yaml(path.read_text())["train_transformer"]["lr"]
     ours = apply_overrides(load_params(ROOT / "params.yaml"), [f"train_transformer.lr={raw}"])
     assert ours["train_transformer"]["lr"] == by_dvc and type(ours["train_transformer"]["lr"]) is type(by_dvc)
+
+
+def test_a_tuned_value_means_to_dvc_exp_run_the_float_optuna_suggested(tmp_path):
+    # maskgit.tune hands each trial's float to `dvc exp run -S` (in this checkout, or in a
+    # sweep job) as trial_override writes it: DVC must read back that very float, and the
+    # sweep's own parse (which checks and names points) must agree. The values: edge cases
+    # of repr() (exponent forms, integral floats) and what Optuna's sampler draws
+    import optuna
+    from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
+
+    from maskgit.pipeline.params import parse_yaml
+    from maskgit.sweep import apply_overrides
+    from maskgit.tune import trial_override
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [study.ask().suggest_float("lr", 1e-7, 1e3, log=True) for _ in range(20)]
+    params = load_params(ROOT / "params.yaml")
+    for value in [1e-05, 1e-3, 0.0001, 2.5e-3, 1.0, 4.0, 1e-10, 123456.789, 1e16, *drawn]:
+        override = trial_override("train_transformer.lr", value)
+        path = tmp_path / "params.yaml"
+        path.write_text((ROOT / "params.yaml").read_text())
+        dvc_apply_overrides(path, [override])
+        by_dvc = parse_yaml(path.read_text())["train_transformer"]["lr"]
+        ours = apply_overrides(params, [override])["train_transformer"]["lr"]
+        assert type(by_dvc) is float and by_dvc == value, (override, by_dvc)
+        assert type(ours) is float and ours == value, (override, ours)

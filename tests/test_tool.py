@@ -102,3 +102,30 @@ def test_run_tool_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("tool", ["maskgit.sweep", "maskgit.tune", "maskgit.experiments", "maskgit.verify"])
+def test_the_tools_read_yaml_only_as_dvc_does(tool):
+    # one YAML reader, maskgit.pipeline.params.parse_yaml (ruamel, YAML 1.2 as DVC reads
+    # it): PyYAML reads `1e-3` as a string, so a tool on PyYAML would disagree with DVC
+    # about a value the user set. Checked over every maskgit module the tool runs.
+    import ast
+
+    from test_layers import graph
+
+    g, seen, todo = graph(), set(), [tool]
+    while todo:
+        module = todo.pop()
+        if module not in seen and module in g:
+            seen.add(module)
+            todo += g[module]
+    assert "maskgit.pipeline.params" in seen  # the closure is followed
+    pyyaml = []
+    for module in sorted(seen):
+        path = ROOT / (module.replace(".", "/") + ".py")
+        path = path if path.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            pyyaml += [module for n in names if n == "yaml" or n.startswith("yaml.")]
+    assert not pyyaml, f"{tool} runs PyYAML through {pyyaml}: use maskgit.pipeline.params.parse_yaml"

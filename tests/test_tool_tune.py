@@ -1,0 +1,100 @@
+"""maskgit.tune under run_tool: bad input is one line and exit 2, before any trial where
+it can be; a bug inside the study keeps its traceback (tune once turned every
+ValueError into a one-line exit, hiding bugs)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, stage_env
+from maskgit import tune
+
+
+def run_tune(tmp_path, *args):
+    env = stage_env(tmp_path)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "maskgit.tune", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--param", "train_transformer.lrr"], "error: tune: --param train_transformer.lrr: unknown key 'lrr'"),
+    (["--set", "inpaint.total_iter"], "error: tune: --set inpaint.total_iter: expected KEY=VALUE"),
+    (["--low", "0.1", "--high", "0.01"], "error: tune: --low 0.1 --high 0.01: need 0 < low < high"),
+    (["--objective", "psnr"], "error: tune: --objective psnr: expected val_loss | fid:<schedule>"),
+    (["--jobs", "0"], "error: tune: --jobs 0: must be >= 1"),
+])
+def test_bad_flags_are_one_line_and_exit_2_before_anything_runs(tmp_path, args, expected):
+    result = run_tune(tmp_path, *args)
+    assert result.returncode == 2 and result.stderr.splitlines()[0].startswith(expected), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / ".sweep").exists(), "nothing written"
+
+
+def test_a_failed_trial_is_one_line_not_optunas_traceback(tmp_path):
+    # not a DVC project: the trial's `dvc exp run` fails. Optuna's optimize() would log
+    # the trial's exception with its traceback before the study's own error line
+    result = run_tune(tmp_path, "--trials", "2", "--study", "t")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: tune: trial t-0: `dvc exp run --name t-0 -S "), lines
+    assert "Traceback" not in result.stderr and not (tmp_path / "reports").exists()
+
+
+@pytest.fixture
+def no_dvc(monkeypatch, tmp_path):
+    """tune in an empty folder with the trial's `dvc exp run` replaced by nothing: each
+    trial then reads whatever objective file the test left."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MASKGIT_DEBUG", raising=False)
+    ran = []
+    monkeypatch.setattr(tune, "run_trial", lambda name, param, value, extra: ran.append(name))
+    return ran
+
+
+def test_a_bug_in_a_trial_keeps_its_traceback(no_dvc, monkeypatch):
+    def bug(objective):
+        raise ValueError("a bug in reading the objective")
+
+    monkeypatch.setattr(tune, "read_objective", bug)
+    with pytest.raises(ValueError, match="a bug in reading the objective"):
+        tune.main(["--trials", "2", "--study", "b"])
+    assert no_dvc == ["b-0"]  # the study stopped at the first trial
+
+
+def test_a_missing_key_in_the_objective_is_a_bug_with_its_traceback(no_dvc, tmp_path):
+    path = tmp_path / "dvclive/transformer/metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"loss": 1.0}))  # the stage writes val_loss: its absence is this code's bug
+    with pytest.raises(KeyError, match="val_loss"):
+        tune.main(["--trials", "1"])
+
+
+@pytest.mark.parametrize("objective, text, expected", [
+    ("val_loss", '{"val_loss": 1.', "dvclive/transformer/metrics.json: not JSON"),
+    ("fid:nosuch", json.dumps({"cosine": {"fid": 60.0}}), "--objective fid:nosuch: no FID for schedule 'nosuch' "
+                                                          "(have cosine)"),
+])
+def test_a_bad_objective_file_or_schedule_is_one_line(no_dvc, tmp_path, capsys, objective, text, expected):
+    path = tmp_path / tune.objective_path(objective)
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        tune.main(["--trials", "1", "--objective", objective])
+    lines = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: tune: {expected}"), lines
+    assert not (tmp_path / "reports").exists()
+
+
+def test_the_study_runs_every_trial_and_writes_its_table(no_dvc, tmp_path, monkeypatch):
+    # the "here" executor without Optuna's optimize(): every trial asked, run, told
+    losses = iter([3.0, 1.0, 2.0])
+    monkeypatch.setattr(tune, "read_objective", lambda objective: next(losses))
+    built = []
+    monkeypatch.setattr(tune, "build_page", lambda **kw: built.append(kw))
+    tune.main(["--trials", "3", "--study", "s"])
+    study = json.loads((tmp_path / "reports/study.json").read_text())
+    assert no_dvc == ["s-0", "s-1", "s-2"] and [t["val_loss"] for t in study["trials"]] == [3.0, 1.0, 2.0]
+    assert study["best"]["experiment"] == "s-1" and built == [{"pull": False, "git_remote": None}]
