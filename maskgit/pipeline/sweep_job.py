@@ -1,4 +1,5 @@
-"""One job of a sweep (maskgit.sweep): everything it does happens in its own clone.
+"""One job of a sweep (maskgit.sweep) or of a study (maskgit.tune --executor), as
+maskgit.pipeline.sweep_submit submits it: everything it does happens in its own clone.
 
 The path DVC supports across machines is a shared Git remote plus a shared DVC
 remote: a job clones the submitted commit into node-local scratch (never a shared
