@@ -21,18 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit.metrics import bootstrap as bs
+from maskgit.metrics import evaluation, registry
 from maskgit.pipeline import paths, plotting
 from maskgit.pipeline.errors import InputError, UserError
-from maskgit.pipeline.evaluation import METRIC_LABELS, SCALE, fmt_interval, label, signed
-from maskgit.pipeline.evidence import BASELINE_SETS
+from maskgit.pipeline.evaluation_markdown import fmt_interval, signed
+from maskgit.pipeline.sets import BASELINES, label
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.pipeline.params import flatten
 from maskgit.pipeline.runs import Run
 
 OUT = paths.REPORTS / "compare"
-METRICS = ("fid", "kid", "hole_psnr", "hole_ssim")
-HIGHER_IS_BETTER = {"hole_psnr", "hole_ssim", "psnr", "ssim"}
 N_FIGURE = 6
 
 
@@ -46,7 +44,9 @@ def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
     return f"{d} [{lo}, {hi}]"
 
 
-def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges: list[float]):
+def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
+    """Every paired metric of every set both runs scored, B against A, over the same
+    resampled test images; hole PSNR the same per bucket of mask area."""
     pa, sa, ga = a.load()
     pb, sb, gb = b.load()
     names = next(iter(sa.values()))["names"]
@@ -54,44 +54,22 @@ def compare(a: Run, b: Run, replicates: int, confidence: float, seed: int, edges
         raise InputError(f"{a.rev} and {b.rev} scored different test images: a paired comparison needs the same "
                          "test set (same prepare.* params and data)")
     common = [s for s in sa if s in sb]
-    features = {**{f"A:{s}": sa[s]["features"] for s in common}, **{f"B:{s}": sb[s]["features"] for s in common}}
-    per_image = {**{f"A:{s}": {m: sa[s][m] for m in ("hole_psnr", "hole_ssim")} for s in common},
-                 **{f"B:{s}": {m: sb[s][m] for m in ("hole_psnr", "hole_ssim")} for s in common}}
-    point = bs.point_values(features, ga, per_image)
-    reps = bs.bootstrap(features, ga, per_image, replicates, seed)
-    rows = []
-    for s in common:
-        for m in METRICS:
-            pa_, pb_ = point[f"A:{s}"][m], point[f"B:{s}"][m]
-            ia = bs.interval(reps[f"A:{s}"][m], confidence, bs.centre(m, pa_))
-            ib = bs.interval(reps[f"B:{s}"][m], confidence, bs.centre(m, pb_))
-            lo, hi = bs.interval(reps[f"B:{s}"][m] - reps[f"A:{s}"][m], confidence, bs.centre(m, pb_ - pa_))
-            rows.append({"set": s, "metric": m, "a": {"value": pa_, "interval": list(ia)},
-                         "b": {"value": pb_, "interval": list(ib)}, "diff": pb_ - pa_, "interval": [lo, hi],
-                         "verdict": bs.verdict(lo, hi, lower_is_better=m not in HIGHER_IS_BETTER)})
-    # hole PSNR by mask area: per-image metrics only (FID / KID of a few dozen images mean little)
-    fraction = next(iter(sa.values()))["missing_fraction"]
-    buckets = []
-    for i, (lo_e, hi_e) in enumerate(zip(edges, edges[1:])):
-        last = i == len(edges) - 2
-        idx = np.flatnonzero((fraction >= lo_e) & ((fraction <= hi_e) if last else (fraction < hi_e)))
-        cells = {}
-        if len(idx) >= 2:
-            sub = {k: {m: v[m][idx] for m in v} for k, v in per_image.items()}
-            zero = np.zeros((len(idx), 1))
-            bp, br = bs.point_values({}, zero, sub), bs.bootstrap({}, zero, sub, replicates, seed)
-            for s in common:
-                d = bp[f"B:{s}"]["hole_psnr"] - bp[f"A:{s}"]["hole_psnr"]
-                lo, hi = bs.interval(br[f"B:{s}"]["hole_psnr"] - br[f"A:{s}"]["hole_psnr"], confidence)
-                cells[s] = {"diff": d, "interval": [lo, hi], "verdict": bs.verdict(lo, hi, lower_is_better=False)}
-        buckets.append({"low": lo_e, "high": hi_e, "images": int(len(idx)), "sets": cells})
+    both = {**{f"A:{s}": sa[s] for s in common}, **{f"B:{s}": sb[s] for s in common}}
+    pairs = [(f"B:{s}", f"A:{s}") for s in common]
+    _, _, table, verdicts = evaluation.summarise(both, ga, settings, pairs=pairs)
+    rows = [{"set": v["b"][2:], "metric": v["metric"], "a": table[v["b"]][v["metric"]],
+             "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "verdict": v["verdict"]}
+            for v in verdicts]
+    buckets = [{"low": x["low"], "high": x["high"], "images": x["images"],
+                "sets": {v["b"][2:]: v for v in x["pairs"] if v["metric"] == "hole_psnr"}}
+               for x in evaluation.by_mask_area(both, ga, settings, pairs=pairs)]
     return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names}
 
 
 def figure(a: Run, b: Run, result: dict, path: Path) -> None:
     names = [str(n) for n in result["names"]]
     picked = [names[i] for i in plotting.spread_indices(len(names), N_FIGURE)]
-    sched = [s for s in result["common"] if s not in BASELINE_SETS]
+    sched = [s for s in result["common"] if s not in BASELINES]
     columns = [("masked input", [a.image(paths.TEST / "masked_image" / n) for n in picked])]
     for s in sched:
         columns.append((f"A: {s}", [a.image(paths.INPAINT / s / "images" / n) for n in picked]))
@@ -100,12 +78,13 @@ def figure(a: Run, b: Run, result: dict, path: Path) -> None:
     plotting.image_grid(columns, picked, path, title=f"A = {a.rev}, B = {b.rev}: the same test images")
 
 
-def render(a: Run, b: Run, result: dict, confidence: float, replicates: int, seed: int, figure_name: str | None) -> str:
+def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_name: str | None) -> str:
     diff = params_diff(result["params_a"], result["params_b"])
     lines = [f"# {a.rev} (A) vs {b.rev} (B)", "",
              f"Code: A at `{a.git_revision()}`, B at `{b.git_revision()}`. Paired over the same "
-             f"{len(result['names'])} test images; {confidence:.0%} bootstrap intervals ({replicates} replicates, "
-             f"seed {seed}). A verdict is B's against A: better or worse only when the interval of B - A excludes 0.",
+             f"{len(result['names'])} test images; {settings.confidence:.0%} bootstrap intervals "
+             f"({settings.replicates} replicates, seed {settings.seed}). A verdict is B's against A: better or "
+             "worse only when the interval of B - A excludes 0.",
              "", "## What differs in params", ""]
     if diff:
         lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
@@ -114,11 +93,11 @@ def render(a: Run, b: Run, result: dict, confidence: float, replicates: int, see
     lines += ["## Metrics", ""]
     table = []
     for r in result["rows"]:
-        table.append([label(r["set"]), METRIC_LABELS[r["metric"]] + (" x 1000" if r["metric"] in SCALE else ""),
+        table.append([label(r["set"]), registry.label(r["metric"]),
                       fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
                       fmt_diff(r["metric"], r["diff"], *r["interval"]), f"**{r['verdict']}**"])
     lines += [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
-    fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINE_SETS]
+    fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
     lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
     lines += ["## Hole PSNR by mask area (B - A)", ""]
     header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
@@ -148,8 +127,8 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     try:
         a, b = Run(args.a, args.repo), Run(args.b, args.repo)
-        ev = Run("workspace", args.repo).params()["evaluate"]
-        result = compare(a, b, ev["replicates"], ev["confidence"], ev["seed"], ev["mask_buckets"])
+        settings = evaluation.Settings.from_params(Run("workspace", args.repo).params()["evaluate"])
+        result = compare(a, b, settings)
         out = args.out or Path(args.repo) / OUT
         stem = f"{safe(args.a)}_vs_{safe(args.b)}"
         fig_name = f"{stem}.png"
@@ -159,7 +138,7 @@ def main(argv=None) -> Path:
             print(f"compare: no side-by-side figure ({e})", file=sys.stderr)
             fig_name = None
         page = out / f"{stem}.md"
-        atomic_write_bytes(page, render(a, b, result, ev["confidence"], ev["replicates"], ev["seed"], fig_name).encode())
+        atomic_write_bytes(page, render(a, b, result, settings, fig_name).encode())
     except UserError as e:
         print(f"error: compare: {e}", file=sys.stderr)
         sys.exit(2)

@@ -30,8 +30,10 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from_features, statistics
 from maskgit.pipeline.inception_weights import resolve_inception_weights
-from maskgit.metrics.image import missing_fraction, per_image_metrics
+from maskgit.metrics.registry import per_image_metrics
+from maskgit.metrics.image import missing_fraction
 from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline.sets import BASELINES
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
 from maskgit.pipeline.files import sha256_file, list_images, make_tmp_dir, read_images, read_masks, replace_dir, save_npy, write_json
 from maskgit.pipeline.params import ParamError, load_params
@@ -44,12 +46,7 @@ def image_sets(which, params):
     if which == "reference":
         return {"gt": paths.TEST / "gt"}
     if which == "baselines":
-        return {
-            "masked_input": paths.TEST / "masked_image",
-            "onestep": paths.BASELINES / "onestep/images",
-            "recon": paths.BASELINES / "recon/images",
-            "harmonic": paths.BASELINES / "harmonic/images",
-        }
+        return {name: spec.images for name, spec in BASELINES.items()}
     # read the list from params, never glob: removed schedules leave stale folders
     return {s: paths.INPAINT / s / "images" for s in params["inpaint"]["schedules"]}
 

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit.pipeline import paths
-from maskgit.pipeline import plotting
+from maskgit.pipeline import paths, plotting, sets
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import list_images, make_tmp_dir, replace_dir
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.errors import InputError
 
-TEST, INPAINT, BASELINES, REPORTS = paths.TEST, paths.INPAINT, paths.BASELINES, paths.REPORTS
+TEST, INPAINT, REPORTS = paths.TEST, paths.INPAINT, paths.REPORTS
 N_GRID = 8  # rows of grid_<schedule>.png
 N_COMPARISON = 6  # rows of comparison.png
 
@@ -65,7 +64,7 @@ def image_figures(params, table, names, out: Path) -> None:
     picked = [names[i] for i in plotting.spread_indices(len(names), N_COMPARISON)]
     columns = [("masked input", image_column(TEST / "masked_image", picked))]
     columns += [(s + (" (lowest FID)" if s == best else ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
-    columns += [(plotting.SHORT[b], image_column(BASELINES / b / "images", picked)) for b in ("onestep", "harmonic", "recon")]
+    columns += [(sets.BASELINES[b].short, image_column(sets.BASELINES[b].images, picked)) for b in sets.GRID]
     columns += [("ground truth", image_column(TEST / "gt", picked))]
     plotting.image_grid(columns, picked, out / "comparison.png", title="Schedules against the baselines")
 

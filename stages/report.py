@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from maskgit.pipeline import paths
-from maskgit.pipeline import evaluation, plotting
+from maskgit.pipeline import evaluation_markdown, plotting
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import atomic_write_bytes, sha256_file
 from maskgit.pipeline.params import flatten, load_params
@@ -220,18 +220,18 @@ def main():
         "PSNR and SSIM inside the missing region (higher is better), each with its "
         f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set.",
         "",
-        evaluation.results_table(ev, schedules),
+        evaluation_markdown.results_table(ev, schedules),
         "",
         "### Reading",
         "",
-        *evaluation.tied_lines(ev),
-        *evaluation.verdict_lines(ev, schedules),
+        *evaluation_markdown.tied_lines(ev),
+        *evaluation_markdown.verdict_lines(ev, schedules),
         "",
-        *evaluation.how_sure(ev),
+        *evaluation_markdown.how_sure(ev),
         "",
         "### By mask area",
         "",
-        *evaluation.buckets_table(ev),
+        *evaluation_markdown.buckets_table(ev),
     ]
     if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
         caption = "Hole PSNR and SSIM against the missing-pixel fraction, with intervals."

@@ -12,7 +12,8 @@ import yaml
 
 from maskgit.metrics import bootstrap as bs
 from maskgit.metrics.fid import fid_from_features
-from maskgit.metrics.image import missing_fraction, per_image_metrics
+from maskgit.metrics.registry import per_image_metrics
+from maskgit.metrics.image import missing_fraction
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.evidence import write_evidence
 from maskgit.pipeline.params import check_params

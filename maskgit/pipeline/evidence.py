@@ -6,22 +6,24 @@ One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/:
     features          (n, d)   Inception pool features (float64)
     psnr, ssim        (n,)     over the whole image
     hole_psnr, hole_ssim (n,)  inside the missing region (nan: no missing pixel)
+    ...                        every per-image metric of maskgit.metrics.evaluation
     missing_fraction  (n,)     of the test image's mask
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+from maskgit.metrics.registry import PER_IMAGE
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.files import atomic_file
+from maskgit.pipeline.sets import BASELINES
 
-FIELDS = ("names", "features", "psnr", "ssim", "hole_psnr", "hole_ssim", "missing_fraction")
-PER_IMAGE = ("psnr", "ssim", "hole_psnr", "hole_ssim")
-BASELINE_SETS = ("masked_input", "onestep", "recon", "harmonic")
+FIELDS = ("names", "features", *PER_IMAGE, "missing_fraction")
 
 
 def evidence_path(name: str, kind: str) -> Path:
@@ -42,17 +44,22 @@ def read_evidence(path: str | Path, root: str | Path = ".", hint: str = "run `dv
     path = Path(root) / path
     if not path.is_file():
         raise InputError(f"{path}: per-image evidence not found ({hint})")
-    with np.load(path, allow_pickle=False) as z:
+    return parse_evidence(path.read_bytes(), str(path), hint)
+
+
+def parse_evidence(data: bytes, where: str, hint: str) -> dict:
+    """The arrays of one `<set>.npz` read as bytes (from a file, or from dvc.api at a revision)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         absent = [f for f in FIELDS if f not in z.files]
         if absent:
-            raise InputError(f"{path}: per-image evidence lacks {', '.join(absent)} (written by older code: {hint})")
+            raise InputError(f"{where}: per-image evidence lacks {', '.join(absent)} (written by older code: {hint})")
         return {k: z[k] for k in FIELDS}
 
 
 def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict[str, dict]:
     """Every set of a run: schedules in params order, then the baselines."""
     sets = {s: read_evidence(evidence_path(s, "schedule"), root, hint) for s in schedules}
-    sets.update({b: read_evidence(evidence_path(b, "baseline"), root, hint) for b in BASELINE_SETS})
+    sets.update({b: read_evidence(evidence_path(b, "baseline"), root, hint) for b in BASELINES})
     names = next(iter(sets.values()))["names"]
     for name, ev in sets.items():
         if not np.array_equal(ev["names"], names):

@@ -19,20 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from maskgit.pipeline import paths
+from maskgit.pipeline import paths, sets
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.algorithms.schedules import gamma
 from maskgit.pipeline.errors import InputError
 
-# key in metrics/fid_baselines.json -> label in tables and figures, in table order
-BASELINES = {
-    "masked_input": "masked input (baseline)",
-    "harmonic": "harmonic fill, no model (baseline)",
-    "onestep": "one-step T=1 (baseline)",
-    "recon": "VQGAN reconstruction (floor)",
-}
-# short column titles for the image grids
-SHORT = {"onestep": "one-step (T=1)", "recon": "VQGAN recon.", "harmonic": "harmonic fill"}
 METRIC_FIELDS = ("fid", "kid", "kid_std")
 
 
@@ -49,7 +40,7 @@ def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[st
     rows = []
     for kind, source, metrics, labels in (
         ("schedule", paths.FID_SCHEDULES, schedule_metrics, {s: s for s in schedules}),
-        ("baseline", paths.FID_BASELINES, baseline_metrics, BASELINES),
+        ("baseline", paths.FID_BASELINES, baseline_metrics, {b: sets.BASELINES[b].label for b in sets.TABLE}),
     ):
         for key, label in labels.items():
             entry = metrics.get(key)
@@ -166,10 +157,8 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
     colors = ["tab:green" if b else "tab:blue" for b in sched["best"]]
     # the values go under the bars' names: on the bars they would collide with the reference lines
     ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6)
-    styles = {"masked_input": ("tab:red", "--"), "onestep": ("tab:orange", "-."), "recon": ("0.25", ":"),
-              "harmonic": ("tab:purple", (0, (5, 1, 1, 1)))}
-    for name, (color, style) in styles.items():
-        b = row(df, name)
+    for name, spec in sets.BASELINES.items():
+        (color, style), b = spec.style, row(df, name)
         ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
     ax.set_ylim(0, df["fid"].max() * 1.12)
     ax.set_xlabel("mask schedule (green = lowest FID)")
@@ -352,7 +341,7 @@ def steps_figure(masked: np.ndarray, images: np.ndarray, names: list[str], path:
     _montage_figure(cells, [f"step {t + 1}" for t in columns], labels, title, path, cell, captions)
 
 
-def mask_area_figure(buckets: list[dict], sets: list[str], path: str | Path, confidence: float) -> None:
+def mask_area_figure(buckets: list[dict], set_names: list[str], path: str | Path, confidence: float) -> None:
     """Hole PSNR and hole SSIM against the bucket of missing-pixel fraction, one line per
     set, with the bootstrap interval of each bucket as error bars (metrics/evaluation.json)."""
     fig = new_figure(11.0, 4.5)
@@ -360,23 +349,23 @@ def mask_area_figure(buckets: list[dict], sets: list[str], path: str | Path, con
     for k, (metric, title) in enumerate((("hole_psnr", "hole PSNR (dB, higher is better)"),
                                          ("hole_ssim", "hole SSIM (higher is better)"))):
         ax = fig.add_subplot(1, 2, k + 1)
-        for j, name in enumerate(sets):
+        for j, name in enumerate(set_names):
             xs, ys, err = [], [], [[], []]
             for i, b in enumerate(buckets):
                 cell = b["sets"].get(name, {}).get(metric)
                 if cell is None or not np.isfinite(cell["value"]):
                     continue
                 lo, hi = cell["interval"]
-                xs.append(i + (j - len(sets) / 2) * 0.04)
+                xs.append(i + (j - len(set_names) / 2) * 0.04)
                 ys.append(cell["value"])
                 err[0].append(cell["value"] - lo)
                 err[1].append(hi - cell["value"])
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=SHORT.get(name, name.replace("_", " ")))
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=sets.label(name))
         ax.set_xticks(range(len(buckets)), labels, fontsize=8)
         ax.set_xlabel("missing-pixel fraction of the test image")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     fig.suptitle(f"Inside the hole, by mask area ({confidence:.0%} bootstrap intervals)")
     handles, names = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(len(sets), 7), fontsize=8.5)
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(set_names), 7), fontsize=8.5)
     save(fig, path)

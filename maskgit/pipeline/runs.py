@@ -14,8 +14,9 @@ import numpy as np
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evidence import BASELINE_SETS, FIELDS, evidence_path
+from maskgit.pipeline.evidence import evidence_path, parse_evidence
 from maskgit.pipeline.params import check_params, parse_yaml
+from maskgit.pipeline.sets import BASELINES
 
 
 class Run:
@@ -57,10 +58,7 @@ class Run:
         except FileNotFoundError:
             raise InputError(f"{self.rev}: per-image evidence {path} is missing (a run from before the evidence "
                              f"was stored, or a cleared cache): {self.hint}") from None
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if any(f not in z.files for f in FIELDS):
-                raise InputError(f"{self.rev}: {path} was written by older code: {self.hint}")
-            return {k: z[k] for k in FIELDS}
+        return parse_evidence(data, f"{self.rev}: {path}", self.hint)
 
     def gt_features(self) -> np.ndarray:
         try:
@@ -90,7 +88,7 @@ class Run:
         """params, {set: evidence} (schedules in params order, then the baselines), gt features."""
         params = self.params()
         sets = {s: self.evidence(s, "schedule") for s in params["inpaint"]["schedules"]}
-        sets.update({b: self.evidence(b, "baseline") for b in BASELINE_SETS})
+        sets.update({b: self.evidence(b, "baseline") for b in BASELINES})
         return params, sets, self.gt_features()
 
 

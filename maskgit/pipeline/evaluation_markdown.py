@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import math
 
-from maskgit.pipeline.plotting import SHORT, markdown_table
-
-LABELS = {"masked_input": "masked input", **SHORT}
-METRIC_LABELS = {"fid": "FID", "kid": "KID", "hole_psnr": "hole PSNR", "hole_ssim": "hole SSIM",
-                 "psnr": "PSNR", "ssim": "SSIM"}
-# KID is printed x 1000: its values sit around 1e-3
-SCALE = {"kid": 1000.0}
-DIGITS = {"fid": 2, "kid": 2, "hole_psnr": 2, "psnr": 2, "hole_ssim": 3, "ssim": 3}
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, name)
+from maskgit.metrics.registry import BY_AREA, METRICS, PAIRED
+from maskgit.metrics.registry import label as metric_header
+from maskgit.pipeline.plotting import markdown_table
+from maskgit.pipeline.sets import label
 
 
 def fmt_value(metric: str, value: float) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value * SCALE.get(metric, 1.0):.{DIGITS.get(metric, 3)}f}"
+    return f"{value * METRICS[metric].scale:.{METRICS[metric].digits}f}"
 
 
 def fmt_interval(metric: str, cell: dict) -> str:
@@ -36,7 +28,7 @@ def fmt_interval(metric: str, cell: dict) -> str:
 def signed(metric: str, values: list[float]) -> list[str]:
     """Signed values at the metric's digits; all in scientific notation when that would
     print a non-zero difference as 0 (a real but tiny difference must not read as none)."""
-    scale, digits = SCALE.get(metric, 1.0), DIGITS.get(metric, 3)
+    scale, digits = METRICS[metric].scale, METRICS[metric].digits
     scaled = [v * scale for v in values]
     tiny = any(v != 0 and abs(v) < 0.5 * 10 ** -digits for v in scaled)
     return [f"{v:+.1e}" if tiny else f"{v:+.{digits}f}" for v in scaled]
@@ -44,10 +36,10 @@ def signed(metric: str, values: list[float]) -> list[str]:
 
 def fmt_diff(pair: dict) -> str:
     diff, lo, hi = signed(pair["metric"], [pair["diff"], *pair["interval"]])
-    return f"d{METRIC_LABELS[pair['metric']]} {diff} [{lo}, {hi}]"
+    return f"d{METRICS[pair['metric']].label} {diff} [{lo}, {hi}]"
 
 
-def results_table(ev: dict, schedules: list[str], columns=("fid", "kid", "hole_psnr", "hole_ssim")) -> str:
+def results_table(ev: dict, schedules: list[str], columns=PAIRED) -> str:
     tied = set(ev["tied_for_best"].get("fid", []))
     rows = []
     for name, cells in ev["sets"].items():
@@ -55,7 +47,7 @@ def results_table(ev: dict, schedules: list[str], columns=("fid", "kid", "hole_p
         shown = f"**{label(name)}** ({'tied for best' if len(tied) > 1 else 'best'})" if name in tied else label(name)
         rows.append([shown, kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
                                                        for m in columns])
-    header = ["set", "kind"] + [METRIC_LABELS[m] + (" x 1000" if m in SCALE else "") for m in columns]
+    header = ["set", "kind"] + [metric_header(m) for m in columns]
     return markdown_table(header, rows, "ll" + "r" * len(columns))
 
 
@@ -77,10 +69,10 @@ def tied_lines(ev: dict) -> list[str]:
     lines = []
     for metric, names in ev["tied_for_best"].items():
         if len(names) > 1:
-            lines.append(f"- Best {METRIC_LABELS[metric]}: tied between **{', '.join(map(label, names))}** "
+            lines.append(f"- Best {METRICS[metric].label}: tied between **{', '.join(map(label, names))}** "
                          f"(each paired interval against {label(names[0])} includes 0).")
         else:
-            lines.append(f"- Best {METRIC_LABELS[metric]}: **{label(names[0])}**, better than every other "
+            lines.append(f"- Best {METRICS[metric].label}: **{label(names[0])}**, better than every other "
                          f"schedule (paired intervals exclude 0).")
     return lines
 
@@ -105,7 +97,7 @@ def how_sure(ev: dict) -> list[str]:
     return lines
 
 
-def buckets_table(ev: dict, metrics=("hole_psnr", "hole_ssim", "kid")) -> list[str]:
+def buckets_table(ev: dict, metrics=BY_AREA) -> list[str]:
     buckets = ev["mask_buckets"]
     sets = list(ev["sets"])
     header = ["set"] + [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}% ({b['images']} img)" for b in buckets]
@@ -120,7 +112,7 @@ def buckets_table(ev: dict, metrics=("hole_psnr", "hole_ssim", "kid")) -> list[s
                 cell = b["sets"].get(name, {}).get(m)
                 row.append(fmt_interval(m, cell) if cell else "—")
             rows.append(row)
-        out += [f"**{METRIC_LABELS[m]}{' x 1000' if m in SCALE else ''}** by missing-pixel fraction", "",
+        out += [f"**{metric_header(m)}** by missing-pixel fraction", "",
                 markdown_table(header, rows, "l" + "r" * len(buckets)), ""]
     without = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}%" for b in buckets if not b["kid"]]
     if without:

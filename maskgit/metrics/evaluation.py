@@ -1,0 +1,116 @@
+"""How a run is judged, in one place: the paired summary, the mask-area bins and the
+settings that decide every interval, over the metrics of maskgit.metrics.registry.
+
+    Settings      evaluate.* of params.yaml, frozen, built once (Settings.from_params)
+    summarise     point values, bootstrap replicates, every set's intervals, and the
+                  paired verdicts of the pairs asked for
+    tied_for_best, decisive   the schedules tied for best; the best against the runner-up
+    by_mask_area  the same per bucket of missing-pixel fraction (mask_area_bins)
+
+The evaluate stage, `python -m maskgit.compare` and `python -m maskgit.experiments`
+call these and only format what comes back. Pure numpy on arrays handed in: the
+per-image evidence is read and written by maskgit.pipeline.evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maskgit.metrics import bootstrap as bs
+from maskgit.metrics.registry import METRICS, PAIRED, PER_IMAGE
+
+
+@dataclass(frozen=True)
+class Settings:
+    """evaluate.* of params.yaml: what every interval and verdict of a run depends on."""
+    replicates: int
+    confidence: float
+    seed: int
+    mask_buckets: tuple[float, ...]
+    kid_min_images: int
+
+    @classmethod
+    def from_params(cls, evaluate: dict) -> "Settings":
+        return cls(evaluate["replicates"], evaluate["confidence"], evaluate["seed"],
+                   tuple(evaluate["mask_buckets"]), evaluate["kid_min_images"])
+
+
+def cell(value: float, interval: tuple[float, float]) -> dict:
+    # low and high also as scalars: `dvc exp show` and `dvc metrics diff` drop lists
+    return {"value": value, "interval": list(interval), "low": interval[0], "high": interval[1]}
+
+
+def paired(point: dict, reps: dict, a: str, b: str, metric: str, confidence: float) -> dict:
+    """a against b on one metric, paired over the same resampled images: the difference
+    a - b, its interval, and a's verdict (better or worse only when the interval excludes 0)."""
+    diff = point[a][metric] - point[b][metric]
+    lo, hi = bs.interval(reps[a][metric] - reps[b][metric], confidence, bs.centre(metric, diff))
+    return {"a": a, "b": b, "metric": metric, "diff": diff, "interval": [lo, hi],
+            "verdict": bs.verdict(lo, hi, lower_is_better=not METRICS[metric].higher_is_better)}
+
+
+def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bool = True, kid: bool = True,
+              pairs=()) -> tuple[dict, dict, dict, list[dict]]:
+    """sets: name -> evidence ("features" and the per-image metrics it holds), rows in gt's order.
+    Returns point values, replicates, {set: {metric: cell}} and the verdicts of `pairs` on
+    every paired metric. fid False leaves FID out; kid False reads no features at all
+    (per-image metrics only)."""
+    features = {name: ev["features"] for name, ev in sets.items()} if kid else {}
+    gt = gt if kid else np.zeros((len(gt), 1))
+    per_image = {name: {m: ev[m] for m in PER_IMAGE if m in ev} for name, ev in sets.items()}
+    point = bs.point_values(features, gt, per_image, fid=fid)
+    reps = bs.bootstrap(features, gt, per_image, settings.replicates, settings.seed, fid=fid)
+    table = {name: {m: cell(v, bs.interval(reps[name][m], settings.confidence, bs.centre(m, v)))
+                    for m, v in point[name].items()} for name in sets}
+    verdicts = [paired(point, reps, a, b, m, settings.confidence)
+                for a, b in pairs for m in PAIRED if m in point[a]]
+    return point, reps, table, verdicts
+
+
+def tied_for_best(point: dict, reps: dict, names: list[str], settings: Settings) -> dict[str, list[str]]:
+    """metric -> the best of `names` and every other whose paired interval against it covers 0."""
+    return {m: bs.tied_for_best({s: point[s][m] for s in names}, {s: reps[s][m] for s in names},
+                                settings.confidence, lower_is_better=not METRICS[m].higher_is_better,
+                                centred=m in bs.BIASED)
+            for m in PAIRED}
+
+
+def decisive(point: dict, reps: dict, schedules: list[str], n: int, settings: Settings) -> dict | None:
+    """The best schedule by FID against the runner-up: how wide their FID-difference interval
+    is, and how many test images would make it 1 FID wide."""
+    if len(schedules) < 2:
+        return None
+    a, b = sorted(schedules, key=lambda s: point[s]["fid"])[:2]
+    samples = reps[a]["fid"] - reps[b]["fid"]
+    lo, hi = bs.interval(samples, settings.confidence, point[a]["fid"] - point[b]["fid"])
+    return {"a": a, "b": b, "width": hi - lo,
+            "images_for_1_fid": bs.images_for_width(samples, n, 1.0, settings.confidence)}
+
+
+def mask_area_bins(fraction: np.ndarray, edges) -> list[tuple[float, float, np.ndarray]]:
+    """(low, high, image indices) per bucket of missing-pixel fraction; the last bucket
+    includes its upper edge."""
+    out = []
+    for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        last = i == len(edges) - 2
+        out.append((lo, hi, np.flatnonzero((fraction >= lo) & ((fraction <= hi) if last else (fraction < hi)))))
+    return out
+
+
+def by_mask_area(sets: dict[str, dict], gt: np.ndarray, settings: Settings, pairs=()) -> list[dict]:
+    """Per bucket of mask area: its images, whether KID is computed there (enough images),
+    every set's cells and the verdicts of `pairs`. FID is left out (see Metric.by_area)."""
+    fraction = next(iter(sets.values()))["missing_fraction"]
+    buckets = []
+    for lo, hi, idx in mask_area_bins(fraction, settings.mask_buckets):
+        entry = {"low": lo, "high": hi, "images": int(len(idx)), "kid": len(idx) >= settings.kid_min_images,
+                 "sets": {}, **({"pairs": []} if pairs else {})}
+        if len(idx) >= 2:
+            sub = {name: {k: v[idx] for k, v in e.items()} for name, e in sets.items()}
+            _, _, entry["sets"], verdicts = summarise(sub, gt[idx], settings, fid=False, kid=entry["kid"], pairs=pairs)
+            if pairs:
+                entry["pairs"] = verdicts
+        buckets.append(entry)
+    return buckets

@@ -1,0 +1,59 @@
+"""The metrics a run is judged by, registered once: name, direction, how they are
+printed, and for a per-image metric the function that computes it.
+
+Adding a metric: an entry in METRICS (and, per image, its function in
+maskgit/metrics/image.py). The FID stages then store it for every image, the evaluate
+stage gives it intervals and verdicts, the report and `python -m maskgit.compare` print
+it. Kept apart from the bootstrap (maskgit.metrics.evaluation) because the FID stages
+import this file: a change to the statistics must not re-run Inception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from maskgit.metrics import image
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    higher_is_better: bool
+    digits: int  # printed after the point, at `scale`
+    per_image: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None  # (images, gt, known) -> (n,)
+    paired: bool = True  # compared between sets: verdicts, tables, compare pages
+    # summarised per bucket of mask area; FID is not: at a few dozen images its bias swamps the differences
+    by_area: bool = True
+    scale: float = 1.0  # printed x scale: KID sits around 1e-3
+
+
+# The order is the order of every table and of metrics/evaluation.json.
+METRICS: dict[str, Metric] = {
+    "fid": Metric("FID", higher_is_better=False, digits=2, by_area=False),
+    "kid": Metric("KID", higher_is_better=False, digits=2, scale=1000.0),
+    "psnr": Metric("PSNR", True, 2, image.psnr, paired=False, by_area=False),
+    "ssim": Metric("SSIM", True, 3, image.ssim, paired=False, by_area=False),
+    "hole_psnr": Metric("hole PSNR", True, 2, image.hole_psnr),
+    "hole_ssim": Metric("hole SSIM", True, 3, image.hole_ssim),
+}
+PER_IMAGE = tuple(m for m, spec in METRICS.items() if spec.per_image)
+PAIRED = tuple(m for m, spec in METRICS.items() if spec.paired)
+# per-image metrics first: the buckets are there for what happens inside the hole
+BY_AREA = tuple(sorted((m for m, spec in METRICS.items() if spec.by_area), key=lambda m: METRICS[m].per_image is None))
+
+
+def per_image_metrics(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 (N, H, W, 3) images and ground truth, bool (N, H, W) known masks ->
+    {metric: (N,) float64} for every per-image metric."""
+    if images.shape != gt.shape or images.shape[:3] != known.shape:
+        raise ValueError(f"shapes differ: images {images.shape}, gt {gt.shape}, masks {known.shape}")
+    return {m: METRICS[m].per_image(images, gt, known) for m in PER_IMAGE}
+
+
+def label(metric: str) -> str:
+    """The metric's name in a table header: KID says it is printed x 1000."""
+    spec = METRICS[metric]
+    return spec.label + (f" x {spec.scale:g}" if spec.scale != 1.0 else "")
