@@ -5,29 +5,30 @@
     python -m maskgit.preset demo          # back to the shipped default
     python -m maskgit.preset tiny mine     # several: applied left to right
 
-Presets compose: applying presets A B is configs/demo.yaml (the demo value of every
-key any preset changes), then A's values, then B's, so the result is the same
-whatever was applied before. Paths the user set themselves (a *_dir, a
-checkpoint or weights file that no preset names) are kept, and the one-line summary
-says so. The result is checked like any params.yaml before it replaces the file, and
-its comments are kept (ruamel round-trip, which DVC itself uses).
+Presets compose: applying presets A B is the default of every key any preset changes
+(demo: the defaults in maskgit/pipeline/params.py, which need no file), then A's
+values, then B's, so the result is the same whatever was applied before. A preset
+states only what it changes. Paths the user set themselves (a *_dir, a checkpoint or
+weights file that no preset names) are kept, and the one-line summary says so. The
+result is checked like any params.yaml before it replaces the file, which is written
+with the params' own comments (your own comments in it are not kept); a param that
+params.yaml lacks, one added to the code since, is written at its default.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import io
-import sys
 from pathlib import Path
 
-from ruamel.yaml import YAML
+from ruamel.yaml import YAMLError
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import ParamError, check_params, flatten
+from maskgit.pipeline.params import ParamError, check_params, defaults, flatten, parse_yaml, render
+from maskgit.pipeline.tool import run_tool
 
-BASE = "demo"
+BASE = "demo"  # the defaults themselves
 
 
 def _is_path_key(key: str) -> bool:
@@ -36,33 +37,48 @@ def _is_path_key(key: str) -> bool:
 
 
 def _load(name: str, configs: Path) -> dict:
+    if name == BASE:
+        return {}
     path = configs / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in configs.glob("*.yaml"))) or "none"
+        known = ", ".join(sorted([BASE, *(p.stem for p in configs.glob("*.yaml"))]))
         raise ParamError(f"{path}: no such preset (known: {known})")
-    # round-trip, not safe: a float keeps its spelling (1.0e-4 stays 1.0e-4 in params.yaml,
-    # where a plain float would be written 0.0001), so demo restores the file's own text
-    return flatten(YAML().load(path.read_text()) or {})
+    try:
+        return flatten(parse_yaml(path.read_text()) or {})
+    except YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+
+
+def _named_by_presets(configs: Path) -> dict[str, list]:
+    named: dict[str, list] = {}
+    for path in sorted(configs.glob("*.yaml")):
+        for key, value in _load(path.stem, configs).items():
+            named.setdefault(key, []).append(value)
+    return named
 
 
 def preset_values(names: list[str], configs: Path = paths.CONFIGS) -> dict:
-    """{dotted key: value} that presets `names` set: the base preset, then each in turn."""
-    values = _load(BASE, configs)
+    """{dotted key: value} that presets `names` set: the default of every key any preset
+    names, then each preset in turn."""
+    default = flatten(defaults())
+    values = {key: default[key] for key in _named_by_presets(configs) if key in default}
     for name in names:
         values.update(_load(name, configs))
     return values
 
 
 def with_preset(params: dict, names: list[str], configs: Path = paths.CONFIGS) -> tuple[dict, list[str], list[str]]:
-    """(params with the presets applied, keys changed, user paths kept). `params` may be
-    a plain dict or ruamel's round-trip map; it is not modified."""
+    """(params with the presets applied, keys changed, user paths kept); `params` is not
+    modified. A section or key of the defaults that `params` lacks is added at its default."""
     values = preset_values(names, configs)
     name = " ".join(names)
-    named_by_presets = {}
-    for path in configs.glob("*.yaml"):
-        for key, value in _load(path.stem, configs).items():
-            named_by_presets.setdefault(key, []).append(value)
+    named_by_presets = _named_by_presets(configs)
     out = copy.deepcopy(params)
+    for section, value in defaults().items():
+        if section not in out:
+            out[section] = value
+        elif isinstance(value, dict) and isinstance(out[section], dict):
+            out[section] = {**value, **out[section]}
     changed, kept = [], []
     for key, value in values.items():
         *sections, leaf = key.split(".")
@@ -79,10 +95,7 @@ def with_preset(params: dict, names: list[str], configs: Path = paths.CONFIGS) -
                 kept.append(f"{key}={current}")
             continue
         if current != value:
-            if isinstance(current, list) and isinstance(value, list):
-                current[:] = value  # in place: a flow-style [a, b] list stays one
-            else:
-                node[leaf] = value
+            node[leaf] = value
             changed.append(key)
     return out, changed, kept
 
@@ -91,31 +104,33 @@ def apply_preset(names: str | list[str], params_path: Path = Path("params.yaml")
     """Rewrite params_path with presets `names`; returns the one-line summary."""
     names = [names] if isinstance(names, str) else list(names)
     name = " ".join(names)
-    yaml = YAML()
-    # null stays `null`, as written in params.yaml (ruamel writes None as an empty value)
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    base = yaml.load(params_path.read_text())
+    if not params_path.is_file():
+        raise ParamError(f"{params_path}: not found (run from the project root, or pass --params)")
+    try:
+        base = parse_yaml(params_path.read_text()) or {}
+    except YAMLError as e:
+        raise ParamError(f"{params_path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(base, dict):
+        raise ParamError(f"{params_path}: expected a mapping of sections")
     new, changed, kept = with_preset(base, names, configs)
     check_params(new, f"{params_path} with preset {name}")
-    buf = io.StringIO()
-    yaml.dump(new, buf)
-    atomic_write_bytes(params_path, buf.getvalue().encode())
+    atomic_write_bytes(params_path, render(new).encode())
     summary = f"preset {name}: changed {len(changed)} params" + (f" ({', '.join(changed)})" if changed else "")
     if kept:
         summary += f"; kept your own {', '.join(kept)}"
     return summary
 
 
-def main(argv=None):
+def cli(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", metavar="name", help="preset name: a file configs/<name>.yaml")
     parser.add_argument("--params", default="params.yaml", type=Path)
     args = parser.parse_args(argv)
-    try:
-        print(apply_preset(args.names, args.params))
-    except ParamError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    print(apply_preset(args.names, args.params))
+
+
+def main(argv=None) -> None:
+    run_tool(lambda: cli(argv), "preset")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_params_are_read_with_dvcs_yaml_rules(tmp_path):
     from dvc.utils.serialize._yaml import parse_yaml as dvc_parse
 
     text = (ROOT / "params.yaml").read_text()
-    text = text.replace("  lr: 1.0e-3", "  lr: 1e-3").replace("  weight_decay: 0.01", "  weight_decay: 1e-2")
+    text = text.replace("  lr: 0.001", "  lr: 1e-3").replace("  weight_decay: 0.01", "  weight_decay: 1e-2")
     assert "lr: 1e-3" in text and "weight_decay: 1e-2" in text
     path = tmp_path / "params.yaml"
     path.write_text(text)

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import NEEDS_LAB5, ROOT, SHARED
-from maskgit.pipeline.params import load_params
+from maskgit.pipeline.params import SCHEMA, Param, defaults, flatten, load_params, parse_yaml, render
 from maskgit.preset import apply_preset
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
@@ -27,7 +27,7 @@ LAB_TRANSFORMER_PARAMS = (V * D + N * D + 2 * D
 
 
 def lines(text: str) -> list[str]:
-    """params.yaml as lines, up to the spaces before a comment (ruamel shifts them)."""
+    """params.yaml as lines, up to the spaces before a comment."""
     return [re.sub(r"\s+#", " #", line).rstrip() for line in text.splitlines()]
 
 
@@ -104,9 +104,28 @@ def test_a_users_own_paths_are_kept_and_named(project):
     assert "vqgan.checkpoint" in summary.split(";")[0]  # changed, and said so
 
 
-def test_every_key_a_preset_sets_has_a_demo_value(project):
-    demo = yaml.safe_load((project / "configs/demo.yaml").read_text())
-    for path in (project / "configs").glob("*.yaml"):
-        for section, values in (yaml.safe_load(path.read_text()) or {}).items():
-            for key in values:
-                assert key in demo.get(section, {}), f"{path.name}: {section}.{key} has no value in demo.yaml"
+def test_params_yaml_is_the_schemas_defaults_with_their_comments():
+    # every default and comment is written once, in SCHEMA; the shipped file is its rendering
+    # (after editing SCHEMA: `python -m maskgit.preset demo` rewrites params.yaml)
+    assert (ROOT / "params.yaml").read_text() == render(defaults())
+    text = (ROOT / "params.yaml").read_text()
+    for section, spec in SCHEMA.items():
+        for key, param in ([(section, spec)] if isinstance(spec, Param) else spec.items()):
+            for comment in filter(None, param.comment.split("\n")):
+                assert f"# {comment}" in text, f"{section}.{key}: its comment is not in params.yaml"
+
+
+@pytest.mark.parametrize("preset", ["demo", "tiny", "lab5"])
+def test_a_written_params_yaml_reads_back_as_the_values_it_was_written_from(project, preset):
+    apply_preset(preset)
+    written = (project / "params.yaml").read_text()
+    assert render(parse_yaml(written)) == written  # a fixed point: nothing drifts on re-writing
+    assert parse_yaml(written) == yaml.safe_load(written)  # DVC's YAML 1.2 and YAML 1.1 agree on every value
+
+
+def test_a_param_added_to_the_schema_reaches_params_yaml_at_its_default(project, monkeypatch):
+    monkeypatch.setitem(SCHEMA["inpaint"], "new_knob", Param(1.0e-5, lambda v: None, "a knob added in code"))
+    summary = apply_preset("demo")
+    text = (project / "params.yaml").read_text()
+    assert "new_knob: 1.0e-05" in text and "# a knob added in code" in text
+    assert parse_yaml(text)["inpaint"]["new_knob"] == 1e-5 and "\n" not in summary

@@ -1,4 +1,9 @@
-"""params.yaml: load, check every key before any work, fail with one line.
+"""params.yaml: every param's default, check and comment (SCHEMA, the one place they
+are written); load, check every key before any work, fail with one line.
+
+params.yaml is SCHEMA's defaults written out by `render` (tests/test_params.py keeps
+them in step): adding a param is its entry in SCHEMA, then `python -m maskgit.preset
+demo` writes it into params.yaml with its default and comment.
 
 Every stage checks the whole file (it is cheap), so a typo anywhere stops the first
 stage that runs, before it does any work. A stage then *uses* only the sections it
@@ -7,7 +12,11 @@ declares under `params:` in dvc.yaml.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,121 +120,182 @@ def _unit_range(v):
         return "must be [low, high] with low <= high"
 
 
-SCHEMA: dict[str, dict[str, Check]] = {
-    "device": _choice(*DEVICES),
-    "compile": _bool,
+@dataclass(frozen=True)
+class Param:
+    """One param: its default, its check, and its comment in params.yaml (a newline
+    starts another comment line). Called, it checks a value: None or what is wrong."""
+    default: Any
+    check: Check
+    comment: str = ""
+
+    def __call__(self, value) -> str | None:
+        return self.check(value)
+
+
+HEADER = ("Every hyperparameter of the pipeline, grouped by the stage that reads it.\n"
+          "`dvc repro` re-runs exactly the stages whose params or inputs changed.\n"
+          "Written from maskgit/pipeline/params.py (SCHEMA): defaults and comments live there.")
+SECTIONS = {  # a section's comment in params.yaml
+    "reproducibility": "what decides the bits of every result (docs/reproducibility.md)",
+    "data": "image format shared by every stage that reads images",
+    "vqgan": "stage-1 tokenizer; the keys of the lab's VQGAN.yml",
+    "transformer": "stage-2 bidirectional transformer",
+    "evaluate": "how sure the results are: bootstrap over test images (stage evaluate)",
+}
+SCHEMA: dict[str, Param | dict[str, Param]] = {
+    "device": Param("auto", _choice(*DEVICES), "auto (CUDA when present) | cpu | cuda"),
+    "compile": Param(False, _bool,
+          "torch.compile the transformer for training on CUDA; ignored on CPU (inpainting stays eager)"),
     "reproducibility": {
-        "mode": _choice(*REPRODUCIBILITY),
-        "threads": _int(1),
+        "mode": Param("portable", _choice(*REPRODUCIBILITY),
+              "portable: numeric kernels capped at AVX2, threads fixed: the same bytes on any\n"
+              "x86-64 CPU with AVX2 | native: the best kernels this CPU has (faster, its own bits)"),
+        "threads": Param(2, _int(1),
+              "portable: intra-op threads of every stage (a parallel sum's order: part of the result)"),
     },
     "data": {
-        "image_size": _int(8),
-        "mean": _list(_float(0.0, 1.0), length=3),
-        "std": _list(_float(0.0, lo_open=True), length=3),
-        "test_mean": _optional(_list(_float(0.0, 1.0), length=3)),
-        "test_std": _optional(_list(_float(0.0, lo_open=True), length=3)),
+        "image_size": Param(64, _int(8)),
+        "mean": Param([0.5, 0.5, 0.5], _list(_float(0.0, 1.0), length=3),
+              "per-channel normalisation (x - mean) / std, x in [0, 1]"),
+        "std": Param([0.5, 0.5, 0.5], _list(_float(0.0, lo_open=True), length=3)),
+        "test_mean": Param(None, _optional(_list(_float(0.0, 1.0), length=3)),
+              "the masked test images' own normalisation when they are encoded, as the lab"),
+        "test_std": Param(None, _optional(_list(_float(0.0, lo_open=True), length=3)),
+              "does (both or neither); null: mean and std above. Decoding always uses mean/std"),
     },
     "prepare": {
-        "source": _choice(*SOURCES),
-        "n_train": _int(1),
-        "n_val": _int(1),
-        "n_test": _int(2),
-        "palette_size": _int(0),
-        "blur": _float(0.0),
-        "seed": _int(0),
-        "train_dir": _optional_path,
-        "val_dir": _optional_path,
-        "val_fraction": _float(0.0, 0.9, lo_open=True),
-        "test_masked_dir": _optional_path,
-        "test_mask_dir": _optional_path,
-        "test_gt_dir": _optional_path,
-        "resize": _bool,
-        "convert_mode": _bool,
+        "source": Param("procedural", _choice(*SOURCES),
+              "procedural (built in, the keys below up to seed) | folders (your images, *_dir keys)"),
+        "n_train": Param(3000, _int(1)),
+        "n_val": Param(200, _int(1)),
+        "n_test": Param(150, _int(2), "FID runs over 4 + #schedules sets of this size: the run's main cost"),
+        "palette_size": Param(16, _int(0), "> 0: flat images in that many colours, hard edges"),
+        "blur": Param(1.2, _float(0.0), "Gaussian softness (pixels) of a photo downsampled to 64x64"),
+        "seed": Param(0, _int(0), "also seeds the train/val split of folders"),
+        "train_dir": Param(None, _optional_path,
+              "source: folders. Test masked images, masks and ground truth pair by sorted name"),
+        "val_dir": Param(None, _optional_path, "null: split prepare.val_fraction of train_dir off, seeded"),
+        "val_fraction": Param(0.1, _float(0.0, 0.9, lo_open=True)),
+        "test_masked_dir": Param(None, _optional_path,
+              "null: made from test_gt_dir and test_mask_dir, holes filled with gray"),
+        "test_mask_dir": Param(None, _optional_path, "white (>= 128) = known, black = missing"),
+        "test_gt_dir": Param(None, _optional_path),
+        "resize": Param(False, _bool, "folder images of another size: stop (false) or resize to data.image_size"),
+        "convert_mode": Param(False, _bool, "grayscale / RGBA folder images: stop (false) or convert to RGB"),
     },
     "vqgan": {
-        "image_channels": _choice(3),
-        "enc_channels": _list(_int(1), min_length=2),
-        "dec_channels": _list(_int(1), min_length=2),
-        "latent_dim": _int(1),
-        "img_resolution": _int(8),
-        "latent_resolution": _int(1),
-        "num_codebook_vectors": _int(2),
-        "beta": _float(0.0),
-        "norm_groups": _int(1),
-        "checkpoint": _optional_path,
+        "image_channels": Param(3, _choice(3)),
+        "enc_channels": Param([32, 32, 32, 32], _list(_int(1), min_length=2)),
+        "dec_channels": Param([32, 32, 32], _list(_int(1), min_length=2)),
+        "latent_dim": Param(16, _int(1)),
+        "img_resolution": Param(64, _int(8)),
+        "latent_resolution": Param(16, _int(1), "64 / 16 = 4x4 pixels per token"),
+        "num_codebook_vectors": Param(128, _int(2)),
+        "beta": Param(0.25, _float(0.0)),
+        "norm_groups": Param(8, _int(1),
+              "not in the lab's VQGAN.yml (32 there): at 32 channels, 32 groups\n"
+              "pin every decoded image to one mean colour; 8 groups of 4 do not"),
+        "checkpoint": Param(None, _optional_path,
+              "a lab-format VQGAN.pt to use as is (no stage-1 training), or null"),
     },
     "train_vqgan": {
-        "steps": _int(1),
-        "batch_size": _int(1),
-        "continuous_steps": _int(0),
-        "crop_size": _int(8),
-        "lr": _float(0.0, lo_open=True),
-        "betas": _list(_float(0.0, 1.0), length=2),
-        "l1_weight": _float(0.0),
-        "l2_weight": _float(0.0),
-        "edge_weight": _float(0.0),
-        "restart_every": _int(0),
-        "log_every": _int(1),
-        "checkpoint_every": _int(0),
-        "seed": _int(0),
+        "steps": Param(2100, _int(1)),
+        "batch_size": Param(16, _int(1)),
+        "continuous_steps": Param(300, _int(0),
+              "first train without quantiser, then k-means the codebook from encoder outputs"),
+        "crop_size": Param(24, _int(8),
+              "train on random crops: cheaper than 64x64, same codes; more steps on\n"
+              "smaller crops beat fewer on larger ones in equal time (docs/findings.md)"),
+        "lr": Param(0.001, _float(0.0, lo_open=True), "cosine-decayed to 10% over the run"),
+        "betas": Param([0.9, 0.99], _list(_float(0.0, 1.0), length=2)),
+        "l1_weight": Param(1.0, _float(0.0)),
+        "l2_weight": Param(0.0, _float(0.0), "L1 alone reconstructs better than L1 + L2 (docs/findings.md)"),
+        "edge_weight": Param(0.5, _float(0.0), "L1 on image gradients: sharp edges without a perceptual net"),
+        "restart_every": Param(50, _int(0), "re-seed unused codes every N steps (0 = never)"),
+        "log_every": Param(100, _int(1)),
+        "checkpoint_every": Param(200, _int(0),
+              "resumable state in checkpoints/ every N steps (0 = never); a killed run continues"),
+        "seed": Param(0, _int(0)),
     },
     "transformer": {
-        "dim": _int(1),
-        "n_layers": _int(1),
-        "n_heads": _int(1),
-        "mlp_dim": _int(1),
-        "dropout": _float(0.0, 1.0),
-        "attention": _choice(*ATTENTION_KINDS),
-        "norm_first": _bool,
-        "pos_init": _choice(*POS_INITS),
-        "checkpoint": _optional_path,
+        "dim": Param(128, _int(1)),
+        "n_layers": Param(4, _int(1)),
+        "n_heads": Param(4, _int(1)),
+        "mlp_dim": Param(512, _int(1)),
+        "dropout": Param(0.0, _float(0.0, 1.0),
+              "0.1 in the lab; dropout is costly on a CPU, and short runs do not overfit"),
+        "attention": Param("manual", _choice(*ATTENTION_KINDS), "manual (hand-written) | sdpa (fused, same result)"),
+        "norm_first": Param(False, _bool, "post-norm, as the lab and BERT"),
+        "pos_init": Param("sincos", _choice(*POS_INITS),
+              "learned position embeddings start as 2-D sin-cos codes (normal: random, as the lab)"),
+        "checkpoint": Param(None, _optional_path,
+              "a transformer.pt of this project to inpaint with (no training), or null"),
     },
     "train_transformer": {
-        "steps": _optional(_int(1)),
-        "epochs": _optional(_float(0.0, lo_open=True)),
-        "batch_size": _int(1),
-        "grad_accum": _int(1),
-        "lr": _float(0.0, lo_open=True),
-        "betas": _list(_float(0.0, 1.0), length=2),
-        "weight_decay": _float(0.0),
-        "warmup_steps": _int(0),
-        "min_lr_ratio": _float(0.0, 1.0),
-        "grad_clip": _float(0.0),
-        "label_smoothing": _float(0.0, 1.0),
-        "gamma": _choice(*SCHEDULES),
-        "r_range": _unit_range,
-        "regional_mask_prob": _float(0.0, 1.0),
-        "precision": _choice(*PRECISIONS),
-        "eval_every": _int(1),
-        "checkpoint_every": _int(0),
-        "nproc_per_node": _int(1),
-        "nnodes": _int(1),
-        "rdzv_endpoint": _optional_endpoint,
-        "seed": _int(0),
+        "steps": Param(600, _optional(_int(1)),
+              "the budget: steps, or epochs over the prepared training set (one set, the other null)"),
+        "epochs": Param(None, _optional(_float(0.0, lo_open=True)),
+              "steps = ceil(epochs * n_train / (batch_size * grad_accum)), in the metrics"),
+        "batch_size": Param(32, _int(1)),
+        "grad_accum": Param(1, _int(1)),
+        "lr": Param(0.001, _float(0.0, lo_open=True)),
+        "betas": Param([0.9, 0.96], _list(_float(0.0, 1.0), length=2)),
+        "weight_decay": Param(0.01, _float(0.0)),
+        "warmup_steps": Param(30, _int(0)),
+        "min_lr_ratio": Param(0.1, _float(0.0, 1.0), "cosine decay to lr * min_lr_ratio"),
+        "grad_clip": Param(1.0, _float(0.0)),
+        "label_smoothing": Param(0.1, _float(0.0, 1.0)),
+        "gamma": Param("cosine", _choice(*SCHEDULES), "mask schedule used to draw training masks"),
+        "r_range": Param([0.0, 1.0], _unit_range,
+              "r ~ U(r_range), gamma(r) of the tokens masked (lab5: a mask ratio U[0, 0.5])"),
+        "regional_mask_prob": Param(0.5, _float(0.0, 1.0),
+              "share of training masks drawn as blobs (test masks are regional)"),
+        "precision": Param("fp32", _choice(*PRECISIONS),
+              "fp32 | bf16 autocast (faster on CPUs with bf16 instructions and on GPUs; on CPU, native mode only)"),
+        "eval_every": Param(50, _int(1)),
+        "checkpoint_every": Param(100, _int(0),
+              "resumable state in checkpoints/ every N steps (0 = never); a killed run continues"),
+        "nproc_per_node": Param(1, _int(1),
+              "data-parallel processes (GPUs) under torchrun; batch_size is the global batch, split evenly"),
+        "nnodes": Param(1, _int(1),
+              "machines training together (docs/scale.md); each runs nproc_per_node processes.\n"
+              "A node's rank comes from $NODE_RANK or $SLURM_NODEID"),
+        "rdzv_endpoint": Param(None, _optional_endpoint,
+              "host:port of the c10d rendezvous with nnodes > 1; null: the first node of the Slurm job, port 29500"),
+        "seed": Param(0, _int(0)),
     },
     "inpaint": {
-        "schedules": _schedules,
-        "total_iter": _int(1),
-        "sweet_spot": _int(1),
-        "choice_temperature": _float(0.0),
-        "sampling": _choice(*SAMPLING),
-        "composite": _choice(*COMPOSITE),
-        "pixel_guidance": _float(0.0),
-        "precision": _choice(*PRECISIONS),
-        "batch_size": _int(1),
-        "n_figure_images": _int(0),
-        "seed": _int(0),
+        "schedules": Param(["cosine", "linear", "square"], _schedules),
+        "total_iter": Param(8, _int(1)),
+        "sweet_spot": Param(8, _int(1), "stop after this many steps (>= total_iter: run all)"),
+        "choice_temperature": Param(4.5, _float(0.0)),
+        "sampling": Param("argmax", _choice(*SAMPLING), "argmax (the lab) | sample (the official decoder)"),
+        "composite": Param("poisson", _choice(*COMPOSITE),
+              "known pixels of the input put back: poisson (seamless, the hole shifted\n"
+              "to meet them) | paste (as they are) | none (the decoded image as is)"),
+        "pixel_guidance": Param(10, _float(0.0),
+              "weight of the known pixels of partly known tokens in their choice\n"
+              "(maskgit.algorithms.guidance.pixel_prior); 0: the lab's decoding, tokens see no pixels"),
+        "precision": Param("fp32", _choice(*PRECISIONS),
+              "fp32 | bf16 autocast (faster; a few filled tokens differ from fp32: docs/findings.md)"),
+        "batch_size": Param(100, _int(1)),
+        "n_figure_images": Param(4, _int(0), "test images drawn step by step in the figures"),
+        "seed": Param(0, _int(0)),
     },
     "fid": {
-        "inception_weights": _optional_path,
-        "batch_size": _int(1),
+        "inception_weights": Param(None, _optional_path,
+              "path to torch-fidelity's inception-v3-compat weights; null: search caches"),
+        "batch_size": Param(50, _int(1)),
     },
     "evaluate": {
-        "replicates": _int(100),
-        "confidence": _float(0.0, lo_open=True),
-        "seed": _int(0),
-        "mask_buckets": _bucket_edges,
-        "kid_min_images": _int(4),
+        "replicates": Param(1000, _int(100),
+              "resamples of the test images, >= 100; the same draw for every set (paired)"),
+        "confidence": Param(0.95, _float(0.0, lo_open=True),
+              "of every interval; a difference is real when its interval excludes 0"),
+        "seed": Param(0, _int(0), "of the resampling: the same evidence gives the same intervals"),
+        "mask_buckets": Param([0.0, 0.1, 0.2, 0.3, 0.4, 1.0], _bucket_edges,
+              "edges of missing-pixel fraction, increasing in [0, 1]"),
+        "kid_min_images": Param(20, _int(4), "a bucket with fewer images reports hole PSNR/SSIM only, no KID"),
     },
 }
 
@@ -306,6 +376,63 @@ def _check_across(p: dict, source: str) -> None:
     t = p["transformer"]
     if t["dim"] % t["n_heads"]:
         raise ParamError(f"{source}: transformer.dim ({t['dim']}) must be divisible by transformer.n_heads ({t['n_heads']})")
+
+
+def defaults() -> dict:
+    """params.yaml as shipped: every param at its default."""
+    return {section: copy.deepcopy(spec.default) if isinstance(spec, Param)
+            else {key: copy.deepcopy(p.default) for key, p in spec.items()} for section, spec in SCHEMA.items()}
+
+
+COMMENT_COLUMN = 26  # where a comment starts in params.yaml, so that they line up
+
+
+def _scalar(v) -> str:
+    """A value as YAML 1.2 and 1.1 both read it back (flow style for lists)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        text = repr(v)
+        mantissa, e, exponent = text.partition("e")
+        # 1e-05 is a float to YAML 1.2 but a string to YAML 1.1 (PyYAML): write 1.0e-05
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    if isinstance(v, list):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    plain = re.fullmatch(r"[A-Za-z_./~][A-Za-z0-9_./~-]*", v) and v.lower() not in (
+        "null", "true", "false", "yes", "no", "on", "off", "y", "n", "~")
+    return v if plain else json.dumps(v)
+
+
+def _lines(indent: int, key: str, value: str, comment: str) -> list[str]:
+    text = f"{' ' * indent}{key}:{' ' + value if value else ''}"
+    if not comment:
+        return [text]
+    first, *rest = comment.split("\n")
+    out = [f"{text.ljust(COMMENT_COLUMN - 1)} # {first}"]
+    return out + [f"{' ' * COMMENT_COLUMN}# {line}" for line in rest]
+
+
+def render(params: dict) -> str:
+    """params.yaml's text for `params`: SCHEMA's order and comments. A param missing
+    from `params` is written at its default."""
+    lines = [f"# {line}" for line in HEADER.split("\n")]
+    after_section = False
+    for section, spec in SCHEMA.items():
+        if isinstance(spec, Param):
+            lines += _lines(0, section, _scalar(params.get(section, spec.default)), spec.comment)
+            after_section = False
+            continue
+        lines += [""] if after_section else []
+        lines += _lines(0, section, "", SECTIONS.get(section, ""))
+        values = params.get(section) or {}
+        for key, p in spec.items():
+            lines += _lines(2, key, _scalar(values.get(key, p.default)), p.comment)
+        after_section = True
+    return "\n".join(lines) + "\n"
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
