@@ -28,15 +28,16 @@ class Metric:
     # summarised per bucket of mask area; FID is not: at a few dozen images its bias swamps the differences
     by_area: bool = True
     scale: float = 1.0  # printed x scale: KID sits around 1e-3
+    unit: str = ""
 
 
 # The order is the order of every table and of metrics/evaluation.json.
 METRICS: dict[str, Metric] = {
     "fid": Metric("FID", higher_is_better=False, digits=2, by_area=False),
     "kid": Metric("KID", higher_is_better=False, digits=2, scale=1000.0),
-    "psnr": Metric("PSNR", True, 2, image.psnr, paired=False, by_area=False),
+    "psnr": Metric("PSNR", True, 2, image.psnr, paired=False, by_area=False, unit="dB"),
     "ssim": Metric("SSIM", True, 3, image.ssim, paired=False, by_area=False),
-    "hole_psnr": Metric("hole PSNR", True, 2, image.hole_psnr),
+    "hole_psnr": Metric("hole PSNR", True, 2, image.hole_psnr, unit="dB"),
     "hole_ssim": Metric("hole SSIM", True, 3, image.hole_ssim),
 }
 PER_IMAGE = tuple(m for m, spec in METRICS.items() if spec.per_image)
@@ -51,6 +52,13 @@ def per_image_metrics(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> 
     if images.shape != gt.shape or images.shape[:3] != known.shape:
         raise ValueError(f"shapes differ: images {images.shape}, gt {gt.shape}, masks {known.shape}")
     return {m: METRICS[m].per_image(images, gt, known) for m in PER_IMAGE}
+
+
+def axis_title(metric: str) -> str:
+    """The metric's name on a figure's axis: its unit and which way is better."""
+    spec = METRICS[metric]
+    better = "higher" if spec.higher_is_better else "lower"
+    return f"{spec.label} ({spec.unit + ', ' if spec.unit else ''}{better} is better)"
 
 
 def label(metric: str) -> str:

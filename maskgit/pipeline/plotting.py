@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from maskgit.metrics.registry import BY_AREA, METRICS, axis_title
 from maskgit.pipeline import paths, sets
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.algorithms.schedules import gamma
@@ -342,13 +343,14 @@ def steps_figure(masked: np.ndarray, images: np.ndarray, names: list[str], path:
 
 
 def mask_area_figure(buckets: list[dict], set_names: list[str], path: str | Path, confidence: float) -> None:
-    """Hole PSNR and hole SSIM against the bucket of missing-pixel fraction, one line per
-    set, with the bootstrap interval of each bucket as error bars (metrics/evaluation.json)."""
+    """Each per-image metric summarised by mask area (hole PSNR, hole SSIM) against the
+    bucket of missing-pixel fraction, one line per set, with the bootstrap interval of
+    each bucket as error bars (metrics/evaluation.json)."""
     fig = new_figure(11.0, 4.5)
     labels = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}%\n({b['images']} img)" for b in buckets]
-    for k, (metric, title) in enumerate((("hole_psnr", "hole PSNR (dB, higher is better)"),
-                                         ("hole_ssim", "hole SSIM (higher is better)"))):
-        ax = fig.add_subplot(1, 2, k + 1)
+    panels = [m for m in BY_AREA if METRICS[m].per_image]  # KID per bucket is in the report's tables
+    for k, metric in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
         for j, name in enumerate(set_names):
             xs, ys, err = [], [], [[], []]
             for i, b in enumerate(buckets):
@@ -363,7 +365,7 @@ def mask_area_figure(buckets: list[dict], set_names: list[str], path: str | Path
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=sets.label(name))
         ax.set_xticks(range(len(buckets)), labels, fontsize=8)
         ax.set_xlabel("missing-pixel fraction of the test image")
-        ax.set_title(title)
+        ax.set_title(axis_title(metric))
         ax.grid(alpha=0.3)
     fig.suptitle(f"Inside the hole, by mask area ({confidence:.0%} bootstrap intervals)")
     handles, names = fig.axes[0].get_legend_handles_labels()
