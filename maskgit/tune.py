@@ -61,7 +61,7 @@ def objective_value(objective: str, text: str) -> float:
         if schedule not in data:
             raise UserError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(data)})")
         return float(data[schedule]["fid"])
-    # main() refuses any other --objective before the first trial: reaching here is a bug
+    # cli() refuses any other --objective before the first trial: reaching here is a bug
     raise ValueError(f"--objective {objective}: expected {OBJECTIVES}")
 
 
