@@ -194,8 +194,9 @@ def environment() -> dict:
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "uncapped"),
         "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
         "numpy_disabled_features": os.environ.get("NPY_DISABLE_CPU_FEATURES", "none"),
-        "blas": "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
-                          for b in blas) or "none found",
+        # sorted: the libraries are listed in the order they were loaded, which varies by stage
+        "blas": "; ".join(sorted(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
+                                 for b in blas)) or "none found",
         "torch_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         **_versions(),
