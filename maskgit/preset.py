@@ -25,7 +25,8 @@ from ruamel.yaml import YAMLError
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import ParamError, check_params, defaults, flatten, parse_yaml, render
+from maskgit.pipeline.params import ParamError, check_params, defaults, flatten, render
+from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.pipeline.tool import run_tool
 
 BASE = "demo"  # the defaults themselves

@@ -13,13 +13,13 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
 
 from maskgit.pipeline import paths
 from maskgit.pipeline import evaluation_markdown, plotting
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import atomic_write_bytes, sha256_file
 from maskgit.pipeline.params import flatten, load_params
+from maskgit.pipeline.params import render as render_params
 from maskgit.pipeline.errors import InputError
 
 REPORTS = paths.REPORTS
@@ -208,8 +208,7 @@ def main():
         "<details><summary>params.yaml</summary>",
         "",
         "```yaml",
-        # flow style for lists only: one line per key, compact but still YAML
-        yaml.safe_dump(params, sort_keys=False, default_flow_style=None, width=120).rstrip(),
+        render_params(params).rstrip(),  # as params.yaml itself is written: every key with its comment
         "```",
         "",
         "</details>",

@@ -156,7 +156,7 @@ def test_a_set_value_means_to_the_sweep_what_it_means_to_dvc_exp_run(raw, tmp_pa
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
     from maskgit.sweep import apply_overrides
-    from maskgit.pipeline.params import parse_yaml
+    from maskgit.pipeline.yamlio import parse_yaml
 
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
@@ -174,7 +174,7 @@ def test_a_tuned_value_means_to_dvc_exp_run_the_float_optuna_suggested(tmp_path)
     import optuna
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    from maskgit.pipeline.params import parse_yaml
+    from maskgit.pipeline.yamlio import parse_yaml
     from maskgit.sweep import apply_overrides
     from maskgit.tune import trial_override
 

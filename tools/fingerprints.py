@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from maskgit.pipeline.yamlio import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fingerprints"
@@ -36,7 +36,7 @@ def tiny(project: Path) -> None:
                               text=True).stdout.strip()
     record = {"made_on": timing["numerics"],
               "commit": revision,
-              "params": yaml.safe_load((project / "params.yaml").read_text())["reproducibility"],
+              "params": parse_yaml((project / "params.yaml").read_text())["reproducibility"],
               "outputs": t.output_hashes(project)}
     (OUT / "tiny_portable.json").write_text(json.dumps(record, indent=1) + "\n")
 

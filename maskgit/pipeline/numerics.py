@@ -27,6 +27,7 @@ from pathlib import Path
 
 from maskgit.choices import REPRODUCIBILITY as MODES
 from maskgit.pipeline.errors import ParamError
+from maskgit.pipeline.yamlio import parse_yaml
 
 # numpy's dispatch groups above AVX2 (numpy >= 2.4 names, then older ones): disabled,
 # numpy runs its AVX2 (x86-64-v3) loops on every CPU that has AVX2
@@ -62,9 +63,7 @@ def read_setting(params_path: str | Path = "params.yaml") -> dict:
     stage's load_params does that): {'mode', 'threads'}. A missing or unreadable
     file or section reads as native, and the stage's own check then says what is wrong."""
     try:
-        from ruamel.yaml import YAML  # DVC's reader; loads no numeric library
-
-        section = YAML(typ="safe").load(Path(params_path).read_text()).get("reproducibility")
+        section = parse_yaml(Path(params_path).read_text()).get("reproducibility")
         mode, threads = section["mode"], section["threads"]
     except Exception:  # noqa: BLE001 - any problem is reported by load_params, with its file and key
         return {"mode": "native", "threads": None}

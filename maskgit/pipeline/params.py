@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
 from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES
 from maskgit.pipeline.errors import ParamError
+from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
 
 
@@ -456,14 +457,6 @@ def test_normalisation(params: dict, train_norm: dict) -> dict:
     if d["test_mean"] is None:
         return train_norm
     return {"mean": d["test_mean"], "std": d["test_std"]}
-
-
-def parse_yaml(text: str):
-    """params.yaml read as DVC reads it (ruamel.yaml, safe, YAML 1.2), so that the
-    values DVC compares to decide what is up to date are the values the stages use:
-    PyYAML (YAML 1.1) reads `lr: 1e-3` as a string and `on` as true, DVC as 0.001
-    and 'on'."""
-    return YAML(typ="safe").load(text)
 
 
 def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:

@@ -15,7 +15,8 @@ import numpy as np
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.evidence import evidence_path, parse_evidence
-from maskgit.pipeline.params import check_params, parse_yaml
+from maskgit.pipeline.params import check_params
+from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.pipeline.sets import BASELINES
 
 
