@@ -23,12 +23,13 @@ import numpy as np
 
 from maskgit.metrics import evaluation, registry
 from maskgit.pipeline import paths, plotting
-from maskgit.pipeline.errors import InputError, UserError
+from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.evaluation_markdown import fmt_interval, signed
 from maskgit.pipeline.sets import BASELINES, label
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.pipeline.params import flatten
 from maskgit.pipeline.runs import Run
+from maskgit.pipeline.tool import run_tool
 
 OUT = paths.REPORTS / "compare"
 N_FIGURE = 6
@@ -118,32 +119,32 @@ def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
-def main(argv=None) -> Path:
+def cli(argv=None) -> Path:
     parser = argparse.ArgumentParser(description="Compare two runs: experiment names, git revisions or `workspace`.")
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--repo", default=".")
     parser.add_argument("--out", type=Path, default=None, help=f"folder (default {OUT})")
     args = parser.parse_args(argv)
+    a, b = Run(args.a, args.repo), Run(args.b, args.repo)
+    settings = evaluation.Settings.from_params(Run("workspace", args.repo).params()["evaluate"])
+    result = compare(a, b, settings)
+    out = args.out or Path(args.repo) / OUT
+    stem = f"{safe(args.a)}_vs_{safe(args.b)}"
+    fig_name = f"{stem}.png"
     try:
-        a, b = Run(args.a, args.repo), Run(args.b, args.repo)
-        settings = evaluation.Settings.from_params(Run("workspace", args.repo).params()["evaluate"])
-        result = compare(a, b, settings)
-        out = args.out or Path(args.repo) / OUT
-        stem = f"{safe(args.a)}_vs_{safe(args.b)}"
-        fig_name = f"{stem}.png"
-        try:
-            figure(a, b, result, out / fig_name)
-        except (FileNotFoundError, InputError) as e:  # images not in the cache: the numbers still stand
-            print(f"compare: no side-by-side figure ({e})", file=sys.stderr)
-            fig_name = None
-        page = out / f"{stem}.md"
-        atomic_write_bytes(page, render(a, b, result, settings, fig_name).encode())
-    except UserError as e:
-        print(f"error: compare: {e}", file=sys.stderr)
-        sys.exit(2)
+        figure(a, b, result, out / fig_name)
+    except (FileNotFoundError, InputError) as e:  # images not in the cache: the numbers still stand
+        print(f"compare: no side-by-side figure ({e})", file=sys.stderr)
+        fig_name = None
+    page = out / f"{stem}.md"
+    atomic_write_bytes(page, render(a, b, result, settings, fig_name).encode())
     print(page)
     return page
+
+
+def main(argv=None) -> None:
+    run_tool(lambda: cli(argv), "compare")
 
 
 if __name__ == "__main__":

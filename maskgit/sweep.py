@@ -28,7 +28,8 @@ import itertools
 import sys
 
 from maskgit.pipeline.errors import ParamError, UserError
-from maskgit.pipeline.params import check_params, parse_yaml
+from maskgit.pipeline.params import check_params
+from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.pipeline.sweep_job import JobResult, JobSpec, exp_ref, experiment_name
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, git, prepare, project_root,
                                            run_all, run_common)

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.params import flatten, parse_yaml
+from maskgit.pipeline.params import flatten
+from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.pipeline.tool import run_tool
 
 TIMINGS = "timings/"

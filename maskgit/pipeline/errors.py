@@ -1,8 +1,19 @@
-"""The errors a stage reports as one line (see runtime.run_stage), in a module of their
-own so that every stage can catch them without depending on the code that raises them.
+"""The errors a stage or a tool reports as one line, and the contract that reports them
+(`one_line_errors`, used by runtime.run_stage and tool.run_tool), in a module of their
+own so that everything can catch them without depending on the code that raises them.
 
-Only these are bad input. Any other exception (a ValueError from a bug included)
-is a bug and keeps its traceback."""
+Only these are bad input, and the OS errors that say something about the machine (a
+full disk, no permission). Any other exception (a ValueError from a bug included) is a
+bug and keeps its traceback. MASKGIT_DEBUG=1 shows the traceback of bad input too."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+import threading
 
 
 class UserError(Exception):
@@ -19,3 +30,51 @@ class InputError(UserError, ValueError):
 
 class TrainingDiverged(UserError, RuntimeError):
     """The loss went NaN or inf: training stops instead of writing a broken model."""
+
+
+# OS errors that say something about the machine, not the code: one line naming the
+# path. Every other OSError keeps its traceback.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "the disk is full: free space and run again",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the folder is on a read-only file system",
+    errno.EACCES: "no permission: check the folder's owner and mode",
+    errno.EPERM: "no permission: check the folder's owner and mode",
+}
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def one_line_errors(name: str, interrupted: str, debug: bool = False):
+    """Bad input: `error: <name>: <message>` on one line, exit 2. Ctrl-C or SIGTERM (a CI
+    timeout, a `kill`): `interrupted` on one line, exit 130, after every `finally` has
+    removed what it wrote half-way. Anything else passes with its traceback."""
+    debug = debug or bool(os.environ.get("MASKGIT_DEBUG"))
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set a handler
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except UserError as e:
+        if debug:
+            raise
+        # one line even when the message carries a command's multi-line output
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"error: {name}: {message}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(interrupted, file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS or debug:
+            raise
+        print(f"error: {name}: {e.filename or 'a file'}: {e.strerror} ({ENVIRONMENT_ERRNOS[e.errno]})", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

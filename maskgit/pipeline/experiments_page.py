@@ -125,7 +125,7 @@ def swept_params(frame: pd.DataFrame) -> list[str]:
 def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path("params.yaml")) -> dict[str, str]:
     """experiment -> "**best**" | "tied" | "" | "no evidence": each experiment's best FID
     against the best experiment's, paired over images from both experiments' stored evidence."""
-    from maskgit.metrics import bootstrap as bs
+    from maskgit.metrics import evaluation
     from maskgit.pipeline.params import load_params
     from maskgit.pipeline.runs import Run
 
@@ -133,7 +133,7 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
     if frame.empty or REV not in frame or frame[REV].isna().any():
         return {}
     try:
-        ev = load_params(params_path)["evaluate"]
+        settings = evaluation.Settings.from_params(load_params(params_path)["evaluate"])
     except UserError:
         return {}
     best_schedule = frame[fid_cols].idxmin(axis=1).str.removeprefix(FID)
@@ -161,10 +161,11 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
         if f.shape != f_top.shape or not np.allclose(gt_i, gt):
             marks[name] = "other test set"
             continue
-        reps = bs.bootstrap({"x": f, "top": f_top}, gt, {}, ev["replicates"], ev["seed"])
-        diff = float(best_fid[i] - best_fid[top])
-        lo, hi = bs.interval(reps["x"]["fid"] - reps["top"]["fid"], ev["confidence"], diff)
-        marks[name] = "tied" if bs.verdict(lo, hi) == "indistinguishable" else ""
+        # the evaluate stage's own paired summary, on the two sets' features alone
+        _, _, _, verdicts = evaluation.summarise({"x": {"features": f}, "top": {"features": f_top}}, gt, settings,
+                                                 pairs=[("x", "top")])
+        fid = next(v for v in verdicts if v["metric"] == "fid")
+        marks[name] = "tied" if fid["verdict"] == "indistinguishable" else ""
     return marks
 
 

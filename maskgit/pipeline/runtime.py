@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import random
-import signal
 import sys
 import time
 from typing import Callable
@@ -14,24 +12,9 @@ import numpy as np
 import torch
 
 from maskgit.pipeline import numerics, paths
-from maskgit.pipeline.errors import ParamError, UserError
+from maskgit.pipeline.errors import ParamError, one_line_errors
 from maskgit.pipeline.files import write_json
 
-
-
-# OS errors that say something about the machine, not the code: one line naming the
-# path. Every other OSError keeps its traceback.
-ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC: "the disk is full: free space and run again",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EROFS: "the folder is on a read-only file system",
-    errno.EACCES: "no permission: check the folder's owner and mode",
-    errno.EPERM: "no permission: check the folder's owner and mode",
-}
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True) -> None:
@@ -41,28 +24,10 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     a re-run that writes the same images must hash the same, so DVC skips what follows."""
     numerics.enter()  # portable mode's settings in force, before any work (may re-start the process)
     start = time.perf_counter()
-    debug = bool(os.environ.get("MASKGIT_DEBUG")) or "--debug" in sys.argv
-    # SIGTERM (a CI timeout, a `kill`) unwinds like Ctrl-C: every `finally` removes its
-    # temporary folder instead of the process vanishing mid-write
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    # --debug (or MASKGIT_DEBUG=1) shows the traceback of bad input too
+    with one_line_errors(name, f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)",
+                         debug="--debug" in sys.argv):
         extra = main()
-    except UserError as e:  # bad input: one line. Anything else is a bug and keeps its traceback
-        # (MASKGIT_DEBUG=1 or --debug shows the traceback of bad input too)
-        if debug:
-            raise
-        print(f"error: {name}: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)", file=sys.stderr)
-        sys.exit(130)
-    except OSError as e:
-        if e.errno not in ENVIRONMENT_ERRNOS or debug:
-            raise
-        print(f"error: {name}: {e.filename or 'a file'}: {e.strerror} ({ENVIRONMENT_ERRNOS[e.errno]})", file=sys.stderr)
-        sys.exit(2)
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs(paths.TIMINGS, exist_ok=True)
