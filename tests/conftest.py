@@ -30,6 +30,16 @@ NEEDS_FID_WEIGHTS = (
 )
 
 
+def load_stage(name: str):
+    """A stage script as a module, for tests that call its main() in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def stage_env(tmp_path: Path) -> dict:
     """Environment for running stage scripts and DVC in a scratch project: this
     interpreter's `python` first on PATH, no telemetry, a private cache."""

@@ -1,7 +1,6 @@
 """Bootstrap intervals, paired verdicts and per-image hole metrics (maskgit.metrics.bootstrap,
 maskgit.metrics.image), and the evaluate stage on fake evidence."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import scipy.linalg
 import yaml
 
+from conftest import load_stage
 from maskgit.metrics import bootstrap as bs
 from maskgit.metrics.fid import fid_from_features
 from maskgit.metrics.registry import per_image_metrics
@@ -122,13 +122,6 @@ def test_bad_evaluate_params_are_one_line(key, value, match):
     params["evaluate"][key] = value
     with pytest.raises(ParamError, match=match):
         check_params(params)
-
-
-def load_stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ The fake numbers are chosen so every derived figure is easy to check by hand:
 linear (listed second) is the best schedule, so "best" cannot mean "first".
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+
+from conftest import load_stage
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = ["cosine", "linear"]
@@ -65,13 +66,6 @@ EVALUATION = {
 }
 TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine": 10.0, "inpaint-linear": 8.5,
            "inpaint-square": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
-
-
-def load_stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_json(path, obj):

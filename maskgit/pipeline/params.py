@@ -305,27 +305,27 @@ def check_params(params: dict, source: str = "params.yaml") -> dict:
     """Raise ParamError (one line, naming the key) on the first problem."""
     if not isinstance(params, dict):
         raise ParamError(f"{source}: expected a mapping of sections")
-    for key in params:
-        if key not in SCHEMA:
-            raise ParamError(f"{source}: unknown section or key {key!r}; known: {', '.join(SCHEMA)}")
-    for section, spec in SCHEMA.items():
-        if section not in params:
-            raise ParamError(f"{source}: missing {section}")
-        value = params[section]
-        if callable(spec):
-            _raise_if(spec(value), source, section, value)
-            continue
-        if not isinstance(value, dict):
-            raise ParamError(f"{source}: {section} must be a mapping")
-        for key in value:
-            if key not in spec:
-                raise ParamError(f"{source}: unknown key {section}.{key}; known: {', '.join(spec)}")
-        for key, check in spec.items():
-            if key not in value:
-                raise ParamError(f"{source}: missing {section}.{key}")
-            _raise_if(check(value[key]), source, f"{section}.{key}", value[key])
+    _check_mapping(params, SCHEMA, source)
     _check_across(params, source)
     return params
+
+
+def _check_mapping(values: dict, spec: dict, source: str, section: str = "") -> None:
+    """Every key of `values` known to `spec`, every key of `spec` present and valid;
+    a nested dict of `spec` is a section, checked the same way."""
+    for key in values:
+        if key not in spec:
+            what = f"key {section}{key}" if section else f"section or key {key!r}"
+            raise ParamError(f"{source}: unknown {what}; known: {', '.join(spec)}")
+    for key, check in spec.items():
+        if key not in values:
+            raise ParamError(f"{source}: missing {section}{key}")
+        if isinstance(check, dict):
+            if not isinstance(values[key], dict):
+                raise ParamError(f"{source}: {section}{key} must be a mapping")
+            _check_mapping(values[key], check, source, f"{key}.")
+        else:
+            _raise_if(check(values[key]), source, f"{section}{key}", values[key])
 
 
 def _raise_if(problem: str | None, source: str, name: str, value) -> None:
