@@ -24,7 +24,7 @@ import numpy as np
 from maskgit.metrics import evaluation, registry
 from maskgit.pipeline import paths, plotting
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evaluation_markdown import fmt_interval, signed
+from maskgit.pipeline.evaluation_markdown import correction_line, fmt_interval, signed
 from maskgit.pipeline.sets import BASELINES, label
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.pipeline.params import flatten
@@ -58,13 +58,18 @@ def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     both = {**{f"A:{s}": sa[s] for s in common}, **{f"B:{s}": sb[s] for s in common}}
     pairs = [(f"B:{s}", f"A:{s}") for s in common]
     _, _, table, verdicts = evaluation.summarise(both, ga, settings, pairs=pairs)
+    alpha = 1 - settings.confidence
+    correction = evaluation.correct(verdicts, alpha, "holm")
     rows = [{"set": v["b"][2:], "metric": v["metric"], "a": table[v["b"]][v["metric"]],
              "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "verdict": v["verdict"]}
             for v in verdicts]
     buckets = [{"low": x["low"], "high": x["high"], "images": x["images"],
                 "sets": {v["b"][2:]: v for v in x["pairs"] if v["metric"] == "hole_psnr"}}
                for x in evaluation.by_mask_area(both, ga, settings, pairs=pairs)]
-    return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names}
+    # the bins are many small, correlated looks at one question: the false discovery rate
+    bucket_correction = evaluation.correct([v for x in buckets for v in x["sets"].values()], alpha, "bh")
+    return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names,
+            "correction": correction, "bucket_correction": bucket_correction}
 
 
 def figure(a: Run, b: Run, result: dict, path: Path) -> None:
@@ -85,7 +90,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
              f"Code: A at `{a.git_revision()}`, B at `{b.git_revision()}`. Paired over the same "
              f"{len(result['names'])} test images; {settings.confidence:.0%} bootstrap intervals "
              f"({settings.replicates} replicates, seed {settings.seed}). A verdict is B's against A: better or "
-             "worse only when the interval of B - A excludes 0.",
+             "worse only when the interval of B - A excludes 0 and the verdict survives its family's correction.",
              "", "## What differs in params", ""]
     if diff:
         lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
@@ -98,6 +103,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
                       fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
                       fmt_diff(r["metric"], r["diff"], *r["interval"]), f"**{r['verdict']}**"])
     lines += [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
+    lines += [correction_line(result["correction"], "the table above"), ""]
     fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
     lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
     lines += ["## Hole PSNR by mask area (B - A)", ""]
@@ -109,7 +115,8 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
             c = x["sets"].get(s)
             row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {c['verdict']}" if c else "—")
         rows.append(row)
-    lines += [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
+    lines += [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), "",
+              correction_line(result["bucket_correction"], "the bins above"), ""]
     if figure_name:
         lines += [f"![A and B on the same test images]({figure_name})", ""]
     return "\n".join(lines) + "\n"

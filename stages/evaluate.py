@@ -2,8 +2,9 @@
 
     metrics/evaluation.json        every set's FID, KID, PSNR and SSIM (whole image and
                                    hole) with a bootstrap interval; the paired differences
-                                   a reader compares, with interval and verdict; the sets
-                                   tied for best; the same per bucket of mask area
+                                   a reader compares, with interval, p-value and verdict
+                                   (Holm-corrected over all of them); the sets tied for
+                                   best; the same per bucket of mask area
     reports/evaluation/mask_area.png   hole PSNR / SSIM against mask area per set
 
 The metrics, the paired summary and the buckets are maskgit.metrics.evaluation's: a
@@ -43,11 +44,13 @@ def main():
             raise InputError(f"{name}: {len(e['features'])} scored images but {paths.GT_FEATURES} holds {n} "
                              "(re-run the FID stages)")
     point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(schedules))
+    # every verdict of the page is one family: with dozens at 95% each, a few would be chance
+    correction = evaluation.correct(verdicts, 1 - settings.confidence, "holm")
     tied = evaluation.tied_for_best(point, reps, schedules, settings)
     buckets = evaluation.by_mask_area(sets, gt, settings)
     write_json(paths.EVALUATION, {
         "images": n, "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
-        "sets": table, "pairs": verdicts, "tied_for_best": tied,
+        "sets": table, "pairs": verdicts, "correction": correction, "tied_for_best": tied,
         "decisive": evaluation.decisive(point, reps, schedules, n, settings),
         "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),
     })

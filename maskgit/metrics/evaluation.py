@@ -3,7 +3,8 @@ settings that decide every interval, over the metrics of maskgit.metrics.registr
 
     Settings      evaluate.* of params.yaml, frozen, built once (Settings.from_params)
     summarise     point values, bootstrap replicates, every set's intervals, and the
-                  paired verdicts of the pairs asked for
+                  paired verdicts of the pairs asked for, Holm-corrected as one family
+    holm, benjamini_hochberg   which of a family of p-values are rejected
     tied_for_best, decisive   the schedules tied for best; the best against the runner-up
     by_mask_area  the same per bucket of missing-pixel fraction (mask_area_bins)
 
@@ -42,21 +43,88 @@ def cell(value: float, interval: tuple[float, float]) -> dict:
     return {"value": value, "interval": list(interval), "low": interval[0], "high": interval[1]}
 
 
+def p_value(samples: np.ndarray, point: float | None = None) -> float:
+    """Two-sided bootstrap p-value of "no difference", read off the same replicates as
+    `bs.interval` (shifted to `point` when given): twice the share on the far side of 0.
+    It is below 1 - c exactly when the percentile interval at level c excludes 0 (up to
+    the quantiles' interpolation), so a step of Holm's procedure is that interval at its
+    own level. Its resolution is 2 / replicates: 0 means no replicate crossed 0."""
+    s = np.asarray(samples, np.float64)
+    s = s[np.isfinite(s)]
+    if not len(s) or (point is not None and not np.isfinite(point)):
+        return float("nan")
+    if point is not None:
+        s = s - s.mean() + point
+    return float(min(1.0, 2 * min(np.mean(s <= 0), np.mean(s >= 0))))
+
+
+def holm(p_values: list[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected with the family-wise
+    error rate at most alpha, under any dependence between them. nan: not tested."""
+    p = np.asarray(p_values, np.float64)
+    tested = np.flatnonzero(np.isfinite(p))
+    reject = np.zeros(len(p), bool)
+    for k, i in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        if p[i] > alpha / (len(tested) - k):
+            break
+        reject[i] = True
+    return reject.tolist()
+
+
+def benjamini_hochberg(p_values: list[float], alpha: float) -> list[bool]:
+    """Benjamini-Hochberg (scipy's): rejected with the false discovery rate at most alpha.
+    nan: not tested."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(p_values, np.float64)
+    tested = np.isfinite(p)
+    reject = np.zeros(len(p), bool)
+    if tested.any():
+        reject[tested] = false_discovery_control(p[tested], method="bh") <= alpha
+    return reject.tolist()
+
+
+def identical(a: dict, b: dict) -> bool:
+    """Two sets' evidence is the same arrays: nothing to test (the same files on both sides)."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a if k != "names")
+
+
 def paired(point: dict, reps: dict, a: str, b: str, metric: str, confidence: float) -> dict:
     """a against b on one metric, paired over the same resampled images: the difference
-    a - b, its interval, and a's verdict (better or worse only when the interval excludes 0)."""
+    a - b, its interval and p-value, and a's verdict before any correction (better or
+    worse only when the interval excludes 0)."""
     diff = point[a][metric] - point[b][metric]
-    lo, hi = bs.interval(reps[a][metric] - reps[b][metric], confidence, bs.centre(metric, diff))
+    samples = reps[a][metric] - reps[b][metric]
+    lo, hi = bs.interval(samples, confidence, bs.centre(metric, diff))
+    p = p_value(samples, bs.centre(metric, diff))
+    verdict = bs.verdict(lo, hi, lower_is_better=not METRICS[metric].higher_is_better)
     return {"a": a, "b": b, "metric": metric, "diff": diff, "interval": [lo, hi],
-            "verdict": bs.verdict(lo, hi, lower_is_better=not METRICS[metric].higher_is_better)}
+            "p": p if np.isfinite(p) else None, "uncorrected": verdict, "verdict": verdict}
+
+
+def correct(verdicts: list[dict], alpha: float, method: str = "holm") -> dict:
+    """Correct a family of verdicts in place: a verdict stays better or worse only when
+    `method` rejects its hypothesis too (so never without its interval excluding 0).
+    Returns what a page says of the family."""
+    family = [v for v in verdicts if v["verdict"] != "identical"]
+    p = [v["p"] if v["p"] is not None else float("nan") for v in family]
+    reject = (holm if method == "holm" else benjamini_hochberg)(p, alpha)
+    for v, r in zip(family, reject):
+        v["verdict"] = v["uncorrected"] if r else "indistinguishable"
+    decided = ("better", "worse")
+    return {"method": method, "alpha": alpha, "comparisons": len(family),
+            "identical": len(verdicts) - len(family),
+            "decided": sum(v["verdict"] in decided for v in family),
+            "decided_uncorrected": sum(v["uncorrected"] in decided for v in family)}
 
 
 def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bool = True, kid: bool = True,
               pairs=()) -> tuple[dict, dict, dict, list[dict]]:
     """sets: name -> evidence ("features" and the per-image metrics it holds), rows in gt's order.
     Returns point values, replicates, {set: {metric: cell}} and the verdicts of `pairs` on
-    every paired metric. fid False leaves FID out; kid False reads no features at all
-    (per-image metrics only)."""
+    every paired metric, uncorrected (`correct` makes them a family). Two sets whose
+    evidence is identical are "identical", not tested. fid False leaves FID out; kid
+    False reads no features at all (per-image metrics only)."""
     features = {name: ev["features"] for name, ev in sets.items()} if kid else {}
     gt = gt if kid else np.zeros((len(gt), 1))
     per_image = {name: {m: ev[m] for m in PER_IMAGE if m in ev} for name, ev in sets.items()}
@@ -66,15 +134,24 @@ def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bo
                     for m, v in point[name].items()} for name in sets}
     verdicts = [paired(point, reps, a, b, m, settings.confidence)
                 for a, b in pairs for m in PAIRED if m in point[a]]
+    for v in verdicts:
+        if identical(sets[v["a"]], sets[v["b"]]):
+            v.update(diff=0.0, interval=[0.0, 0.0], p=None, uncorrected="identical", verdict="identical")
     return point, reps, table, verdicts
 
 
 def tied_for_best(point: dict, reps: dict, names: list[str], settings: Settings) -> dict[str, list[str]]:
-    """metric -> the best of `names` and every other whose paired interval against it covers 0."""
-    return {m: bs.tied_for_best({s: point[s][m] for s in names}, {s: reps[s][m] for s in names},
-                                settings.confidence, lower_is_better=not METRICS[m].higher_is_better,
-                                centred=m in bs.BIASED)
-            for m in PAIRED}
+    """metric -> the best of `names` by point value and every other that is not worse
+    than it, each metric's comparisons with the best Holm-corrected as one family."""
+    out = {}
+    for m in (m for m in PAIRED if all(m in point[s] for s in names)):
+        lower = not METRICS[m].higher_is_better
+        best = (min if lower else max)(names, key=lambda s: point[s][m])
+        others = [s for s in names if s != best]
+        verdicts = [paired(point, reps, s, best, m, settings.confidence) for s in others]
+        correct(verdicts, 1 - settings.confidence)
+        out[m] = [best] + [s for s, v in zip(others, verdicts) if v["verdict"] == "indistinguishable"]
+    return out
 
 
 def decisive(point: dict, reps: dict, schedules: list[str], n: int, settings: Settings) -> dict | None:

@@ -77,13 +77,32 @@ def tied_lines(ev: dict) -> list[str]:
     return lines
 
 
+METHODS = {"holm": ("Holm's correction", "family-wise error rate"),
+           "bh": ("the Benjamini-Hochberg correction", "false discovery rate")}
+
+
+def correction_line(c: dict, family: str) -> str:
+    """What a page says of one family of verdicts: its size, its correction, and what the
+    correction changed."""
+    name, rate = METHODS[c["method"]]
+    line = (f"**{c['comparisons']} comparisons** make one family ({family}), under {name} (the {rate} at most "
+            f"{c['alpha']:.0%}): {c['decided']} called better or worse")
+    if c["decided_uncorrected"] != c["decided"]:
+        line += f", {c['decided_uncorrected'] - c['decided']} fewer than at {1 - c['alpha']:.0%} each"
+    if c.get("identical"):
+        line += f"; {c['identical']} pairs of identical files marked identical, not tested"
+    return line + "."
+
+
 def how_sure(ev: dict) -> list[str]:
     conf = f"{ev['confidence']:.0%}"
     lines = [f"Every interval is a {conf} bootstrap interval over the {ev['images']} test images "
              f"({ev['replicates']} replicates, seed {ev['seed']}; paired: both sides of a difference are "
              "computed on the same resampled images). A difference is called better or worse only when "
-             "its interval excludes 0. The bootstrap does not see the decoder's own noise: repeat with "
-             "other `inpaint.seed` values for that (docs/evaluation.md)."]
+             "its interval excludes 0 and it survives the correction below. The bootstrap does not see the "
+             "decoder's own noise: repeat with other `inpaint.seed` values for that (docs/evaluation.md)."]
+    if ev.get("correction"):
+        lines += ["", correction_line(ev["correction"], "the verdicts above")]
     d = ev.get("decisive")
     if d:
         head = (f"How sure is this: the decisive comparison, the best schedule against the runner-up "
