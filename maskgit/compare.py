@@ -58,7 +58,7 @@ def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     both = {**{f"A:{s}": sa[s] for s in common}, **{f"B:{s}": sb[s] for s in common}}
     pairs = [(f"B:{s}", f"A:{s}") for s in common]
     _, _, table, verdicts = evaluation.summarise(both, ga, settings, pairs=pairs)
-    alpha = 1 - settings.confidence
+    alpha = settings.alpha
     correction = evaluation.correct(verdicts, alpha, "holm")
     rows = [{"set": v["b"][2:], "metric": v["metric"], "a": table[v["b"]][v["metric"]],
              "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "verdict": v["verdict"]}

@@ -45,7 +45,7 @@ def main():
                              "(re-run the FID stages)")
     point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(schedules))
     # every verdict of the page is one family: with dozens at 95% each, a few would be chance
-    correction = evaluation.correct(verdicts, 1 - settings.confidence, "holm")
+    correction = evaluation.correct(verdicts, settings.alpha, "holm")
     tied = evaluation.tied_for_best(point, reps, schedules, settings)
     buckets = evaluation.by_mask_area(sets, gt, settings)
     write_json(paths.EVALUATION, {

@@ -32,6 +32,12 @@ class Settings:
     mask_buckets: tuple[float, ...]
     kid_min_images: int
 
+    @property
+    def alpha(self) -> float:
+        """The error rate a family of verdicts is held to: 1 - confidence, without 1 - 0.95's
+        float residue (it is printed and stored)."""
+        return round(1.0 - self.confidence, 12)
+
     @classmethod
     def from_params(cls, evaluate: dict) -> "Settings":
         return cls(evaluate["replicates"], evaluate["confidence"], evaluate["seed"],
@@ -149,7 +155,7 @@ def tied_for_best(point: dict, reps: dict, names: list[str], settings: Settings)
         best = (min if lower else max)(names, key=lambda s: point[s][m])
         others = [s for s in names if s != best]
         verdicts = [paired(point, reps, s, best, m, settings.confidence) for s in others]
-        correct(verdicts, 1 - settings.confidence)
+        correct(verdicts, settings.alpha)
         out[m] = [best] + [s for s, v in zip(others, verdicts) if v["verdict"] == "indistinguishable"]
     return out
 
