@@ -40,6 +40,12 @@ def params_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     return [(k, fa.get(k, "—"), fb.get(k, "—")) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
+def verdict_cell(r: dict) -> str:
+    """The corrected verdict; where the correction changed it, what the interval alone said."""
+    changed = r["uncorrected"] != r["verdict"]
+    return f"**{r['verdict']}**" + (f" ({r['uncorrected']} at {r['p']:.3f} alone)" if changed else "")
+
+
 def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
     d, lo, hi = signed(metric, [diff, lo, hi])
     return f"{d} [{lo}, {hi}]"
@@ -61,7 +67,8 @@ def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     alpha = settings.alpha
     correction = evaluation.correct(verdicts, alpha, "holm")
     rows = [{"set": v["b"][2:], "metric": v["metric"], "a": table[v["b"]][v["metric"]],
-             "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "verdict": v["verdict"]}
+             "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "p": v["p"],
+             "uncorrected": v["uncorrected"], "verdict": v["verdict"]}
             for v in verdicts]
     buckets = [{"low": x["low"], "high": x["high"], "images": x["images"],
                 "sets": {v["b"][2:]: v for v in x["pairs"] if v["metric"] == "hole_psnr"}}
@@ -101,7 +108,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
     for r in result["rows"]:
         table.append([label(r["set"]), registry.label(r["metric"]),
                       fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
-                      fmt_diff(r["metric"], r["diff"], *r["interval"]), f"**{r['verdict']}**"])
+                      fmt_diff(r["metric"], r["diff"], *r["interval"]), verdict_cell(r)])
     lines += [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
     lines += [correction_line(result["correction"], "the table above"), ""]
     fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
@@ -113,7 +120,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
         row = [label(s)]
         for x in result["buckets"]:
             c = x["sets"].get(s)
-            row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {c['verdict']}" if c else "—")
+            row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {verdict_cell(c)}" if c else "—")
         rows.append(row)
     lines += [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), "",
               correction_line(result["bucket_correction"], "the bins above"), ""]

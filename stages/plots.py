@@ -1,6 +1,7 @@
 """Stage plots: the tables and figures of the report.
 
-reports/tables/   fid.csv (raw numbers), fid.md (formatted, best schedule marked)
+reports/tables/   fid.csv (raw numbers), fid.md (formatted, with intervals; the best or
+                  tied-for-best schedules marked as the evaluate stage's verdicts say)
 reports/figures/  fid.png, gamma.png, training.png, comparison.png,
                   grid_<schedule>.png, steps_<schedule>.png (when the inpaint stage
                   kept per-step arrays, i.e. inpaint.n_figure_images > 0)
@@ -48,7 +49,11 @@ def image_column(folder: Path, names: list[str]) -> list[np.ndarray]:
 
 def image_figures(params, table, names, out: Path) -> None:
     schedules = params["inpaint"]["schedules"]
-    best = plotting.best_schedule(table)["name"]
+    # a schedule is singled out only where the verdicts say so: alone best, or tied with some but not all
+    tied = set(table.loc[table["tied_for_best"], "name"])
+    mark = {}
+    if len(tied) < len(schedules):
+        mark = {s: " (best FID)" if len(tied) == 1 else " (tied for best)" for s in tied}
 
     grid_names = names[:N_GRID]
     masked, gt = image_column(TEST / "masked_image", grid_names), image_column(TEST / "gt", grid_names)
@@ -63,7 +68,7 @@ def image_figures(params, table, names, out: Path) -> None:
     # spread over the test set rather than the first few: more variety of masks
     picked = [names[i] for i in plotting.spread_indices(len(names), N_COMPARISON)]
     columns = [("masked input", image_column(TEST / "masked_image", picked))]
-    columns += [(s + (" (lowest FID)" if s == best else ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
+    columns += [(s + mark.get(s, ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
     columns += [(sets.BASELINES[b].short, image_column(sets.BASELINES[b].images, picked)) for b in sets.GRID]
     columns += [("ground truth", image_column(TEST / "gt", picked))]
     plotting.image_grid(columns, picked, out / "comparison.png", title="Schedules against the baselines")
@@ -86,7 +91,7 @@ def main():
     params = load_params()
     ip = params["inpaint"]
     table = plotting.fid_table(read_json(paths.FID_SCHEDULES), read_json(paths.FID_BASELINES),
-                               ip["schedules"])
+                               ip["schedules"], read_json(paths.EVALUATION))
     names = [p.name for p in list_images(TEST / "masked_image")]
 
     REPORTS.mkdir(parents=True, exist_ok=True)

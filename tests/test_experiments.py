@@ -144,3 +144,23 @@ def test_what_dvc_says_or_fails_to_say_is_one_line(tmp_path, dvc, expected):
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), result.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_the_sweep_plot_draws_each_fid_with_its_interval(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from maskgit.pipeline import experiments_page as page
+
+    frame = pd.DataFrame({"experiment": ["a", "b", "c"], "inpaint.sweet_spot": [2, 4, 8],
+                          "FID cosine": [70.0, 69.0, 71.5],
+                          "interval cosine": ["[62.00, 78.00]", "[61.50, 77.00]", "[63.00, 80.00]"]})
+    table = page.sweep_table(frame, "inpaint.sweet_spot", [])
+    assert "interval cosine" in table.columns  # the table beside the plot carries the intervals too
+    drawn = []
+    original = Axes.errorbar
+    monkeypatch.setattr(Axes, "errorbar", lambda self, x, y, yerr=None, **kw: drawn.append(yerr) or original(
+        self, x, y, yerr=yerr, **kw))
+    page.plot_sweep(table, "inpaint.sweet_spot", tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").is_file() and len(drawn) == 1
+    low, high = drawn[0]
+    assert list(low) == [8.0, 7.5, 8.5] and list(high) == [8.0, 8.0, 8.5]

@@ -164,13 +164,17 @@ def test_plots_and_report(workdir):
             assert r[field] == pytest.approx(expected[r["name"]][field])
         assert r["change_vs_masked_input_pct"] == pytest.approx((r["fid"] - 100.0) / 100.0 * 100)
         assert r["gap_to_floor"] == pytest.approx(r["fid"] - 20.0)
-    assert list(table.loc[table["best"], "name"]) == ["linear"]  # the lowest FID, not the first listed
+        cell = EVALUATION["sets"][r["name"]]["fid"]
+        assert (r["fid_low"], r["fid_high"]) == (cell["low"], cell["high"])
+    # linear has the lowest FID, but the verdicts tie it with cosine: neither is "best"
+    assert list(table.loc[table["tied_for_best"], "name"]) == SCHEDULES and not table["best"].any()
 
     md = (workdir / "reports/tables/fid.md").read_text()
-    for text in ["cosine", "**linear** (best)", "masked input (baseline)", "one-step T=1 (baseline)",
-                 "harmonic fill, no model (baseline)", "VQGAN reconstruction (floor)", "40.00", "-60.0 %", "-50.0 %", "+20.00", "0.0400 ± 0.0020"]:
+    for text in ["**cosine** (tied for best)", "**linear** (tied for best)", "masked input (baseline)",
+                 "one-step T=1 (baseline)", "harmonic fill, no model (baseline)", "VQGAN reconstruction (floor)",
+                 "40.00", "[32.00, 49.00]", "-60.0 %", "-50.0 %", "+20.00", "0.0400 ± 0.0020"]:
         assert text in md, text
-    assert md.count("(best)") == 1
+    assert "(best)" not in md
 
     figures = workdir / "reports/figures"
     expected_figures = {"fid.png", "gamma.png", "training.png", "comparison.png", "grid_cosine.png",
@@ -219,10 +223,27 @@ def test_report_counts_the_scored_images_not_n_test(workdir):
 
 
 def test_report_without_the_evaluation_is_a_one_line_error(workdir):
-    (workdir / "metrics/evaluation.json").unlink()
     load_stage("plots").main()
+    (workdir / "metrics/evaluation.json").unlink()
     with pytest.raises(ValueError, match="metrics/evaluation.json: not found"):
         load_stage("report").main()
+
+
+def test_one_best_schedule_is_marked_best_and_alone(workdir):
+    evaluation = {**EVALUATION, "tied_for_best": {**EVALUATION["tied_for_best"], "fid": ["linear"]}}
+    write_json(workdir / "metrics/evaluation.json", evaluation)
+    load_stage("plots").main()
+    table = pd.read_csv(workdir / "reports/tables/fid.csv")
+    assert list(table.loc[table["best"], "name"]) == ["linear"]
+    md = (workdir / "reports/tables/fid.md").read_text()
+    assert md.count("(best)") == 1 and "**linear** (best)" in md and "tied for best" not in md
+
+
+def test_plots_without_the_evaluation_is_a_one_line_error(workdir):
+    # the FID figure draws the intervals and the tie: without them it is not drawn at all
+    (workdir / "metrics/evaluation.json").unlink()
+    with pytest.raises(ValueError, match="metrics/evaluation.json: not found"):
+        load_stage("plots").main()
 
 
 def test_missing_schedule_metrics_is_a_one_line_error(workdir):

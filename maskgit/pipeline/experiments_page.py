@@ -215,7 +215,10 @@ def sweep_table(frame: pd.DataFrame, param: str, others: list[str], marks: dict 
     for o in others:
         sub = sub[sub[o].astype(str) == str(frame[o].astype(str).mode().iloc[0])]
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
-    table = sub[[param, *fid_cols, "experiment"]].sort_values(param, key=_sort_key)
+    columns = [param]
+    for c in fid_cols:  # each FID followed by its interval, where the experiments have one
+        columns += [c] + [i for i in [c.replace(FID, INTERVAL, 1)] if i in frame.columns]
+    table = sub[[*columns, "experiment"]].sort_values(param, key=_sort_key)
     return _mark_best(table.reset_index(drop=True), fid_cols, marks)
 
 
@@ -227,10 +230,17 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
     x = pd.to_numeric(table[param], errors="coerce")
     numeric = x.notna().all()
     for c in [c for c in table.columns if c.startswith(FID)]:
-        ax.plot(x if numeric else table[param].astype(str), table[c], marker="o", label=c.removeprefix(FID))
+        fid = pd.to_numeric(table[c])
+        interval = table.get(c.replace(FID, INTERVAL, 1))
+        err = None
+        if interval is not None and interval.notna().all():
+            bounds = interval.astype(str).str.extract(r"\[([-0-9.]+), ([-0-9.]+)\]").astype(float)
+            err = [fid - bounds[0], bounds[1] - fid]
+        ax.errorbar(x if numeric else table[param].astype(str), fid, yerr=err, marker="o", capsize=3,
+                    label=c.removeprefix(FID))
     ax.set_xlabel(param)
     ax.set_ylabel("FID (lower is better)")
-    ax.set_title(f"FID against {param}")
+    ax.set_title(f"FID against {param}, with 95% intervals")
     ax.grid(alpha=0.3)
     ax.legend(title="schedule")
     save(fig, path, dpi=120)

@@ -31,12 +31,14 @@ METRIC_FIELDS = ("fid", "kid", "kid_std")
 # ---------------------------------------------------------------- tables
 
 
-def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[str]) -> pd.DataFrame:
-    """One row per schedule (in params order), then the three baselines.
+def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[str], evaluation: dict) -> pd.DataFrame:
+    """One row per schedule (in params order), then the baselines.
 
-    Columns: name, label, kind (schedule | baseline), fid, kid, kid_std,
-    change_vs_masked_input_pct (negative = better than the masked input),
-    gap_to_floor (FID above the VQGAN reconstruction), best (the lowest-FID schedule).
+    Columns: name, label, kind (schedule | baseline), fid, kid, kid_std, fid_low and
+    fid_high (the FID's interval, metrics/evaluation.json), change_vs_masked_input_pct
+    (negative = better than the masked input), gap_to_floor (FID above the VQGAN
+    reconstruction), tied_for_best (no other schedule has a better FID: the evaluate
+    stage's corrected verdicts), best (tied for best, and alone there).
     """
     rows = []
     for kind, source, metrics, labels in (
@@ -47,20 +49,20 @@ def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[st
             entry = metrics.get(key)
             if not isinstance(entry, dict) or any(f not in entry for f in METRIC_FIELDS):
                 raise InputError(f"{source}: no complete entry for {key!r} (needs {', '.join(METRIC_FIELDS)})")
-            rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in METRIC_FIELDS}})
+            cell = ((evaluation.get("sets") or {}).get(key) or {}).get("fid")
+            if not cell:
+                raise InputError(f"{paths.EVALUATION}: no FID interval for {key!r} (re-run the evaluate stage)")
+            rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in METRIC_FIELDS},
+                         "fid_low": float(cell["low"]), "fid_high": float(cell["high"])})
     df = pd.DataFrame(rows)
     masked = baseline_metrics["masked_input"]["fid"]
     floor = baseline_metrics["recon"]["fid"]
     df["change_vs_masked_input_pct"] = (df["fid"] - masked) / masked * 100
     df["gap_to_floor"] = df["fid"] - floor
-    # idxmin returns the first minimum: on a tie the schedule listed first wins
-    best = df.loc[df["kind"] == "schedule", "fid"].idxmin()
-    df["best"] = df.index == best
+    tied = set((evaluation.get("tied_for_best") or {}).get("fid") or [])
+    df["tied_for_best"] = df["name"].isin(tied) & (df["kind"] == "schedule")
+    df["best"] = df["tied_for_best"] & (len(tied) == 1)
     return df
-
-
-def best_schedule(df: pd.DataFrame) -> pd.Series:
-    return df.loc[df["best"]].iloc[0]
 
 
 def row(df: pd.DataFrame, name: str) -> pd.Series:
@@ -82,15 +84,17 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str | None =
 
 
 def fid_markdown(df: pd.DataFrame) -> str:
-    header = ["setting", "FID", "KID (mean ± std)", "vs masked input", "gap to floor (FID)"]
+    header = ["setting", "FID", "95% interval", "KID (mean ± std)", "vs masked input", "gap to floor (FID)"]
     rows = []
     for r in df.to_dict("records"):
-        label = f"**{r['label']}** (best)" if r["best"] else r["label"]
+        label = (f"**{r['label']}** (best)" if r["best"] else
+                 f"**{r['label']}** (tied for best)" if r["tied_for_best"] else r["label"])
         # a row compared with itself would read "+0.0 %": show a dash instead
         change = "—" if r["name"] == "masked_input" else f"{r['change_vs_masked_input_pct']:+.1f} %"
         gap = "—" if r["name"] == "recon" else f"{r['gap_to_floor']:+.2f}"
-        rows.append([label, f"{r['fid']:.2f}", f"{r['kid']:.4f} ± {r['kid_std']:.4f}", change, gap])
-    return markdown_table(header, rows, "lrrrr")
+        rows.append([label, f"{r['fid']:.2f}", f"[{r['fid_low']:.2f}, {r['fid_high']:.2f}]",
+                     f"{r['kid']:.4f} ± {r['kid_std']:.4f}", change, gap])
+    return markdown_table(header, rows, "lrrrrr")
 
 
 # ---------------------------------------------------------------- inputs
@@ -151,20 +155,27 @@ def save(fig: Figure, path: str | Path, dpi: int = 110) -> None:
 
 
 def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
-    """Bars: FID per schedule, the best one highlighted; lines: the baselines."""
+    """Bars: FID per schedule with its interval, green where the verdicts call it best or
+    tied for best (all of them when all are tied); lines and bands: the baselines and
+    their intervals."""
     sched = df[df["kind"] == "schedule"]
     fig = new_figure(max(9.0, 1.2 * len(sched) + 3.0), 5.0)
     ax = fig.add_subplot()
-    colors = ["tab:green" if b else "tab:blue" for b in sched["best"]]
+    colors = ["tab:green" if t else "tab:blue" for t in sched["tied_for_best"]]
+    err = [sched["fid"] - sched["fid_low"], sched["fid_high"] - sched["fid"]]
     # the values go under the bars' names: on the bars they would collide with the reference lines
-    ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6)
+    ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6,
+           yerr=err, capsize=6, error_kw={"elinewidth": 1.2})
     for name, spec in sets.BASELINES.items():
         (color, style), b = spec.style, row(df, name)
+        ax.axhspan(b["fid_low"], b["fid_high"], color=color, alpha=0.08, linewidth=0)
         ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
-    ax.set_ylim(0, df["fid"].max() * 1.12)
-    ax.set_xlabel("mask schedule (green = lowest FID)")
+    ax.set_ylim(0, max(df["fid_high"].max(), df["fid"].max()) * 1.08)
+    tied = int(sched["tied_for_best"].sum())
+    ax.set_xlabel("mask schedule; green: " + ("the best FID (better than every other schedule)" if tied == 1 else
+                                              f"tied for the best FID ({tied} schedules)"))
     ax.set_ylabel("FID to the ground truth (lower is better)")
-    ax.set_title("Inpainting FID per mask schedule" + (f"\n{subtitle}" if subtitle else ""))
+    ax.set_title("Inpainting FID per mask schedule, with 95% intervals" + (f"\n{subtitle}" if subtitle else ""))
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8.5)
     save(fig, path)
