@@ -164,3 +164,24 @@ def test_the_sweep_plot_draws_each_fid_with_its_interval(tmp_path, monkeypatch):
     assert (tmp_path / "sweep.png").is_file() and len(drawn) == 1
     low, high = drawn[0]
     assert list(low) == [8.0, 7.5, 8.5] and list(high) == [8.0, 8.0, 8.5]
+
+
+def test_the_image_count_stands_beside_every_fid_and_a_mixed_count_is_said_plainly(tmp_path):
+    from maskgit.pipeline.experiments_page import experiments_frame
+
+    def entry(name, fid, images):
+        return {"name": name, "rev": name, "data": {
+            "params": {"params.yaml": {"data": {"inpaint": {"total_iter": 8 if images == 150 else 4}}}},
+            "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": fid}}},
+                        "metrics/evaluation.json": {"data": {"images": images, "sets": {}}}}}}
+
+    shown = [{"rev": "workspace", "name": None, "experiments": [{"revs": [entry("e150", 70.0, 150)]},
+                                                                 {"revs": [entry("e747", 40.0, 747)]}]}]
+    frame = experiments_frame(shown)
+    assert list(frame["images"]) == [150, 747]
+    page = render(frame, tmp_path / "reports/experiments.md")
+    assert "scored different numbers of test images (150, 747)" in page
+    header = next(line for line in page.splitlines() if line.startswith("|") and "experiment" in line)
+    assert "images" in header and "images" not in page.split("swept:")[1].splitlines()[0]
+    same = render(frame.assign(images=[150, 150]), tmp_path / "reports/experiments.md")
+    assert "different numbers of test images" not in same

@@ -31,7 +31,9 @@ FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 FID, BASE, INTERVAL = "FID ", "baseline FID ", "interval "
 BASELINE_FILE = paths.FID_BASELINES.as_posix()
 EVALUATION_FILE = paths.EVALUATION.as_posix()
+IMAGES = "images"  # scored test images, from the experiment's metrics/evaluation.json
 REV = "_rev"  # the experiment's git revision, for reading its evidence; never shown
+NOT_PARAMS = ("experiment", REV, IMAGES)
 SEED = "inpaint.seed"
 FIGURES_DIR = paths.EXPERIMENTS_FIGURES.name  # reports/experiments/, beside reports/experiments.md
 
@@ -99,7 +101,10 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
             continue  # a failed or unfinished experiment
         flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()}
         row = {"experiment": name, REV: data.get(REV), **flat}
-        evaluation = (((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}).get("sets") or {}
+        scored = ((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}
+        evaluation = scored.get("sets") or {}
+        if scored.get("images"):
+            row[IMAGES] = int(scored["images"])  # FID's bias depends on it: FIDs compare only at equal counts
         for schedule, m in fids.items():
             row[f"{FID}{schedule}"] = m["fid"]
             cell = (evaluation.get(schedule) or {}).get("fid") or {}
@@ -118,7 +123,7 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
 
 
 def swept_params(frame: pd.DataFrame) -> list[str]:
-    params = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV)]
+    params = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in NOT_PARAMS]
     return [c for c in params if frame[c].astype(str).nunique() > 1]
 
 
@@ -191,7 +196,7 @@ def seed_groups(frame: pd.DataFrame) -> pd.DataFrame:
     if SEED not in frame:
         return pd.DataFrame()
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
-    keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in ("experiment", REV, SEED)]
+    keys = [c for c in frame.columns if not c.startswith((FID, BASE, INTERVAL)) and c not in (*NOT_PARAMS, SEED)]
     rows = []
     key = frame[keys].apply(lambda r: "|".join(map(str, r)), axis=1) if keys else pd.Series("", index=frame.index)
     for _, group in frame.groupby(key, sort=False):
@@ -262,7 +267,11 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dic
         else:
             lines += ["No per-image evidence to compare experiments with (older runs or a cleared cache): "
                       "the mark best goes to the lowest FID at the printed precision, which says nothing about noise.", ""]
-        columns = ["experiment", *swept]
+        counts = sorted(frame[IMAGES].dropna().astype(int).unique()) if IMAGES in frame else []
+        if len(counts) > 1:
+            lines += [f"**These experiments scored different numbers of test images ({', '.join(map(str, counts))}).** "
+                      "FID is biased by the count: compare FIDs only between rows with the same `images`.", ""]
+        columns = ["experiment", *swept, *([IMAGES] if IMAGES in frame else [])]
         for c in fid_cols:  # each FID followed by its interval, where the experiment has one
             columns += [c] + [i for i in [c.replace(FID, INTERVAL, 1)] if i in frame.columns]
         lines += [_mark_best(frame[columns], fid_cols, marks).to_markdown(index=False), ""]
