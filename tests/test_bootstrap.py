@@ -11,6 +11,7 @@ import yaml
 
 from conftest import load_stage
 from maskgit.metrics import bootstrap as bs
+from maskgit.metrics.evaluation import Settings, tied_for_best
 from maskgit.metrics.fid import fid_from_features
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
@@ -88,8 +89,9 @@ def test_a_clearly_worse_set_is_worse_and_a_copy_is_indistinguishable():
         lo, hi = bs.interval(reps["far"][m] - reps["close"][m], 0.95, diff)
         assert lo > 0 and bs.verdict(lo, hi) == "worse", m
         assert bs.verdict(-hi, -lo) == "better"
-    tied = bs.tied_for_best({k: point[k]["fid"] for k in feats}, {k: reps[k]["fid"] for k in feats}, 0.95)
-    assert set(tied) == {"close", "close2"}
+    settings = Settings(replicates=200, confidence=0.95, seed=0, mask_buckets=(0.0, 1.0), kid_min_images=4)
+    tied = tied_for_best(point, reps, list(feats), settings)
+    assert set(tied["fid"]) == set(tied["kid"]) == {"close", "close2"}
     assert bs.verdict(-1.0, 2.0) == "indistinguishable"
     assert bs.verdict(1.0, 2.0, lower_is_better=False) == "better"
 

@@ -268,20 +268,6 @@ def centre(metric: str, point: float) -> float | None:
     return point if metric in BIASED else None
 
 
-def tied_for_best(point: dict[str, float], replicates: dict[str, np.ndarray], confidence: float,
-                  lower_is_better: bool = True, centred: bool = True) -> list[str]:
-    """The best by point estimate and every other whose paired difference to it covers 0."""
-    best = (min if lower_is_better else max)(point, key=point.get)
-    tied = [best]
-    for name in point:
-        if name != best:
-            lo, hi = interval(replicates[name] - replicates[best], confidence,
-                              point[name] - point[best] if centred else None)
-            if verdict(lo, hi, lower_is_better) == "indistinguishable":
-                tied.append(name)
-    return tied
-
-
 def images_for_width(samples: np.ndarray, n: int, width: float, confidence: float) -> int:
     """Test images for an interval `width` wide, from the spread at n images (width ~ 1/sqrt(n))."""
     lo, hi = interval(samples, confidence)

@@ -3,8 +3,9 @@ settings that decide every interval, over the metrics of maskgit.metrics.registr
 
     Settings      evaluate.* of params.yaml, frozen, built once (Settings.from_params)
     summarise     point values, bootstrap replicates, every set's intervals, and the
-                  paired verdicts of the pairs asked for, Holm-corrected as one family
-    holm, benjamini_hochberg   which of a family of p-values are rejected
+                  paired verdicts of the pairs asked for, each with its p-value
+    correct       a family of verdicts under Holm's or Benjamini-Hochberg's correction
+                  (holm, benjamini_hochberg: which of its p-values are rejected)
     tied_for_best, decisive   the schedules tied for best; the best against the runner-up
     by_mask_area  the same per bucket of missing-pixel fraction (mask_area_bins)
 
