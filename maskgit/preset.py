@@ -37,6 +37,13 @@ def _is_path_key(key: str) -> bool:
     return leaf.endswith("_dir") or leaf in ("checkpoint", "inception_weights")
 
 
+def _read(path: Path):
+    try:
+        return parse_yaml(path.read_text())
+    except YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+
+
 def _load(name: str, configs: Path) -> dict:
     if name == BASE:
         return {}
@@ -44,10 +51,7 @@ def _load(name: str, configs: Path) -> dict:
     if not path.is_file():
         known = ", ".join(sorted([BASE, *(p.stem for p in configs.glob("*.yaml"))]))
         raise ParamError(f"{path}: no such preset (known: {known})")
-    try:
-        return flatten(parse_yaml(path.read_text()) or {})
-    except YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    return flatten(_read(path) or {})
 
 
 def _named_by_presets(configs: Path) -> dict[str, list]:
@@ -107,10 +111,7 @@ def apply_preset(names: str | list[str], params_path: Path = Path("params.yaml")
     name = " ".join(names)
     if not params_path.is_file():
         raise ParamError(f"{params_path}: not found (run from the project root, or pass --params)")
-    try:
-        base = parse_yaml(params_path.read_text()) or {}
-    except YAMLError as e:
-        raise ParamError(f"{params_path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    base = _read(params_path) or {}
     if not isinstance(base, dict):
         raise ParamError(f"{params_path}: expected a mapping of sections")
     new, changed, kept = with_preset(base, names, configs)

@@ -139,11 +139,14 @@ def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bo
     reps = bs.bootstrap(features, gt, per_image, settings.replicates, settings.seed, fid=fid)
     table = {name: {m: cell(v, bs.interval(reps[name][m], settings.confidence, bs.centre(m, v)))
                     for m, v in point[name].items()} for name in sets}
-    verdicts = [paired(point, reps, a, b, m, settings.confidence)
-                for a, b in pairs for m in PAIRED if m in point[a]]
-    for v in verdicts:
-        if identical(sets[v["a"]], sets[v["b"]]):
-            v.update(diff=0.0, interval=[0.0, 0.0], p=None, uncorrected="identical", verdict="identical")
+    verdicts = []
+    for a, b in pairs:
+        same = identical(sets[a], sets[b])
+        for m in (m for m in PAIRED if m in point[a]):
+            v = paired(point, reps, a, b, m, settings.confidence)
+            if same:
+                v.update(diff=0.0, interval=[0.0, 0.0], p=None, uncorrected="identical", verdict="identical")
+            verdicts.append(v)
     return point, reps, table, verdicts
 
 

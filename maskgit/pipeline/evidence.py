@@ -56,10 +56,14 @@ def parse_evidence(data: bytes, where: str, hint: str) -> dict:
         return {k: z[k] for k in FIELDS}
 
 
+def run_sets(schedules: list[str]) -> list[tuple[str, str]]:
+    """(set, kind) of every set a run scores: its schedules in params order, then the baselines."""
+    return [(s, "schedule") for s in schedules] + [(b, "baseline") for b in BASELINES]
+
+
 def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict[str, dict]:
-    """Every set of a run: schedules in params order, then the baselines."""
-    sets = {s: read_evidence(evidence_path(s, "schedule"), root, hint) for s in schedules}
-    sets.update({b: read_evidence(evidence_path(b, "baseline"), root, hint) for b in BASELINES})
+    """Every set of a run (run_sets), checked to have scored the same test images."""
+    sets = {name: read_evidence(evidence_path(name, kind), root, hint) for name, kind in run_sets(schedules)}
     names = next(iter(sets.values()))["names"]
     for name, ev in sets.items():
         if not np.array_equal(ev["names"], names):

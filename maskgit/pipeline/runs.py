@@ -14,10 +14,9 @@ import numpy as np
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evidence import evidence_path, parse_evidence
+from maskgit.pipeline.evidence import evidence_path, parse_evidence, run_sets
 from maskgit.pipeline.params import check_params
 from maskgit.pipeline.yamlio import parse_yaml
-from maskgit.pipeline.sets import BASELINES
 
 
 class Run:
@@ -88,8 +87,7 @@ class Run:
     def load(self) -> tuple[dict, dict[str, dict], np.ndarray]:
         """params, {set: evidence} (schedules in params order, then the baselines), gt features."""
         params = self.params()
-        sets = {s: self.evidence(s, "schedule") for s in params["inpaint"]["schedules"]}
-        sets.update({b: self.evidence(b, "baseline") for b in BASELINES})
+        sets = {name: self.evidence(name, kind) for name, kind in run_sets(params["inpaint"]["schedules"])}
         return params, sets, self.gt_features()
 
 
