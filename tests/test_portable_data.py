@@ -2,7 +2,8 @@
 
 The generator runs in fresh processes under other BLAS kernels (OPENBLAS_CORETYPE),
 other numpy SIMD levels (NPY_DISABLE_CPU_FEATURES) and other thread counts, and every
-run must give the bytes fingerprinted in tests/fingerprints/procedural.json. They are
+run must give the bytes fingerprinted in tests/fingerprints/procedural.json (and the mask
+families of maskgit/data/masks.py those in tests/fingerprints/masks.json). They are
 committed, so that every machine the suite runs on, whatever its CPU, checks them."""
 
 import json
@@ -34,6 +35,14 @@ arrays = {
 print(json.dumps({k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()}))
 """
 N_IMAGES = 120
+MASK_FINGERPRINTS = Path(__file__).parent / "fingerprints" / "masks.json"
+# The standard mask families, as tests/test_masks.py fingerprints them (seed 0, n masks, 64 px).
+GENERATE_MASKS = """
+import hashlib, json, sys
+from maskgit.data import masks as M
+n = int(sys.argv[1])
+print(json.dumps({f: hashlib.sha256(M.family_masks(0, f, n, 64).tobytes()).hexdigest() for f in M.FAMILIES}))
+"""
 
 
 def _avx512() -> bool:
@@ -54,12 +63,12 @@ SETTINGS = [
 ] + ([("SkylakeX", "", 2)] if _avx512() else [])
 
 
-def fingerprint(coretype: str, disabled: str, threads: int) -> dict:
+def fingerprint(coretype: str, disabled: str, threads: int, script: str = GENERATE, n: int = N_IMAGES) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "NPY_", "OMP_", "MKL_"))}
     env.update(OPENBLAS_CORETYPE=coretype, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     if disabled:
         env["NPY_DISABLE_CPU_FEATURES"] = disabled
-    out = subprocess.run([sys.executable, "-c", GENERATE, str(N_IMAGES)], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script, str(n)], env=env, capture_output=True, text=True,
                          timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
@@ -72,6 +81,16 @@ def test_the_data_are_the_same_bytes_under_every_blas_kernel_simd_level_and_thre
         differ = [k for k in expected if got.get(k) != expected[k]]
         assert not differ, (f"under OPENBLAS_CORETYPE={setting[0]}, NPY_DISABLE_CPU_FEATURES='{setting[1]}', "
                             f"{setting[2]} thread(s): {differ} differ from {FINGERPRINTS.name}")
+
+
+def test_the_mask_families_are_the_same_bytes_under_every_blas_kernel_simd_level_and_thread_count():
+    expected = json.loads(MASK_FINGERPRINTS.read_text())
+    assert (expected["seed"], expected["size"]) == (0, 64), "GENERATE_MASKS no longer matches masks.json"
+    for setting in SETTINGS:
+        got = fingerprint(*setting, script=GENERATE_MASKS, n=expected["n"])
+        differ = [f for f in expected["sha256"] if got.get(f) != expected["sha256"][f]]
+        assert not differ, (f"under OPENBLAS_CORETYPE={setting[0]}, NPY_DISABLE_CPU_FEATURES='{setting[1]}', "
+                            f"{setting[2]} thread(s): the masks of {differ} differ from {MASK_FINGERPRINTS.name}")
 
 
 def test_the_integer_blur_keeps_flat_colour_exactly_and_rounds_half_up():

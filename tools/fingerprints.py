@@ -1,6 +1,7 @@
 """Write the committed fingerprints that the tests check on every machine.
 
     python tools/fingerprints.py procedural          # tests/fingerprints/procedural.json
+    python tools/fingerprints.py masks               # tests/fingerprints/masks.json
     python tools/fingerprints.py tiny PROJECT        # tests/fingerprints/tiny_portable.json,
                                                      # from a tiny-preset project after `dvc repro`
 
@@ -26,6 +27,12 @@ def procedural() -> None:
     (OUT / "procedural.json").write_text(json.dumps(t.fingerprint("Haswell", "", 1), indent=1) + "\n")
 
 
+def masks() -> None:
+    import test_masks as t
+
+    t.FINGERPRINT.write_text(json.dumps(t.fingerprints(), indent=1) + "\n")
+
+
 def tiny(project: Path) -> None:
     import test_pipeline as t
 
@@ -44,6 +51,8 @@ def tiny(project: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["procedural"]:
         procedural()
+    elif sys.argv[1:2] == ["masks"]:
+        masks()
     elif sys.argv[1:2] == ["tiny"] and len(sys.argv) == 3:
         tiny(Path(sys.argv[2]))
     else:
