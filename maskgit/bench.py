@@ -17,8 +17,9 @@ of several repeats after a warm-up, and every ratio is taken inside the same run
   4. FID of a second image set with cached ground-truth features against without;
   5. hand-written attention against scaled_dot_product_attention;
   6. inpainting and FID time and peak memory against the number of images;
-  7. the bootstrap of the evaluate stage (7 sets, paired replicates) against the number
-     of images and of replicates: seconds and peak memory.
+  7. the bootstrap of the evaluate stage (7 sets, paired replicates), exact and through
+     influence functions, against the number of images: seconds, peak memory and the
+     share of the FID stages' own time (from section 6's seconds per image).
 Models are randomly initialised at the real sizes (speed does not depend on the
 weights). Nothing here is asserted: tests check correctness, this reports speed.
 """
@@ -221,9 +222,9 @@ def bench_attention(size, device, batch, repeats):
 
 def _extractor():
     from maskgit.metrics.fid import InceptionFeatures
-    from maskgit.pipeline.inception_weights import resolve_inception_weights
+    from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
 
-    path, _ = resolve_inception_weights(None, Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache/maskgit")))
+    path, _ = resolve_inception_weights(None, CACHE_DIR)
     return InceptionFeatures(path, progress=False, batch_size=50)
 
 
@@ -297,7 +298,7 @@ def bench_scaling(kind, sizes, batch_size):
     return rows
 
 
-def _bootstrap_child(n, replicates, sets, queue):
+def _bootstrap_child(n, replicates, sets, route, queue):
     import numpy as np
 
     from maskgit.metrics import bootstrap as bs
@@ -307,25 +308,34 @@ def _bootstrap_child(n, replicates, sets, queue):
     features = {f"set{i}": gt + 0.5 * rng.normal(size=gt.shape) for i in range(sets)}
     per_image = {k: {"hole_psnr": rng.normal(20, 2, n), "hole_ssim": rng.uniform(0, 1, n)} for k in features}
     start = time.perf_counter()
-    bs.bootstrap(features, gt, per_image, replicates, seed=0)
+    bs.resample(features, gt, per_image, replicates, seed=0, exact_up_to=n if route == "exact" else 0)
     queue.put((time.perf_counter() - start, peak_rss_mb()))
 
 
-def bench_bootstrap(points):
-    """(images, replicates, sets) points, each in a fresh process for its own peak memory.
-    Time per set and replicate is the comparable column: at 10,000 images one
-    eigenproblem takes seconds, so that point runs a few replicates of one set."""
+def bench_bootstrap(points, fid_s_per_image=None):
+    """(images, replicates, sets, route) points, each in a fresh process for its own peak
+    memory; route "exact" resamples FID and KID themselves, "linear" through their
+    influence functions (evaluate.exact_up_to decides which the stage takes). For the
+    exact route the time per set and replicate is the comparable column (at 10,000
+    images one eigenproblem takes seconds, so that point runs a few replicates of one set).
+    fid_s_per_image: the FID features' seconds per image of section 6 in this run; the
+    FID stages then cost it times n times 8 sets (7 and the ground truth)."""
     ctx = mp.get_context("spawn")
     rows = []
-    for n, replicates, sets in points:
+    for n, replicates, sets, route in points:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_bootstrap_child, args=(n, replicates, sets, queue))
+        proc = ctx.Process(target=_bootstrap_child, args=(n, replicates, sets, route, queue))
         proc.start()
         seconds, peak_mb = queue.get()
         proc.join()
-        rows.append({"images": n, "sets": sets, "replicates": replicates, "seconds": seconds,
-                     "ms_per_set_replicate": seconds / replicates / sets * 1e3,
-                     "seconds_7_sets_1000_replicates": seconds / replicates / sets * 7000, "peak_rss_mb": peak_mb})
+        # the exact route grows with the replicates; the linear one's cost is the influence
+        # functions, once, and its replicates are one product per block
+        full = seconds / replicates / sets * 7000 if route == "exact" else seconds / sets * 7
+        row = {"route": route, "images": n, "sets": sets, "replicates": replicates, "seconds": seconds,
+               "seconds_7_sets_1000_replicates": full, "peak_rss_mb": peak_mb}
+        if fid_s_per_image:
+            row["share_of_fid_stages"] = full / (fid_s_per_image * n * 8)
+        rows.append(row)
     return rows
 
 
@@ -412,10 +422,15 @@ def cli(argv=None):
     sizes = [8, 32] if args.quick else ([100, 1000, 10000] if args.full else [100, 1000])
     section("scaling", lambda: bench_scaling("inpaint", sizes, 100)
             + bench_scaling("fid", sizes[:1] if args.quick else (sizes if args.full else [100, 300]), 100))
-    # not at 10,000 images: the n x n Gram matrices (four per set, 0.8 GB each there) and an
-    # SVD of the ~6,300 distinct images per replicate are the wrong route past n ~ 2048 features
-    section("bootstrap", lambda: bench_bootstrap([(32, 100, 7)] if args.quick
-                                                       else [(150, 100, 7), (150, 1000, 7), (747, 1000, 7), (10_000, 2, 1)]))
+    # the exact route at 10,000 images for 2 replicates of one set only: an eigenproblem of
+    # ~6,300 distinct images per replicate; the linear route takes every set there
+    fid_rows = [r for r in result.get("scaling", []) if r["what"] == "fid"]
+    fid_s = max(fid_rows, key=lambda r: r["images"])["s_per_image"] if fid_rows else None
+    section("bootstrap", lambda: bench_bootstrap(
+        [(32, 100, 7, "exact"), (32, 100, 7, "linear")] if args.quick
+        else [(150, 1000, 7, "exact"), (150, 1000, 7, "linear"), (747, 1000, 7, "exact"), (747, 1000, 7, "linear"),
+              (2000, 1000, 7, "linear"), (10_000, 2, 1, "exact"), (10_000, 1000, 7, "linear")]
+        + ([(30_000, 1000, 7, "linear")] if args.full else []), fid_s))
     result["seconds"] = time.perf_counter() - start  # this invocation
     args.out.mkdir(parents=True, exist_ok=True)
     from maskgit.pipeline.files import atomic_write_bytes, write_json

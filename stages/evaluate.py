@@ -50,6 +50,8 @@ def main():
     buckets = evaluation.by_mask_area(sets, gt, settings)
     write_json(paths.EVALUATION, {
         "images": n, "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
+        "resampling": "exact" if n <= settings.exact_up_to else "linear", "exact_up_to": settings.exact_up_to,
+        "ids": evaluation.computes_ids(settings, n), "ids_min_images": settings.ids_min_images,
         "sets": table, "pairs": verdicts, "correction": correction, "tied_for_best": tied,
         "decisive": evaluation.decisive(point, reps, schedules, n, settings),
         "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),

@@ -18,10 +18,8 @@ from maskgit.pipeline.numerics import pin_numerics
 
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
-import os
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +27,7 @@ import torch
 from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import resolve_device, run_stage
 from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from_features, statistics
-from maskgit.pipeline.inception_weights import resolve_inception_weights
+from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
 from maskgit.pipeline.evidence import write_evidence
@@ -39,7 +37,6 @@ from maskgit.pipeline.files import sha256_file, list_images, make_tmp_dir, read_
 from maskgit.pipeline.params import ParamError, load_params
 from maskgit.pipeline.errors import InputError
 
-CACHE_DIR = Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache" / "maskgit"))
 
 
 def image_sets(which, params):

@@ -26,6 +26,11 @@ resampled set is the unique drawn rows weighted by their counts: its centred
 feature matrix is diag(sqrt c_u) (X_u - 1 m^T), so M stays |u| x |u| and is read
 off the full-set Gram matrix X1 X2^T (tests/test_bootstrap.py checks both against
 scipy's sqrtm and torch-fidelity's FID).
+
+Past a few thousand images those eigenproblems cost more than the FID stages, and
+`resample` takes the first-order route of maskgit.metrics.influence instead: FID and
+KID of a replicate are their value plus the counts times their influence functions,
+with the same counts (docs/evaluation.md measures where the two routes agree).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KID_DEGREE = 3  # torch-fidelity's polynomial kernel (x.y / d + 1)^3
+from maskgit.metrics import influence
+from maskgit.metrics.influence import KID_DEGREE
 # statistics whose replicates are biased by the repeats of resampling: their intervals are
 # centred on the full-set value (means of per-image metrics are not, and are left as drawn)
 BIASED = ("fid", "kid")
@@ -173,25 +179,32 @@ def usable_cores() -> int:
 
 
 def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],
-              replicates: int, seed: int, fid: bool = True, workers: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+              replicates: int, seed: int, fid: bool = True, workers: int | None = None,
+              linear: dict[str, dict[str, tuple[float, np.ndarray]]] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Replicates of every statistic of every set: {set: {"fid": (R,), "kid": (R,), metric: (R,)}}.
 
     features: set name -> (n, d) Inception features, rows in test-image order, as gt.
     per_image: set name -> metric name -> (n,) per-image values (their mean is resampled).
     fid: False leaves FID out (KID only), for subsets too small for it to mean anything.
     workers: threads for FID's eigenproblems (None: one per usable core).
-    Every set, every replicate, draws the same images. Memory: the Gram matrices
-    (a few n x n per set), one block of counts and R floats per statistic, whatever R is.
+    linear: `linear_terms(features, gt, fid)`: FID and KID are then resampled to first
+    order (value + c . influence / n, maskgit.metrics.influence) instead of exactly;
+    per-image means are exact either way, and the counts c are the same.
+    Every set, every replicate, draws the same images. Memory: the exact route holds the
+    Gram matrices (a few n x n per set), the linear one n floats per statistic; both one
+    block of counts and R floats per statistic, whatever R is.
     """
     n = len(gt)
-    gt = np.asarray(gt, np.float64)
-    g22 = gt @ gt.T
-    k22 = (g22 / gt.shape[1] + 1) ** KID_DEGREE
-    grams = {name: pair_grams(f, gt, g22, k22) for name, f in features.items()}
+    grams = {}
+    if linear is None:
+        gt = np.asarray(gt, np.float64)
+        g22 = gt @ gt.T
+        k22 = (g22 / gt.shape[1] + 1) ** KID_DEGREE
+        grams = {name: pair_grams(f, gt, g22, k22) for name, f in features.items()}
     names = list(dict.fromkeys([*features, *per_image]))
     out = {name: {} for name in names}
     for name in names:
-        if name in grams:
+        if name in features:
             out[name].update({"fid": np.empty(replicates)} if fid else {})
             out[name]["kid"] = np.empty(replicates)
         for metric, values in per_image.get(name, {}).items():
@@ -209,11 +222,23 @@ def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[s
                     if fid:
                         out[name]["fid"][rows] = fid_block(grams[name], C, pool)
                     out[name]["kid"][rows] = kid_block(grams[name], C)
+                elif name in features:
+                    for stat, (value, effect) in linear[name].items():
+                        out[name][stat][rows] = value + C @ effect / n
                 for metric, values in per_image.get(name, {}).items():
                     v, ok = np.asarray(values, np.float64), finite[name, metric]
                     drawn = C[:, ok].sum(1)
                     with np.errstate(invalid="ignore", divide="ignore"):
                         out[name][metric][rows] = np.where(drawn > 0, C[:, ok] @ v[ok] / drawn, np.nan)
+    return out
+
+
+def _means(per_image: dict[str, np.ndarray]) -> dict[str, float]:
+    out = {}
+    for metric, values in per_image.items():
+        v = np.asarray(values, np.float64)
+        v = v[np.isfinite(v)]
+        out[metric] = float(v.mean()) if len(v) else float("nan")
     return out
 
 
@@ -229,11 +254,30 @@ def point_values(features: dict[str, np.ndarray], gt: np.ndarray,
             grams = pair_grams(features[name], gt)
             out[name].update({"fid": fid_weighted(grams, u, c)} if fid else {})
             out[name]["kid"] = kid_weighted(grams, u, c)
-        for metric, values in per_image.get(name, {}).items():
-            v = np.asarray(values, np.float64)
-            v = v[np.isfinite(v)]
-            out[name][metric] = float(v.mean()) if len(v) else float("nan")
+        out[name].update(_means(per_image.get(name, {})))
     return out
+
+
+def linear_terms(features: dict[str, np.ndarray], gt: np.ndarray, fid: bool = True) -> dict[str, dict[str, tuple]]:
+    """{set: {"fid": (value, influence), "kid": (value, influence)}}, without an n x n matrix."""
+    gt_sums = influence.kernel_sums(gt, gt)
+    return {name: {**({"fid": influence.fid(f, gt)} if fid else {}), "kid": influence.kid(f, gt, gt_sums)}
+            for name, f in features.items()}
+
+
+def resample(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],
+             replicates: int, seed: int, fid: bool = True, exact_up_to: int | None = None,
+             workers: int | None = None) -> tuple[dict, dict]:
+    """(point values, replicates) of every statistic of every set: FID and KID resampled
+    exactly up to `exact_up_to` test images (None: always), to first order above it,
+    where the exact route's n x n eigenproblems would cost more than the FID stages."""
+    if exact_up_to is None or len(gt) <= exact_up_to:
+        return (point_values(features, gt, per_image, fid),
+                bootstrap(features, gt, per_image, replicates, seed, fid, workers))
+    linear = linear_terms(features, gt, fid)
+    point = {name: {**{stat: value for stat, (value, _) in linear.get(name, {}).items()},
+                    **_means(per_image.get(name, {}))} for name in dict.fromkeys([*features, *per_image])}
+    return point, bootstrap(features, gt, per_image, replicates, seed, fid, workers, linear)
 
 
 def interval(samples: np.ndarray, confidence: float, point: float | None = None) -> tuple[float, float]:

@@ -32,6 +32,11 @@ class Settings:
     seed: int
     mask_buckets: tuple[float, ...]
     kid_min_images: int
+    # FID and KID resampled exactly up to this many test images, to first order above
+    # (bootstrap.resample); None: always exactly, as runs before the param did
+    exact_up_to: int | None = None
+    # P-IDS and U-IDS from this many test images on (maskgit.metrics.ids); None: never
+    ids_min_images: int | None = None
 
     @property
     def alpha(self) -> float:
@@ -42,7 +47,8 @@ class Settings:
     @classmethod
     def from_params(cls, evaluate: dict) -> "Settings":
         return cls(evaluate["replicates"], evaluate["confidence"], evaluate["seed"],
-                   tuple(evaluate["mask_buckets"]), evaluate["kid_min_images"])
+                   tuple(evaluate["mask_buckets"]), evaluate["kid_min_images"], evaluate.get("exact_up_to"),
+                   evaluate.get("ids_min_images"))
 
 
 def cell(value: float, interval: tuple[float, float]) -> dict:
@@ -125,18 +131,29 @@ def correct(verdicts: list[dict], alpha: float, method: str = "holm") -> dict:
             "decided_uncorrected": sum(v["uncorrected"] in decided for v in family)}
 
 
+def computes_ids(settings: Settings, n: int) -> bool:
+    """Whether a run of n test images gets P-IDS and U-IDS (see maskgit.metrics.ids)."""
+    return settings.ids_min_images is not None and n >= settings.ids_min_images
+
+
 def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bool = True, kid: bool = True,
-              pairs=()) -> tuple[dict, dict, dict, list[dict]]:
+              pairs=(), ids: bool = True) -> tuple[dict, dict, dict, list[dict]]:
     """sets: name -> evidence ("features" and the per-image metrics it holds), rows in gt's order.
     Returns point values, replicates, {set: {metric: cell}} and the verdicts of `pairs` on
     every paired metric, uncorrected (`correct` makes them a family). Two sets whose
     evidence is identical are "identical", not tested. fid False leaves FID out; kid
-    False reads no features at all (per-image metrics only)."""
+    False reads no features at all (per-image metrics only); P-IDS and U-IDS when `ids`
+    and computes_ids (each set's SVM fitted here, its per-image scores resampled)."""
     features = {name: ev["features"] for name, ev in sets.items()} if kid else {}
-    gt = gt if kid else np.zeros((len(gt), 1))
     per_image = {name: {m: ev[m] for m in PER_IMAGE if m in ev} for name, ev in sets.items()}
-    point = bs.point_values(features, gt, per_image, fid=fid)
-    reps = bs.bootstrap(features, gt, per_image, settings.replicates, settings.seed, fid=fid)
+    if kid and ids and computes_ids(settings, len(gt)):
+        from maskgit.metrics import ids as ids_metric
+
+        for name, f in features.items():
+            per_image[name].update(ids_metric.per_image(gt, f))
+    gt = gt if kid else np.zeros((len(gt), 1))
+    point, reps = bs.resample(features, gt, per_image, settings.replicates, settings.seed, fid=fid,
+                              exact_up_to=settings.exact_up_to)
     table = {name: {m: cell(v, bs.interval(reps[name][m], settings.confidence, bs.centre(m, v)))
                     for m, v in point[name].items()} for name in sets}
     verdicts = []
@@ -196,7 +213,8 @@ def by_mask_area(sets: dict[str, dict], gt: np.ndarray, settings: Settings, pair
                  "sets": {}, **({"pairs": []} if pairs else {})}
         if len(idx) >= 2:
             sub = {name: {k: v[idx] for k, v in e.items()} for name, e in sets.items()}
-            _, _, entry["sets"], verdicts = summarise(sub, gt[idx], settings, fid=False, kid=entry["kid"], pairs=pairs)
+            _, _, entry["sets"], verdicts = summarise(sub, gt[idx], settings, fid=False, kid=entry["kid"], pairs=pairs,
+                                                      ids=False)
             if pairs:
                 entry["pairs"] = verdicts
         buckets.append(entry)

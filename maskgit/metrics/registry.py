@@ -29,6 +29,9 @@ class Metric:
     by_area: bool = True
     scale: float = 1.0  # printed x scale: KID sits around 1e-3
     unit: str = ""
+    # computed by the evaluate stage from the Inception features of a whole set (not stored
+    # per image by the FID stages): a change to it must not re-run Inception either
+    from_features: bool = False
 
 
 # The order is the order of every table and of metrics/evaluation.json.
@@ -39,6 +42,9 @@ METRICS: dict[str, Metric] = {
     "ssim": Metric("SSIM", True, 3, image.ssim, paired=False, by_area=False),
     "hole_psnr": Metric("hole PSNR", True, 2, image.hole_psnr, unit="dB"),
     "hole_ssim": Metric("hole SSIM", True, 3, image.hole_ssim),
+    # maskgit.metrics.ids; only from evaluate.ids_min_images test images on
+    "u_ids": Metric("U-IDS", True, 1, by_area=False, scale=100.0, unit="%", from_features=True),
+    "p_ids": Metric("P-IDS", True, 1, by_area=False, scale=100.0, unit="%", from_features=True),
 }
 PER_IMAGE = tuple(m for m, spec in METRICS.items() if spec.per_image)
 PAIRED = tuple(m for m, spec in METRICS.items() if spec.paired)
@@ -62,6 +68,8 @@ def axis_title(metric: str) -> str:
 
 
 def label(metric: str) -> str:
-    """The metric's name in a table header: KID says it is printed x 1000."""
+    """The metric's name in a table header: KID says it is printed x 1000, U-IDS in %."""
     spec = METRICS[metric]
+    if spec.unit == "%":
+        return f"{spec.label} (%)"
     return spec.label + (f" x {spec.scale:g}" if spec.scale != 1.0 else "")

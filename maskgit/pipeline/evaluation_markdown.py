@@ -40,6 +40,8 @@ def fmt_diff(pair: dict) -> str:
 
 
 def results_table(ev: dict, schedules: list[str], columns=PAIRED) -> str:
+    # a metric no set has (P-IDS/U-IDS below evaluate.ids_min_images) gets no column
+    columns = [m for m in columns if any(m in cells for cells in ev["sets"].values())]
     tied = set(ev["tied_for_best"].get("fid", []))
     rows = []
     for name, cells in ev["sets"].items():
@@ -94,13 +96,29 @@ def correction_line(c: dict, family: str) -> str:
     return line + "."
 
 
+def _route(ev: dict) -> str:
+    if ev.get("resampling") == "linear":
+        return ("; FID and KID resampled to first order through their influence functions, as at more "
+                f"than {ev['exact_up_to']} images the exact route costs more than the FID stages")
+    return ""
+
+
 def how_sure(ev: dict) -> list[str]:
     conf = f"{ev['confidence']:.0%}"
     lines = [f"Every interval is a {conf} bootstrap interval over the {ev['images']} test images "
              f"({ev['replicates']} replicates, seed {ev['seed']}; paired: both sides of a difference are "
-             "computed on the same resampled images). A difference is called better or worse only when "
+             f"computed on the same resampled images{_route(ev)}). A difference is called better or worse only when "
              "its interval excludes 0 and it survives the correction below. The bootstrap does not see the "
              "decoder's own noise: repeat with other `inpaint.seed` values for that (docs/evaluation.md)."]
+    small = ev["images"] < 2048
+    lines += ["", f"Every FID here is at {ev['images']} images: FID is biased upward by a term that shrinks as "
+              "1/n, so FIDs at other image counts (a paper's 10,000 or 30,000) are not comparable with these"
+              + ("; at this count lean on KID, whose estimate depends far less on the count." if small else ".")]
+    if ev.get("ids") is False:
+        lines += ["", f"P-IDS and U-IDS are not computed: {ev['images']} test images, fewer than "
+                  f"`evaluate.ids_min_images` ({ev['ids_min_images']}). Below about twice the 2048 Inception "
+                  "dimensions a linear SVM tells any two sets apart and both scores read 0 whatever the "
+                  "images (docs/evaluation.md)."]
     if ev.get("correction"):
         lines += ["", correction_line(ev["correction"], "the verdicts above")]
     d = ev.get("decisive")

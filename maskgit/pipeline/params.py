@@ -297,6 +297,10 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
         "mask_buckets": Param([0.0, 0.1, 0.2, 0.3, 0.4, 1.0], _bucket_edges,
               "edges of missing-pixel fraction, increasing in [0, 1]"),
         "kid_min_images": Param(20, _int(4), "a bucket with fewer images reports hole PSNR/SSIM only, no KID"),
+        "exact_up_to": Param(500, _int(0),
+              "test images up to which FID/KID are resampled exactly; above, to first order"),
+        "ids_min_images": Param(4096, _int(2049),
+              "P-IDS/U-IDS from this many test images on (a linear SVM separates fewer)"),
     },
 }
 
