@@ -52,6 +52,7 @@ def main():
         "images": n, "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
         "resampling": "exact" if n <= settings.exact_up_to else "linear", "exact_up_to": settings.exact_up_to,
         "ids": evaluation.computes_ids(settings, n), "ids_min_images": settings.ids_min_images,
+        "lpips": all("lpips" in e for e in sets.values()),
         "sets": table, "pairs": verdicts, "correction": correction, "tied_for_best": tied,
         "decisive": evaluation.decisive(point, reps, schedules, n, settings),
         "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),

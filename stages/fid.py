@@ -30,6 +30,7 @@ from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from
 from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
+from maskgit.metrics import perceptual
 from maskgit.pipeline.evidence import write_evidence
 from maskgit.pipeline.sets import BASELINES
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
@@ -83,6 +84,11 @@ def main():
     if len(gt_images) != len(gt) or len(known) != len(gt):
         raise InputError(f"{paths.TEST}: {len(gt_images)} ground-truth images and {len(known)} masks, but "
                          f"{paths.GT_FEATURES} holds {len(gt)} (re-run fid_reference)")
+    backbone, skipped = perceptual.find_backbone(params["fid"]["lpips_backbone"])
+    lpips = perceptual.load(backbone, device) if backbone else None
+    used["lpips_backbone_sha256"] = sha256_file(backbone) if backbone else None
+    if skipped:
+        print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)
     evidence = paths.EVIDENCE_BASELINES if which == "baselines" else paths.EVIDENCE_SCHEDULES
     tmp = make_tmp_dir(evidence)  # the folder appears whole or not at all
     try:
@@ -97,7 +103,8 @@ def main():
             kid, kid_std = kid_from_features(f, gt)
             results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
             write_evidence(tmp / f"{name}.npz", names=np.array(names), features=f,
-                           missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known))
+                           missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known),
+                           **(perceptual.per_image(lpips, images, gt_images, known) if lpips else {}))
             print(f"fid {name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}", file=sys.stderr)
         write_json({"schedules": paths.FID_SCHEDULES, "baselines": paths.FID_BASELINES}[which], results)
         replace_dir(tmp, evidence)

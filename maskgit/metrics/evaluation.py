@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskgit.metrics import bootstrap as bs
-from maskgit.metrics.registry import METRICS, PAIRED, PER_IMAGE
+from maskgit.metrics.registry import METRICS, PAIRED, STORED
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bo
     False reads no features at all (per-image metrics only); P-IDS and U-IDS when `ids`
     and computes_ids (each set's SVM fitted here, its per-image scores resampled)."""
     features = {name: ev["features"] for name, ev in sets.items()} if kid else {}
-    per_image = {name: {m: ev[m] for m in PER_IMAGE if m in ev} for name, ev in sets.items()}
+    per_image = {name: {m: ev[m] for m in STORED if m in ev} for name, ev in sets.items()}
     if kid and ids and computes_ids(settings, len(gt)):
         from maskgit.metrics import ids as ids_metric
 
@@ -159,7 +159,7 @@ def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bo
     verdicts = []
     for a, b in pairs:
         same = identical(sets[a], sets[b])
-        for m in (m for m in PAIRED if m in point[a]):
+        for m in (m for m in PAIRED if m in point[a] and m in point[b]):
             v = paired(point, reps, a, b, m, settings.confidence)
             if same:
                 v.update(diff=0.0, interval=[0.0, 0.0], p=None, uncorrected="identical", verdict="identical")

@@ -32,6 +32,7 @@ class Metric:
     # computed by the evaluate stage from the Inception features of a whole set (not stored
     # per image by the FID stages): a change to it must not re-run Inception either
     from_features: bool = False
+    perceptual: bool = False  # needs the LPIPS network, which a run may lack
 
 
 # The order is the order of every table and of metrics/evaluation.json.
@@ -42,11 +43,18 @@ METRICS: dict[str, Metric] = {
     "ssim": Metric("SSIM", True, 3, image.ssim, paired=False, by_area=False),
     "hole_psnr": Metric("hole PSNR", True, 2, image.hole_psnr, unit="dB"),
     "hole_ssim": Metric("hole SSIM", True, 3, image.hole_ssim),
+    # maskgit.metrics.perceptual, stored per image by the FID stages when they have the
+    # LPIPS backbone's weights (fid.lpips_backbone), absent from the evidence otherwise
+    "lpips": Metric("LPIPS", False, 3, by_area=False, perceptual=True),
+    "hole_lpips": Metric("hole LPIPS", False, 3, perceptual=True),
     # maskgit.metrics.ids; only from evaluate.ids_min_images test images on
     "u_ids": Metric("U-IDS", True, 1, by_area=False, scale=100.0, unit="%", from_features=True),
     "p_ids": Metric("P-IDS", True, 1, by_area=False, scale=100.0, unit="%", from_features=True),
 }
 PER_IMAGE = tuple(m for m, spec in METRICS.items() if spec.per_image)
+PERCEPTUAL = tuple(m for m, spec in METRICS.items() if spec.perceptual)
+# what the evidence may hold per image: PER_IMAGE always, PERCEPTUAL when it was computed
+STORED = PER_IMAGE + PERCEPTUAL
 PAIRED = tuple(m for m, spec in METRICS.items() if spec.paired)
 # per-image metrics first: the buckets are there for what happens inside the hole
 BY_AREA = tuple(sorted((m for m, spec in METRICS.items() if spec.by_area), key=lambda m: METRICS[m].per_image is None))

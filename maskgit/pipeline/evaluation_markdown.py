@@ -114,6 +114,9 @@ def how_sure(ev: dict) -> list[str]:
     lines += ["", f"Every FID here is at {ev['images']} images: FID is biased upward by a term that shrinks as "
               "1/n, so FIDs at other image counts (a paper's 10,000 or 30,000) are not comparable with these"
               + ("; at this count lean on KID, whose estimate depends far less on the count." if small else ".")]
+    if ev.get("lpips") is False:
+        lines += ["", "LPIPS is not computed: the FID stages had no AlexNet weights for it (set "
+                  "`fid.lpips_backbone` to torchvision's `alexnet-owt-7be5be79.pth`; docs/evaluation.md)."]
     if ev.get("ids") is False:
         lines += ["", f"P-IDS and U-IDS are not computed: {ev['images']} test images, fewer than "
                   f"`evaluate.ids_min_images` ({ev['ids_min_images']}). Below about twice the 2048 Inception "

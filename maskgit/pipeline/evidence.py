@@ -6,6 +6,7 @@ One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/:
     features          (n, d)   Inception pool features (float64)
     psnr, ssim        (n,)     over the whole image
     hole_psnr, hole_ssim (n,)  inside the missing region (nan: no missing pixel)
+    lpips, hole_lpips (n,)     LPIPS, only when the FID stages had its network's weights
     ...                        every per-image metric of maskgit.metrics.evaluation
     missing_fraction  (n,)     of the test image's mask
 """
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit.metrics.registry import PER_IMAGE
+from maskgit.metrics.registry import PER_IMAGE, PERCEPTUAL
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.files import atomic_file
 from maskgit.pipeline.sets import BASELINES
 
 FIELDS = ("names", "features", *PER_IMAGE, "missing_fraction")
+OPTIONAL = PERCEPTUAL  # LPIPS: only where the FID stages had its network's weights
 
 
 def evidence_path(name: str, kind: str) -> Path:
@@ -36,7 +38,7 @@ def write_evidence(path: str | Path, **arrays) -> None:
     if missing:
         raise ValueError(f"evidence for {path} lacks {missing}")
     with atomic_file(path) as f:
-        np.savez(f, **{k: np.asarray(arrays[k]) for k in FIELDS})
+        np.savez(f, **{k: np.asarray(arrays[k]) for k in (*FIELDS, *OPTIONAL) if k in arrays})
 
 
 def read_evidence(path: str | Path, root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict:
@@ -53,7 +55,7 @@ def parse_evidence(data: bytes, where: str, hint: str) -> dict:
         absent = [f for f in FIELDS if f not in z.files]
         if absent:
             raise InputError(f"{where}: per-image evidence lacks {', '.join(absent)} (written by older code: {hint})")
-        return {k: z[k] for k in FIELDS}
+        return {k: z[k] for k in (*FIELDS, *OPTIONAL) if k in z.files}
 
 
 def run_sets(schedules: list[str]) -> list[tuple[str, str]]:

@@ -286,6 +286,8 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
     "fid": {
         "inception_weights": Param(None, _optional_path,
               "path to torch-fidelity's inception-v3-compat weights; null: search caches"),
+        "lpips_backbone": Param(None, _optional_path,
+              "torchvision's AlexNet weights for LPIPS; null: torch's hub cache; none: no LPIPS"),
         "batch_size": Param(50, _int(1)),
     },
     "evaluate": {
