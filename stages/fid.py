@@ -31,6 +31,7 @@ from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weig
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
 from maskgit.metrics import perceptual
+from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
 from maskgit.pipeline.evidence import write_evidence
 from maskgit.pipeline.sets import BASELINES
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
@@ -84,8 +85,8 @@ def main():
     if len(gt_images) != len(gt) or len(known) != len(gt):
         raise InputError(f"{paths.TEST}: {len(gt_images)} ground-truth images and {len(known)} masks, but "
                          f"{paths.GT_FEATURES} holds {len(gt)} (re-run fid_reference)")
-    backbone, skipped = perceptual.find_backbone(params["fid"]["lpips_backbone"])
-    lpips = perceptual.load(backbone, device) if backbone else None
+    backbone, skipped = find_backbone(params["fid"]["lpips_backbone"])
+    lpips = load_lpips(backbone, device) if backbone else None
     used["lpips_backbone_sha256"] = sha256_file(backbone) if backbone else None
     if skipped:
         print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)

@@ -8,6 +8,7 @@ import torchvision
 
 from maskgit.metrics import perceptual
 from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +60,22 @@ def test_hole_lpips_reads_the_distance_inside_the_hole(backbone):
 
 def test_the_backbone_comes_from_the_param_or_torchs_cache_never_a_download(tmp_path, monkeypatch, backbone):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    path, reason = perceptual.find_backbone(None)
+    path, reason = find_backbone(None)
     assert path is None and "fid.lpips_backbone" in reason and perceptual.BACKBONE_FILE in reason
     cached = tmp_path / "hub" / "checkpoints" / perceptual.BACKBONE_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(backbone.read_bytes())
-    assert perceptual.find_backbone(None) == (cached, "")
-    assert perceptual.find_backbone(str(backbone)) == (backbone, "")
+    assert find_backbone(None) == (cached, "")
+    assert find_backbone(str(backbone)) == (backbone, "")
     with pytest.raises(InputError, match="fid.lpips_backbone points to a missing file"):
-        perceptual.find_backbone(str(tmp_path / "absent.pth"))
+        find_backbone(str(tmp_path / "absent.pth"))
 
 
 def test_a_file_that_is_not_an_alexnet_is_refused_naming_it(tmp_path):
     path = tmp_path / "vgg.pth"
     torch.save({"classifier.0.weight": torch.zeros(2, 2)}, path)
-    with pytest.raises(InputError, match="vgg.pth: not a torchvision AlexNet state dict"):
-        perceptual.load(path)
+    with pytest.raises(InputError, match="fid.lpips_backbone: .*vgg.pth: not a torchvision AlexNet state dict"):
+        load_lpips(path, "cpu")
 
 
 def test_evidence_keeps_lpips_when_computed_and_evaluate_gives_it_intervals(tmp_path):

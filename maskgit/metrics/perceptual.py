@@ -5,8 +5,8 @@ The implementation is the authors' own package, `lpips` (version 0.1 of its line
 heads, which ship inside the package), on the AlexNet backbone the papers use. The
 backbone's ImageNet weights are not in any package: they come from a file, a
 torchvision AlexNet state dict (`alexnet-owt-7be5be79.pth`), named by the param
-fid.lpips_backbone or found in torch's hub cache, never downloaded here. Without one,
-`find_backbone` says why and the FID stages store no LPIPS.
+fid.lpips_backbone or found in torch's hub cache (maskgit.pipeline.lpips_weights), never
+downloaded here. Without one the FID stages store no LPIPS.
 
 - lpips: the package's value, its per-layer distances averaged over each layer's grid.
 - hole_lpips: the package's spatial map (each layer's distance upsampled to the image and
@@ -23,29 +23,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's name for its ImageNet AlexNet
-PARAM_NAME = "fid.lpips_backbone"
-
-
-def find_backbone(param_path: str | os.PathLike | None) -> tuple[Path | None, str]:
-    """(the backbone file, "") or (None, the one-line reason LPIPS is skipped)."""
-    if param_path not in (None, ""):
-        path = Path(param_path).expanduser()
-        if not path.is_file():
-            from maskgit.pipeline.errors import InputError
-
-            raise InputError(f"{PARAM_NAME} points to a missing file: {path}")
-        return path, ""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILE
-    if cached.is_file():
-        return cached, ""
-    return None, (f"no AlexNet weights for LPIPS: set {PARAM_NAME} to torchvision's {BACKBONE_FILE} "
-                  f"(or put it in {cached.parent})")
 
 
 def load(backbone: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -64,9 +46,7 @@ def load(backbone: str | os.PathLike, device: str | torch.device = "cpu") -> tor
         _, index, rest = name.split(".", 2)
         key = f"features.{index}.{rest}"
         if key not in state:
-            from maskgit.pipeline.errors import InputError
-
-            raise InputError(f"{backbone}: not a torchvision AlexNet state dict (no {key})")
+            raise ValueError(f"{backbone}: not a torchvision AlexNet state dict (no {key})")
         mapped[name] = state[key]
     model.net.load_state_dict(mapped)
     return model.eval().to(device)

@@ -1,0 +1,37 @@
+"""The LPIPS backbone's weights, found offline: the param fid.lpips_backbone, else torch's
+hub cache (where torchvision keeps its AlexNet after one online download). Nothing here
+downloads; without a file LPIPS is skipped, with the reason in one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from maskgit.metrics import perceptual
+from maskgit.pipeline.errors import InputError
+
+PARAM_NAME = "fid.lpips_backbone"
+
+
+def find_backbone(param_path: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """(the backbone file, "") or (None, the one-line reason LPIPS is skipped)."""
+    if param_path not in (None, ""):
+        path = Path(param_path).expanduser()
+        if not path.is_file():
+            raise InputError(f"{PARAM_NAME} points to a missing file: {path}")
+        return path, ""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / perceptual.BACKBONE_FILE
+    if cached.is_file():
+        return cached, ""
+    return None, (f"no AlexNet weights for LPIPS: set {PARAM_NAME} to torchvision's {perceptual.BACKBONE_FILE} "
+                  f"(or put it in {cached.parent})")
+
+
+def load_lpips(path: Path, device) -> torch.nn.Module:
+    """perceptual.load, a file that is not an AlexNet named in one line."""
+    try:
+        return perceptual.load(path, device)
+    except ValueError as e:
+        raise InputError(f"{PARAM_NAME}: {e}") from None
