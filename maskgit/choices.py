@@ -10,4 +10,6 @@ POS_INITS = ("sincos", "normal")  # transformer.pos_init
 SAMPLING = ("argmax", "sample")  # inpaint.sampling
 COMPOSITE = ("poisson", "paste", "none")  # inpaint.composite
 SOURCES = ("procedural", "folders")  # prepare.source
+MASK_FAMILIES = ("thin", "medium", "thick", "small", "large")  # maskgit.data.masks: LaMa's, then MAT's
+TEST_MASKS = ("builtin", *MASK_FAMILIES)  # prepare.test_masks
 REPRODUCIBILITY = ("native", "portable")  # reproducibility.mode (maskgit.pipeline.numerics)

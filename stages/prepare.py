@@ -19,7 +19,7 @@ import numpy as np
 
 from maskgit.pipeline import paths
 from maskgit.data import procedural
-from maskgit.pipeline.folders import load_folders
+from maskgit.pipeline.folders import family_test_masks, load_folders
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import make_tmp_dir, replace_dir, write_images
 from maskgit.pipeline.params import load_params
@@ -54,7 +54,8 @@ def procedural_dataset(p, size):
     # different seeds per split so that no test image is also a training image
     style = dict(palette_size=p["palette_size"], blur=p["blur"])
     gt = procedural.make_dataset(seed + 2000, p["n_test"], size, **style)
-    known = procedural.make_masks(seed + 3000, p["n_test"], size)
+    known = family_test_masks(p, len(gt), size) if p["test_masks"] != "builtin" else \
+        procedural.make_masks(seed + 3000, p["n_test"], size)
     return {
         "train": procedural.make_dataset(seed, p["n_train"], size, **style),
         "val": procedural.make_dataset(seed + 1000, p["n_val"], size, **style),

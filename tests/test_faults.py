@@ -272,7 +272,8 @@ def test_images_are_read_as_a_viewer_shows_them(tmp_path):
     Image.open(sorted((data / "train").iterdir())[1]).quantize(16).save(sorted((data / "train").iterdir())[1])
     p = {"train_dir": str(data / "train"), "val_dir": str(data / "train"), "val_fraction": 0.1,
          "test_gt_dir": str(data / "gt"), "test_mask_dir": str(data / "mask64"),
-         "test_masked_dir": str(data / "masked_image"), "resize": False, "convert_mode": True}
+         "test_masked_dir": str(data / "masked_image"), "resize": False, "convert_mode": True,
+         "test_masks": "builtin"}
     out = load_folders(p, {"image_size": 64}, np.random.default_rng(0))
     jpeg_error = np.abs(out["gt"][0].astype(int) - upright.astype(int)).mean()
     assert jpeg_error < 8, f"the EXIF orientation was not applied ({jpeg_error:.1f} gray levels off)"

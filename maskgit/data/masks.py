@@ -50,11 +50,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from maskgit.choices import MASK_FAMILIES
 from maskgit.data.procedural import _cos, _Draws, _item_rng, _sin, missing_fraction
 
 __all__ = ["FAMILIES", "LAMA", "MAT", "MAX_DRAWS", "make_family_mask", "family_mask", "family_masks"]
 
-FAMILIES = ("thin", "medium", "thick", "small", "large")
+FAMILIES = MASK_FAMILIES  # the names, defined once in maskgit.choices (prepare.test_masks)
 
 # LaMa (Suvorov et al., 2022): advimman/lama, configs/data_gen/random_{thin,medium,thick}_256.yaml
 # (mask_generator_kwargs and max_tamper_area), at 256 x 256 pixels; the keys are the configs'.

@@ -203,6 +203,11 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
         order = rng.permutation(len(train))
         train, val = train[order[n_val:]], train[order[:n_val]]
     gt, gt_names = read_image_folder(p["test_gt_dir"], "prepare.test_gt_dir", size, resize, convert)
+    if p["test_masks"] != "builtin":  # a standard family, one mask per test image in name order
+        known = family_test_masks(p, len(gt), size)
+        masked = np.stack([apply_mask(g, k) for g, k in zip(gt, known)])
+        return {"train": train, "val": val, "gt": gt, "known": known, "masked": masked,
+                "names": _png_names(gt_names)}
     known, mask_names = read_mask_folder(p["test_mask_dir"], "prepare.test_mask_dir", size, resize)
     check_pairs(mask_names, "prepare.test_mask_dir", gt_names, "prepare.test_gt_dir")
     if p["test_masked_dir"] is not None:
@@ -214,7 +219,19 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
         check_polarity(known, mask_names)
         masked = np.stack([apply_mask(g, k) for g, k in zip(gt, known)])
         names = gt_names
-    names = [Path(n).stem + ".png" for n in names]
-    if len(set(names)) != len(names):
+    return {"train": train, "val": val, "gt": gt, "known": known, "masked": masked, "names": _png_names(names)}
+
+
+def _png_names(names: list[str]) -> list[str]:
+    out = [Path(n).stem + ".png" for n in names]
+    if len(set(out)) != len(out):
         raise InputError("prepare.test_gt_dir: two test images share a name once written as PNG")
-    return {"train": train, "val": val, "gt": gt, "known": known, "masked": masked, "names": names}
+    return out
+
+
+def family_test_masks(p: dict, n: int, size: int) -> np.ndarray:
+    """The n test masks of family prepare.test_masks (maskgit.data.masks), mask i seeded by
+    (prepare.seed, i) alone: the same test image gets the same mask whatever else changes."""
+    from maskgit.data import masks
+
+    return masks.family_masks(p["seed"] + 3000, p["test_masks"], n, size)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ruamel.yaml import YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
-from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES
+from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, TEST_MASKS
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
@@ -173,6 +173,9 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
         "palette_size": Param(16, _int(0), "> 0: flat images in that many colours, hard edges"),
         "blur": Param(1.2, _float(0.0), "Gaussian softness (pixels) of a photo downsampled to 64x64"),
         "seed": Param(0, _int(0), "also seeds the train/val split of folders"),
+        "test_masks": Param("builtin", _choice(*TEST_MASKS),
+              "builtin: the procedural set's own masks, or test_mask_dir with folders;\n"
+              "thin | medium | thick (LaMa's), small | large (MAT's): generated per test image"),
         "train_dir": Param(None, _optional_path,
               "source: folders. Test masked images, masks and ground truth pair by sorted name"),
         "val_dir": Param(None, _optional_path, "null: split prepare.val_fraction of train_dir off, seeded"),
@@ -342,9 +345,14 @@ def _raise_if(problem: str | None, source: str, name: str, value) -> None:
 def _check_across(p: dict, source: str) -> None:
     size, vq = p["data"]["image_size"], p["vqgan"]
     if p["prepare"]["source"] == "folders":
-        for key in ("train_dir", "test_mask_dir", "test_gt_dir"):
+        generated = p["prepare"]["test_masks"] != "builtin"
+        for key in ("train_dir", "test_gt_dir") + (() if generated else ("test_mask_dir",)):
             if p["prepare"][key] is None:
                 raise ParamError(f"{source}: prepare.{key} must be set with prepare.source: folders")
+        for key in ("test_mask_dir", "test_masked_dir") if generated else ():
+            if p["prepare"][key] is not None:
+                raise ParamError(f"{source}: prepare.{key} must be null with prepare.test_masks: "
+                                 f"{p['prepare']['test_masks']} (the masks are generated)")
     tv = p["train_vqgan"]
     if tv["continuous_steps"] >= tv["steps"]:
         raise ParamError(f"{source}: train_vqgan.continuous_steps ({tv['continuous_steps']}) must be below "
