@@ -6,6 +6,8 @@ default of evaluate.exact_up_to.
     python tools/interval_routes.py agree --procedural 747     # built-in images, 3 non-learned fills
     python tools/interval_routes.py spread --procedural 747    # both routes against FID's spread
                                                                # over test sets drawn from the 747
+    python tools/interval_routes.py scale --procedural 4096    # the evaluate stage's summary at
+                                                               # benchmark scale: FID, KID, P-IDS, U-IDS
 
 --procedural draws n test images and masks (seed 1234), fills the holes three ways
 without a model (gray, harmonic fill, and a blurred copy of the whole image) and takes
@@ -124,9 +126,43 @@ def spread(sets: dict, gt: np.ndarray, sizes=(100, 150, 250), draws: int = 300, 
                   f"{np.mean(sd_linear[name]):.2f} |")
 
 
+def scale(sets: dict, gt: np.ndarray) -> None:
+    """What the evaluate stage would print for these sets at this many images, with the
+    stage's defaults (the linear route above evaluate.exact_up_to, P-IDS/U-IDS from
+    evaluate.ids_min_images), and how long it takes."""
+    from maskgit.metrics import evaluation
+    from maskgit.metrics.registry import METRICS
+    from maskgit.pipeline.params import defaults
+
+    settings = evaluation.Settings.from_params(defaults()["evaluate"])
+    names = list(sets)
+    start = time.perf_counter()
+    point, _, table, verdicts = evaluation.summarise({k: {"features": f} for k, f in sets.items()}, gt, settings,
+                                                     pairs=list(itertools.combinations(names, 2)))
+    correction = evaluation.correct(verdicts, settings.alpha)
+    seconds = time.perf_counter() - start
+    route = "linear" if len(gt) > settings.exact_up_to else "exact"
+    print(f"{len(gt)} images, {settings.replicates} replicates, {route} route, P-IDS/U-IDS "
+          f"{'computed' if evaluation.computes_ids(settings, len(gt)) else 'not computed'}: {seconds:.1f} s\n")
+    metrics = [m for m in METRICS if all(m in table[k] for k in names)]
+    print("| set | " + " | ".join(METRICS[m].label for m in metrics) + " |")
+    print("| --- |" + " ---: |" * len(metrics))
+    for name in names:
+        cells = []
+        for m in metrics:
+            c, sc, dg = table[name][m], METRICS[m].scale, METRICS[m].digits
+            cells.append(f"{c['value'] * sc:.{dg}f} [{c['low'] * sc:.{dg}f}, {c['high'] * sc:.{dg}f}]")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\n{correction['comparisons']} paired verdicts under Holm's correction, {correction['decided']} decided:")
+    for v in verdicts:
+        sc, dg = METRICS[v["metric"]].scale, METRICS[v["metric"]].digits
+        print(f"- {v['a']} vs {v['b']}, {METRICS[v['metric']].label}: {v['verdict']} "
+              f"({v['diff'] * sc:+.{dg}f} [{v['interval'][0] * sc:+.{dg}f}, {v['interval'][1] * sc:+.{dg}f}])")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["agree", "spread"])
+    parser.add_argument("what", choices=["agree", "spread", "scale"])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="a project after `dvc repro`: its outputs/fid evidence")
     source.add_argument("--procedural", type=int, metavar="N", help="N built-in test images")
@@ -137,7 +173,7 @@ def main(argv=None) -> None:
     sets, gt = run_features(args.run) if args.run else procedural_features(args.procedural, args.cache, args.inception_weights)
     if args.what == "spread" and args.run:
         sys.exit("spread: needs a population larger than a test set (--procedural N)")
-    (agree if args.what == "agree" else spread)(sets, gt)
+    {"agree": agree, "spread": spread, "scale": scale}[args.what](sets, gt)
 
 
 if __name__ == "__main__":
