@@ -185,3 +185,32 @@ def test_the_image_count_stands_beside_every_fid_and_a_mixed_count_is_said_plain
     assert "images" in header and "images" not in page.split("swept:")[1].splitlines()[0]
     same = render(frame.assign(images=[150, 150]), tmp_path / "reports/experiments.md")
     assert "different numbers of test images" not in same
+
+
+def test_failed_queued_and_running_experiments_are_listed_not_scored(tmp_path):
+    # built with the installed DVC's own serialisation (what `dvc exp show --json` prints):
+    # a failed queued experiment is collected at its stash commit, whose metrics are the
+    # baseline's, so its FID would be the baseline's under the experiment's params
+    from dvc.commands.experiments.show import _format_json
+    from dvc.repo.experiments.serialize import ExpExecutor, ExpRange, ExpState, SerializableError
+
+    from maskgit.pipeline.experiments_page import experiments_frame
+
+    def data(sweet_spot, fid):
+        return {"params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": sweet_spot}}}},
+                "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": fid}}}}}
+
+    def ran(name, state, sweet_spot, error=None):
+        rev = ExpState(rev=name * 40, name=name, data=data(sweet_spot, 40.0), error=error)
+        return ExpRange([rev], executor=ExpExecutor(state), name=name)
+
+    baseline = ExpState(rev="b" * 40, data=data(8, 40.0), experiments=[
+        ran("d", "success", 4), ran("e", "failed", 99, SerializableError("Experiment run failed")),
+        ran("f", "queued", 5), ran("c", "running", 6)])
+    shown = json.loads(json.dumps([ExpState(rev="workspace", data=data(8, 40.0)).dumpd(), baseline.dumpd()],
+                                  default=_format_json))
+    frame = experiments_frame(shown)
+    assert sorted(frame["experiment"]) == ["bbbbbbb", "d"]
+    page = render(frame, tmp_path / "reports/experiments.md")
+    assert "Not scored (3): e (failed), f (queued), c (running)." in page
+    assert "99" not in page.split("Not scored")[1].split("\n", 1)[1]

@@ -77,24 +77,39 @@ def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
     return git_remote
 
 
-def _entries(node, parent=None):
-    """Every (name, data) of a `dvc exp show --json` tree: baselines and experiments."""
+UNSCORED = "_unscored"  # frame.attrs key: (experiment, why) of the entries left off the page
+
+
+def _entries(node, state=None, unscored=None):
+    """Every (name, data) of a finished experiment or baseline in a `dvc exp show --json`
+    tree. A failed, queued or running experiment is listed in `unscored` with its state
+    instead: DVC collects it at its stash commit, whose metrics files are still the
+    baseline's, so scoring it would give the baseline's FID under the experiment's params."""
     if isinstance(node, list):
         for item in node:
-            yield from _entries(item, parent)
+            yield from _entries(item, state, unscored)
     elif isinstance(node, dict):
+        # an experiment range carries its executor's state ("success", "queued",
+        # "running", "failed"); its revs inherit it
+        state = ((node.get("executor") or {}).get("state")) or state
         data = node.get("data")
-        if isinstance(data, dict) and ("params" in data or "metrics" in data) and node.get("rev") != "workspace":
-            yield node.get("name") or str(node.get("rev", ""))[:7], {**data, REV: node.get("rev")}
+        if node.get("rev") != "workspace" and (isinstance(data, dict) or node.get("error")):
+            name = node.get("name") or str(node.get("rev", ""))[:7]
+            error = (node.get("error") or {}).get("msg") if isinstance(node.get("error"), dict) else node.get("error")
+            if state in ("failed", "queued", "running") or error:
+                if unscored is not None:
+                    unscored.append((name, state if state in ("failed", "queued", "running") else f"error: {error}"))
+            elif "params" in data or "metrics" in data:
+                yield name, {**data, REV: node.get("rev")}
         for key in ("experiments", "revs"):
             if node.get(key):
-                yield from _entries(node[key], node)
+                yield from _entries(node[key], state, unscored)
 
 
 def experiments_frame(exp_show: list) -> pd.DataFrame:
     """One row per experiment: its params (dotted keys) and FID per schedule."""
-    rows = []
-    for name, data in _entries(exp_show):
+    rows, unscored = [], []
+    for name, data in _entries(exp_show, unscored=unscored):
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
         if not fids:
@@ -115,11 +130,12 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
             row[f"{BASE}{key}"] = m["fid"]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    # one row per distinct experiment (a baseline commit may show up under several branches)
-    keys = [c for c in frame.columns if c not in ("experiment", REV)]
-    return frame.drop_duplicates(subset=keys).reset_index(drop=True)
+    if not frame.empty:
+        # one row per distinct experiment (a baseline commit may show up under several branches)
+        keys = [c for c in frame.columns if c not in ("experiment", REV)]
+        frame = frame.drop_duplicates(subset=keys).reset_index(drop=True)
+    frame.attrs[UNSCORED] = list(dict.fromkeys(unscored))
+    return frame
 
 
 def swept_params(frame: pd.DataFrame) -> list[str]:
@@ -253,6 +269,10 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
 
 def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dict | None = None) -> str:
     lines = ["# Experiments", "", "Built by `python -m maskgit.experiments` from `dvc exp show --json`.", ""]
+    unscored = frame.attrs.get(UNSCORED) or []
+    if unscored:
+        lines += [f"Not scored ({len(unscored)}): " + ", ".join(f"{name} ({why})" for name, why in unscored)
+                  + ". A failed experiment's log: `dvc queue logs NAME`.", ""]
     if frame.empty:
         lines += ["No finished experiments with FID yet: run `dvc exp run` or `dvc queue start` first.", ""]
     else:
