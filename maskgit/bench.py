@@ -368,6 +368,21 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def check_mergeable(kept: dict, result: dict, path: Path) -> None:
+    """--only keeps the other sections of an existing benchmark.json, under one header: only
+    sound when they were measured the same way (machine, device, repeats, smoke run or not).
+    Raised before anything is measured, so the file is never rewritten for nothing."""
+    # a file written before "quick" was stored says it in its args; --full is not compared:
+    # it changes only the sizes of the sections it re-runs (docs/benchmarks.md re-runs
+    # `--only scaling --full` into a page measured without it)
+    kept = {"quick": "--quick" in kept.get("args", []), **kept}
+    differ = [k for k in ("machine", "device", "repeats", "quick") if kept.get(k) != result[k]]
+    if differ:
+        k = differ[0]
+        raise UserError(f"--only: {path} was measured with another {k} ({kept.get(k)!r}, this run "
+                        f"{result[k]!r}); run every section (no --only) or pass --out to another folder")
+
+
 def main(argv=None):
     run_tool(lambda: cli(argv), "bench")
 
@@ -390,11 +405,13 @@ def cli(argv=None):
     gpu = device.type == "cuda"
     repeats = 1 if args.quick else args.repeats
     start = time.perf_counter()
-    result = {"machine": machine(), "device": str(device), "repeats": repeats, "args": list(argv or sys.argv[1:])}
+    result = {"machine": machine(), "device": str(device), "repeats": repeats, "quick": args.quick,
+              "full": args.full, "args": list(argv or sys.argv[1:])}
     only = set(args.only.split(",")) if args.only else None
     result["only"] = args.only
     if only and (args.out / "benchmark.json").is_file():
         kept = json.loads((args.out / "benchmark.json").read_text())
+        check_mergeable(kept, result, args.out / "benchmark.json")
         result.update({k: v for k, v in kept.items() if k not in only and k not in ("args", "only", "kept")})
         result["kept"] = sorted(k for k in kept if k in SECTIONS and k not in only)
     # on a GPU the lab5 row inpaints the 747 images of the lab's test set

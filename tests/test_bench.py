@@ -72,3 +72,24 @@ def test_the_lab_loop_written_apart_agrees_with_the_decoder(schedule, total_iter
     ours = iterative_decode(transformer, tokens, unknown, choice_temperature=0.0, **args)
     assert torch.equal(lab, ours)
     assert torch.equal(lab[2], tokens[2]) and not torch.equal(lab[3], tokens[3])
+
+
+def test_only_refuses_to_merge_a_smoke_run_into_a_page_measured_otherwise(tmp_path, capsys):
+    # a --quick section (1 repeat) under a header that says "medians of 3 repeats" would
+    # misstate it: the merge is refused before anything is measured or written
+    page = {"machine": bench.machine(), "device": "cpu", "repeats": 3, "args": ["--repeats", "3"],
+            "seconds": 1.0, "flops": [{"kept": 1}]}
+    (tmp_path / "benchmark.json").write_text(json.dumps(page))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--quick", "--only", "fid_cache", "--out", str(tmp_path), "--device", "cpu"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and lines == [
+        f"error: bench: --only: {tmp_path / 'benchmark.json'} was measured with another repeats (3, this run 1); "
+        "run every section (no --only) or pass --out to another folder"]
+    assert json.loads((tmp_path / "benchmark.json").read_text()) == page and not (tmp_path / "benchmark.md").exists()
+    # measured the same way, the other sections are kept
+    page.update(repeats=1, args=["--quick"])
+    (tmp_path / "benchmark.json").write_text(json.dumps(page))
+    bench.main(["--quick", "--only", "fid_cache", "--out", str(tmp_path), "--device", "cpu"])
+    merged = json.loads((tmp_path / "benchmark.json").read_text())
+    assert merged["flops"] == [{"kept": 1}] and merged["kept"] == ["flops"] and merged["fid_cache"]
