@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError, ParamError, UserError
 from maskgit.pipeline.experiments_page import build_page
-from maskgit.pipeline.files import write_json
+from maskgit.pipeline.files import atomic_write_bytes, write_json
 from maskgit.pipeline.params import SCHEMA
 from maskgit.pipeline.sweep_job import JobSpec
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
@@ -124,7 +126,7 @@ def cli(argv=None):
     check_executor_args(args)
     if args.objective != "val_loss" and not args.objective.startswith("fid:"):
         raise UserError(f"--objective {args.objective}: expected {OBJECTIVES}")
-    if not 0 < args.low < args.high:
+    if not (0 < args.low < args.high and math.isfinite(args.high)):
         raise UserError(f"--low {args.low:g} --high {args.high:g}: need 0 < low < high")
     bad = [s for s in args.set if "=" not in s]
     if bad:
@@ -135,7 +137,10 @@ def cli(argv=None):
         if problem:
             raise ParamError(f"{flag} {name}: {problem}")
 
-    import optuna
+    try:
+        import optuna
+    except ModuleNotFoundError:
+        raise UserError("maskgit.tune needs optuna, an optional extra: pip install -e '.[tune]'") from None
 
     if args.study is None:
         args.study = time.strftime("tune-%m%d-%H%M%S")
@@ -149,6 +154,7 @@ def cli(argv=None):
         from optuna.storages.journal import JournalFileBackend
 
         args.storage.parent.mkdir(parents=True, exist_ok=True)
+        check_journal(args.storage)
         storage = JournalStorage(JournalFileBackend(str(args.storage)))
     study = optuna.create_study(study_name=args.study, storage=storage, load_if_exists=True, direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=args.seed))
@@ -164,7 +170,16 @@ def cli(argv=None):
         return value
 
     if args.executor == "here":
-        run_here(args, study, suggest, report)
+        # each `dvc exp run` leaves its own params in the workspace: the user's file comes back
+        params = Path("params.yaml")
+        before = params.read_bytes() if params.is_file() else None
+        try:
+            run_here(args, study, suggest, report)
+        finally:
+            if before is not None and params.read_bytes() != before:
+                atomic_write_bytes(params, before)
+                print("params.yaml: put back as it was before the study (apply a trial with "
+                      "`dvc exp apply NAME`)", file=sys.stderr)
     else:
         run_on_executor(args, study, suggest, report)
 
@@ -181,6 +196,24 @@ def cli(argv=None):
     })
     # trials run as jobs are experiments on the remote: pull them before the page reads them
     build_page(pull=args.executor != "here", git_remote=args.git_remote)
+
+
+def check_journal(path: Path) -> None:
+    """InputError naming the file when a line of an Optuna journal is not a JSON operation.
+    Optuna takes a damaged last line for another process's write in progress and fails only
+    once a trial is appended after it, in the middle of the study; a study's processes
+    write whole lines, so at its start every line is whole."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                op = json.loads(line)
+                if not (line.endswith(b"\n") and isinstance(op, dict) and isinstance(op.get("op_code"), int)):
+                    raise ValueError
+            except ValueError:
+                raise InputError(f"{path}: line {number} is not an Optuna journal operation (a damaged or "
+                                 f"foreign file); pass another --storage or move it away") from None
 
 
 def run_here(args, study, suggest, report) -> None:

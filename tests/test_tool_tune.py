@@ -25,6 +25,7 @@ def run_tune(tmp_path, *args):
     (["--low", "0.1", "--high", "0.01"], "error: tune: --low 0.1 --high 0.01: need 0 < low < high"),
     (["--objective", "psnr"], "error: tune: --objective psnr: expected val_loss | fid:<schedule>"),
     (["--jobs", "0"], "error: tune: --jobs 0: must be >= 1"),
+    (["--high", "inf"], "error: tune: --low 0.0001 --high inf: need 0 < low < high"),
 ])
 def test_bad_flags_are_one_line_and_exit_2_before_anything_runs(tmp_path, args, expected):
     result = run_tune(tmp_path, *args)
@@ -98,3 +99,36 @@ def test_the_study_runs_every_trial_and_writes_its_table(no_dvc, tmp_path, monke
     study = json.loads((tmp_path / "reports/study.json").read_text())
     assert no_dvc == ["s-0", "s-1", "s-2"] and [t["val_loss"] for t in study["trials"]] == [3.0, 1.0, 2.0]
     assert study["best"]["experiment"] == "s-1" and built == [{"pull": False, "git_remote": None}]
+
+
+def test_the_users_params_yaml_comes_back_after_the_study(no_dvc, tmp_path, monkeypatch, capsys):
+    # each `dvc exp run` in the workspace leaves its trial's value (DVC rewrites the file)
+    mine = "inpaint:\n  sweet_spot: 8   # my own comment\n"
+    (tmp_path / "params.yaml").write_text(mine)
+    monkeypatch.setattr(tune, "run_trial", lambda name, param, value, extra: (tmp_path / "params.yaml").write_text(
+        f"train_transformer:\n  lr: {value}\n"))
+    losses = iter([3.0, 1.0])
+    monkeypatch.setattr(tune, "read_objective", lambda objective: next(losses))
+    monkeypatch.setattr(tune, "build_page", lambda **kw: None)
+    tune.main(["--trials", "2", "--study", "p"])
+    assert (tmp_path / "params.yaml").read_text() == mine
+    assert "params.yaml: put back as it was before the study" in capsys.readouterr().err
+
+
+def test_a_damaged_journal_is_one_line_naming_it(tmp_path):
+    journal = tmp_path / "study.journal"
+    journal.write_text('{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n{"op_code": 1')
+    result = run_tune(tmp_path, "--storage", str(journal), "--trials", "1", "--study", "s")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0] == (f"error: tune: {journal}: line 2 is not an Optuna journal operation (a damaged or "
+                        "foreign file); pass another --storage or move it away"), lines
+
+
+def test_without_optuna_the_extra_is_named(no_dvc, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what an install without the extra gives
+    with pytest.raises(SystemExit) as stop:
+        tune.main(["--trials", "1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: tune: maskgit.tune needs optuna, an optional extra: pip install -e '.[tune]'"]
