@@ -128,7 +128,8 @@ def cli(argv=None) -> None:
     parser.add_argument("names", nargs="+", metavar="name", help="preset name: a file configs/<name>.yaml")
     parser.add_argument("--params", default="params.yaml", type=Path)
     args = parser.parse_args(argv)
-    print(apply_preset(args.names, args.params))
+    # the presets beside the params file, so that --params works from any folder
+    print(apply_preset(args.names, args.params, args.params.parent / paths.CONFIGS))
 
 
 def main(argv=None) -> None:

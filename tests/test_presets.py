@@ -130,3 +130,16 @@ def test_a_param_added_to_the_schema_reaches_params_yaml_at_its_default(project,
     text = (project / "params.yaml").read_text()
     assert "new_knob: 1.0e-05" in text and "# a knob added in code" in text
     assert parse_yaml(text)["inpaint"]["new_knob"] == 1e-5 and "\n" not in summary
+
+
+def test_preset_run_from_another_folder_uses_the_presets_beside_its_params(project, tmp_path, monkeypatch):
+    from maskgit.preset import cli
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cli(["tiny", "--params", str(project / "params.yaml")])
+    assert load_params(project / "params.yaml") != load_params(ROOT / "params.yaml")
+    assert not list(elsewhere.iterdir())
+    cli(["demo", "--params", str(project / "params.yaml")])
+    assert (project / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()
