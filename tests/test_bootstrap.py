@@ -179,3 +179,32 @@ def test_a_block_of_replicates_equals_each_replicate_alone():
             assert reps[name]["kid"][r] == pytest.approx(bs.kid_weighted(grams[name], u, c), rel=1e-9, abs=1e-15)
         ok = np.isfinite(values)
         assert reps["a"]["hole_psnr"][r] == pytest.approx((counts[ok] @ values[ok]) / counts[ok].sum())
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("features", np.nan, "features hold non-finite values"),
+    ("missing_fraction", np.nan, "missing_fraction holds values outside [0, 1]"),
+    ("missing_fraction", 1.5, "missing_fraction holds values outside [0, 1]"),
+    ("hole_psnr", np.nan, "hole_psnr holds nan or -inf (first at image 3)"),
+    ("ssim", -np.inf, "ssim holds nan or -inf (first at image 3)"),
+])
+def test_damaged_evidence_stops_at_its_file_name(tmp_path, field, value, expected):
+    # a nan would otherwise reach an eigensolver (LinAlgError, no file named) or drop an
+    # image silently out of every mask-area bin
+    from maskgit.pipeline.errors import InputError
+    from maskgit.pipeline.evidence import read_evidence, write_evidence
+
+    n, rng = 8, np.random.default_rng(0)
+    good = dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),
+                psnr=np.full(n, 20.0), ssim=np.full(n, 0.5), hole_psnr=np.full(n, 18.0), hole_ssim=np.full(n, 0.4),
+                missing_fraction=np.full(n, 0.25))
+    # legitimate non-finite values: a perfect hole's PSNR, no hole at all
+    good["hole_psnr"][1], good["missing_fraction"][2], good["hole_psnr"][2] = np.inf, 0.0, np.nan
+    write_evidence(tmp_path / "good.npz", **good)
+    assert read_evidence("good.npz", tmp_path)["hole_psnr"][1] == np.inf
+    bad = {k: v.copy() for k, v in good.items()}
+    bad[field][3] = value
+    write_evidence(tmp_path / "bad.npz", **bad)
+    with pytest.raises(InputError) as err:
+        read_evidence("bad.npz", tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'bad.npz'}: {expected} (a damaged file: ")

@@ -55,7 +55,33 @@ def parse_evidence(data: bytes, where: str, hint: str) -> dict:
         absent = [f for f in FIELDS if f not in z.files]
         if absent:
             raise InputError(f"{where}: per-image evidence lacks {', '.join(absent)} (written by older code: {hint})")
-        return {k: z[k] for k in (*FIELDS, *OPTIONAL) if k in z.files}
+        ev = {k: z[k] for k in (*FIELDS, *OPTIONAL) if k in z.files}
+    problem = evidence_problem(ev)
+    if problem:
+        raise InputError(f"{where}: {problem} (a damaged file: {hint})")
+    return ev
+
+
+def evidence_problem(ev: dict) -> str | None:
+    """Why these arrays cannot be one set's evidence, or None. Checked on read, so that a
+    damaged file stops at its name, not in an eigensolver, and no image drops silently out
+    of the mask-area bins. A per-image metric may be +inf (a perfect PSNR); a hole metric
+    is nan only for an image with no missing pixel."""
+    n = len(ev["names"])
+    for k, v in ev.items():
+        if k != "names" and len(v) != n:
+            return f"{k} has {len(v)} rows for {n} images"
+    if not np.isfinite(ev["features"]).all():
+        return "features hold non-finite values"
+    fraction = ev["missing_fraction"]
+    if not (np.isfinite(fraction).all() and (fraction >= 0).all() and (fraction <= 1).all()):
+        return "missing_fraction holds values outside [0, 1]"
+    for k in (f for f in ev if f not in ("names", "features", "missing_fraction")):
+        v = np.asarray(ev[k], dtype=float)
+        bad = np.isnan(v) & ~((fraction == 0) if k.startswith("hole_") else np.zeros(n, bool))
+        if bad.any() or np.isneginf(v).any():
+            return f"{k} holds nan or -inf (first at image {int(np.flatnonzero(bad | np.isneginf(v))[0])})"
+    return None
 
 
 def run_sets(schedules: list[str]) -> list[tuple[str, str]]:
