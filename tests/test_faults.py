@@ -125,6 +125,19 @@ def _empty(folder):
     return "no images in folder"
 
 
+def _only_webp(folder):
+    for f in folder.iterdir():
+        Image.open(f).save(f.with_suffix(".webp"))
+        f.unlink()
+    return f"{sorted(folder.iterdir())[0].name}: prepare.train_dir holds a file the reader cannot take (.webp"
+
+
+def _drop_a_test_image(data):
+    for sub in ("gt", "mask64", "masked_image"):
+        first_file(data / sub).unlink()
+    return "prepare.test_gt_dir: 3 test images, KID needs at least 4"
+
+
 def _invert_masks(data):
     for f in sorted((data / "mask64").iterdir()):
         Image.fromarray(255 - np.asarray(Image.open(f).convert("L"))).save(f)
@@ -172,6 +185,8 @@ FAULTS = {
 
     "missing folder": (lambda d, p: set_params(p, **{"prepare.train_dir": str(d / "nope")}) or "prepare.train_dir"),
     "empty folder": (lambda d, p: _empty(d / "train") and "prepare.train_dir"),
+    "only .webp images": (lambda d, p: _only_webp(d / "train")),
+    "too few test images": (lambda d, p: _drop_a_test_image(d)),
     "folder not set": (lambda d, p: set_params(p, **{"prepare.test_gt_dir": None}) or "prepare.test_gt_dir must be set"),
     "counts differ": (lambda d, p: _remove(d / "mask64")),
     "names do not pair": (lambda d, p: _rename(d / "mask64")),
@@ -182,7 +197,7 @@ FAULTS = {
     "grayscale image": (lambda d, p: _mode(d / "train", "L") and "image mode L, expected RGB"),
     "rgba image": (lambda d, p: _mode(d / "masked_image", "RGBA") and "image mode RGBA"),
     "soft mask": (lambda d, p: _mask(d, np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1)))
-                  and "not black and white"),
+                  and "not black and white (88% of pixels gray, at most 2% allowed"),
     "mask masks nothing": (lambda d, p: _mask(d, np.full((64, 64), 255, np.uint8)) and "masks nothing"),
     "mask masks everything": (lambda d, p: _mask(d, np.zeros((64, 64), np.uint8)) and "masks everything"),
     "typo in params": (lambda d, p: set_params(p, **{"prepare.trian_dir": "x"}) or "unknown key prepare.trian_dir"),

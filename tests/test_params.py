@@ -67,6 +67,8 @@ def test_shipped_params_are_valid():
         ("train_transformer.steps", 2.5, "train_transformer.steps must be an integer >= 1 or null"),
         ("data.test_mean", [0.5, 0.5, 0.5], "data.test_mean and data.test_std are a pair"),
         ("data.test_std", [0.5, 0.5], "data.test_std must be a list of 3 items or null"),
+        ("prepare.n_test", 3, "prepare.n_test must be an integer >= 4 (KID's subsets take half the set, at least 2 "
+                              "images) (got 3)"),
     ],
 )
 def test_bad_values_name_the_param(path, value, expected):
@@ -191,3 +193,12 @@ def test_a_tuned_value_means_to_dvc_exp_run_the_float_optuna_suggested(tmp_path)
         ours = apply_overrides(params, [override])["train_transformer"]["lr"]
         assert type(by_dvc) is float and by_dvc == value, (override, by_dvc)
         assert type(ours) is float and ours == value, (override, ours)
+
+
+def test_a_path_param_expands_the_users_home(tmp_path, monkeypatch):
+    # YAML keeps "~/lab5" as text; a stage reads it as the shell would
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(with_change("fid.inception_weights", "~/weights/inception.pth")))
+    assert load_params(path)["fid"]["inception_weights"] == str(tmp_path / "weights/inception.pth")
+    assert load_params(path)["prepare"]["train_dir"] is None

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.files import IMAGE_SUFFIXES, list_images
+from maskgit.pipeline.params import MIN_TEST_IMAGES
 from maskgit.data.procedural import apply_mask
 
 # A mask pixel >= 128 is known (white), < 128 missing (black). A mask is accepted as
@@ -35,17 +36,18 @@ KNOWN_DIFF_MAX = 10.0
 def _folder(path, param: str) -> list[Path]:
     if path is None:
         raise InputError(f"{param} is not set (needed with prepare.source: folders)")
-    try:
-        files = list_images(path)
-    except InputError as e:
-        raise InputError(f"{param}: {e}") from None
-    # a file the reader would skip is named, not silently left out of the set
+    # a file the reader would skip is named, not silently left out of the set (and a
+    # folder of only such files is not called empty)
     others = sorted(p for p in Path(path).iterdir()
-                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES) \
+        if Path(path).is_dir() else []
     if others:
         raise InputError(f"{others[0]}: {param} holds a file the reader cannot take ({others[0].suffix or 'no extension'}; "
                          f"images must be {' '.join(IMAGE_SUFFIXES)}): convert it or move it out")
-    return files
+    try:
+        return list_images(path)
+    except InputError as e:
+        raise InputError(f"{param}: {e}") from None
 
 
 def _open(path: Path) -> Image.Image:
@@ -118,8 +120,8 @@ def read_mask_folder(folder, param: str, size: int, resize: bool = False):
         gray = np.asarray(_sized(im.convert("L"), path, size, resize, "mask", Image.NEAREST))
         share = float(((gray > 15) & (gray < 240)).mean())
         if share > GRAY_SHARE_MAX:
-            raise InputError(f"{path}: mask is not black and white ({share:.0%} of pixels gray; "
-                             f"white >= 128 = known, black = missing)")
+            raise InputError(f"{path}: mask is not black and white ({share:.0%} of pixels gray, at most "
+                             f"{GRAY_SHARE_MAX:.0%} allowed; white >= 128 = known, black = missing)")
         known = gray >= 128
         if known.all():
             raise InputError(f"{path}: mask masks nothing (all white = all known)")
@@ -203,6 +205,9 @@ def load_folders(p: dict, data: dict, rng: np.random.Generator) -> dict:
         order = rng.permutation(len(train))
         train, val = train[order[n_val:]], train[order[:n_val]]
     gt, gt_names = read_image_folder(p["test_gt_dir"], "prepare.test_gt_dir", size, resize, convert)
+    if len(gt) < MIN_TEST_IMAGES:
+        raise InputError(f"prepare.test_gt_dir: {len(gt)} test images, KID needs at least {MIN_TEST_IMAGES} "
+                         f"(subsets of half the set, 2 images each)")
     if p["test_masks"] != "builtin":  # a standard family, one mask per test image in name order
         known = family_test_masks(p, len(gt), size)
         masked = np.stack([apply_mask(g, k) for g, k in zip(gt, known)])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,10 @@ from maskgit.models.vqgan_config import check_config as check_vqgan_config
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
 
-def _int(lo=None) -> Check:
+def _int(lo=None, why: str = "") -> Check:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-            return f"must be an integer >= {lo}" if lo is not None else "must be an integer"
+            return (f"must be an integer >= {lo}" if lo is not None else "must be an integer") + (f" ({why})" if why else "")
     return check
 
 
@@ -143,6 +144,9 @@ SECTIONS = {  # a section's comment in params.yaml
     "transformer": "stage-2 bidirectional transformer",
     "evaluate": "how sure the results are: bootstrap over test images (stage evaluate)",
 }
+# KID (maskgit.metrics.fid) draws subsets of half a set, and a subset needs 2 images
+MIN_TEST_IMAGES = 4
+
 SCHEMA: dict[str, Param | dict[str, Param]] = {
     "device": Param("auto", _choice(*DEVICES), "auto (CUDA when present) | cpu | cuda"),
     "compile": Param(False, _bool,
@@ -169,7 +173,7 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
               "procedural (built in, the keys below up to seed) | folders (your images, *_dir keys)"),
         "n_train": Param(3000, _int(1)),
         "n_val": Param(200, _int(1)),
-        "n_test": Param(150, _int(2), "FID runs over 4 + #schedules sets of this size: the run's main cost"),
+        "n_test": Param(150, _int(MIN_TEST_IMAGES, "KID's subsets take half the set, at least 2 images"), "FID runs over 4 + #schedules sets of this size: the run's main cost"),
         "palette_size": Param(16, _int(0), "> 0: flat images in that many colours, hard edges"),
         "blur": Param(1.2, _float(0.0), "Gaussian softness (pixels) of a photo downsampled to 64x64"),
         "seed": Param(0, _int(0), "also seeds the train/val split of folders"),
@@ -458,7 +462,16 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         params = parse_yaml(path.read_text())
     except YAMLError as e:
         raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
-    return check_params(params, str(path))
+    return _expand_user(check_params(params, str(path)))
+
+
+def _expand_user(params: dict) -> dict:
+    """`~` in a path param is the user's home, as in a shell (YAML does not expand it)."""
+    for section, spec in SCHEMA.items():
+        for key, param in (spec.items() if isinstance(spec, dict) else ()):
+            if param.check is _optional_path and isinstance(params[section][key], str):
+                params[section][key] = os.path.expanduser(params[section][key])
+    return params
 
 
 def test_normalisation(params: dict, train_norm: dict) -> dict:
