@@ -62,7 +62,7 @@ def test_the_run_fingerprint_follows_params_and_input_bytes(tmp_path):
 
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "torch_fidelity": "torch-fidelity", "ruamel": "ruamel.yaml",
-                "dvclive": "dvclive", "optuna": "optuna"}
+                "dvclive": "dvclive", "optuna": "optuna", "sklearn": "scikit-learn"}
 # used without an import statement: pandas' DataFrame.to_markdown imports tabulate itself
 INDIRECT = {"tabulate"}
 
