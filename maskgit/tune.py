@@ -39,6 +39,7 @@ from maskgit.pipeline.sweep_job import JobSpec
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
                                            run_common)
 from maskgit.pipeline.tool import run_tool
+from maskgit.pipeline.workspace import refuse_concurrent_runs
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 STORAGE_DIR = Path(".sweep/optuna")
@@ -170,6 +171,7 @@ def cli(argv=None):
         return value
 
     if args.executor == "here":
+        refuse_concurrent_runs("tune")  # its trials are `dvc exp run`s in this workspace
         # each `dvc exp run` leaves its own params in the workspace: the user's file comes back
         params = Path("params.yaml")
         before = params.read_bytes() if params.is_file() else None

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maskgit.pipeline import numerics, paths
+from maskgit.pipeline import numerics, paths, workspace
 from maskgit.pipeline.errors import ParamError, one_line_errors
 from maskgit.pipeline.files import write_json
 
@@ -27,7 +27,15 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     # --debug (or MASKGIT_DEBUG=1) shows the traceback of bad input too
     with one_line_errors(name, f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)",
                          debug="--debug" in sys.argv):
-        extra = main()
+        workspace.refuse_concurrent_runs(f"stage {name}")
+        params_read = workspace.params_bytes()
+        try:
+            extra = main()
+        except Exception as e:
+            # a stage that failed because its params changed under it says so, not a traceback
+            workspace.check_params_unchanged(params_read, name)
+            raise
+        workspace.check_params_unchanged(params_read, name)
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs(paths.TIMINGS, exist_ok=True)
