@@ -206,7 +206,9 @@ def test_bad_input_stops_with_one_line_before_submitting(tmp_path, monkeypatch, 
     assert "inpaint.sampling" in error("-S", "inpaint.sampling=argmax,greedy")  # not an allowed value
     assert "no git remote" in error(*ok)
     missing = tmp_path / "nowhere.git"
-    assert f"git remote {missing} is unreachable" in error(*ok, "--git-remote", str(missing))
+    # git's own cause, not its closing advice ("... and the repository exists."), which reads as the opposite
+    assert error(*ok, "--git-remote", str(missing)).endswith(
+        f"git remote {missing} is unreachable: fatal: '{missing}' does not appear to be a git repository")
     remote = tmp_path / "remote.git"
     sh(["git", "init", "-q", "--bare", str(remote)], tmp_path, env)
     sh(["git", "remote", "add", "origin", str(remote)], project, env)

@@ -87,11 +87,20 @@ def _env(spec: JobSpec) -> dict:
     return env
 
 
+def git_error(stderr: str) -> str:
+    """The line of git's stderr that says what went wrong: its first `fatal:` or `error:`
+    line. Its last line is often advice ("and the repository exists."), which read alone
+    says the opposite of the problem."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))),
+                lines[0] if lines else "failed")
+
+
 def remote_has(git_remote: str, ref: str, env: dict | None = None) -> bool:
     out = subprocess.run(["git", "ls-remote", git_remote, ref], capture_output=True, text=True, env=env,
                          timeout=120)
     if out.returncode != 0:
-        raise JobFailed(f"git ls-remote {git_remote}: {(out.stderr.strip().splitlines() or ['failed'])[-1]}")
+        raise JobFailed(f"git ls-remote {git_remote}: {git_error(out.stderr)}")
     return bool(out.stdout.strip())
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import UserError
-from maskgit.pipeline.sweep_job import JobResult, JobSpec, run_job
+from maskgit.pipeline.sweep_job import JobResult, JobSpec, git_error, run_job
 
 SUBMITIT_DIR = Path(".sweep")  # submitit's job files and the job logs (gitignored; on the shared filesystem for Slurm)
 
@@ -30,7 +30,7 @@ def git(*args: str, cwd: Path = Path("."), check: bool = True, timeout: float | 
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
     if check and result.returncode != 0:
-        raise UserError(f"git {' '.join(args)}: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
+        raise UserError(f"git {' '.join(args)}: {git_error(result.stderr)}")
     return result.stdout.strip()
 
 
@@ -86,8 +86,7 @@ def check_git_remote(url: str, commit: str, root: Path) -> None:
     except subprocess.TimeoutExpired:
         raise UserError(f"git remote {url}: no answer within 60 s") from None
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["unreachable"])[-1]
-        raise UserError(f"git remote {url} is unreachable: {last}")
+        raise UserError(f"git remote {url} is unreachable: {git_error(result.stderr)}")
     for line in result.stdout.splitlines():
         tip = line.split()[0]
         if tip == commit or subprocess.run(["git", "merge-base", "--is-ancestor", commit, tip], cwd=root,
