@@ -141,7 +141,8 @@ def collect(argv: list[str]) -> None:
 
 
 def main(argv=None):
-    run_tool(lambda: cli(argv), "sweep")
+    run_tool(lambda: cli(argv), "sweep", "its local jobs stopped and their clones removed (Slurm jobs run on: "
+             "scancel them); experiments already pushed stay, and the same command runs the rest")
 
 
 def cli(argv=None):

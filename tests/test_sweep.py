@@ -158,22 +158,27 @@ def test_an_optuna_study_runs_its_trials_as_jobs_and_continues_from_its_journal(
 
 
 @pytest.mark.pipeline
-def test_a_killed_sweep_resubmitted_completes_with_one_experiment_per_point(world):
+def test_an_interrupted_sweep_stops_cleanly_and_resubmitted_completes(world):
     project, _, remote, _, env, _, tmp = world
     scratch = tmp / "scratch-kill"
-    grid = ["-S", "inpaint.choice_temperature=1.0"]  # one point: what a killed job leaves behind
+    grid = ["-S", "inpaint.choice_temperature=1.0"]  # one point, interrupted while it runs
     proc = subprocess.Popen([sys.executable, "-m", "maskgit.sweep", *grid, "--scratch", str(scratch)],
                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    # SIGKILL the sweep and its job mid-run: once a point's clone is inpainting
+    # Ctrl-C as a terminal sends it, to the sweep's whole process group, once a point's
+    # clone is inpainting
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
         if any(scratch.glob("maskgit-sweep/sw-*/repo/outputs/inpaint/cosine")):
             break
         time.sleep(0.2)
-    assert proc.poll() is None, "the sweep ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("sweep: interrupted; its local jobs stopped and their clones "
+                                                   "removed"), err
+    assert not list((scratch / "maskgit-sweep").iterdir()), "a job's scratch clone was left behind"
     again = sweep(project, env, *grid, "--scratch", str(scratch))
     assert "1 experiments run, 0 already" in again.stdout, again.stdout
     refs = exp_refs(remote, env)

@@ -104,7 +104,7 @@ def remote_has(git_remote: str, ref: str, env: dict | None = None) -> bool:
     return bool(out.stdout.strip())
 
 
-def _scratch_root(spec: JobSpec) -> Path:
+def scratch_root(spec: JobSpec) -> Path:
     root = spec.scratch or os.environ.get("SLURM_TMPDIR") or tempfile.gettempdir()
     path = Path(root) / "maskgit-sweep"
     path.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def run_job(spec: JobSpec) -> JobResult:
     log_path = Path(spec.log_dir) / f"{label}.log" if spec.log_dir else None
     # a fresh folder per attempt: a duplicate of this job may be running next to it,
     # and a killed attempt's clone is simply never read again
-    workdir = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=_scratch_root(spec)))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=scratch_root(spec)))
     clone = workdir / "repo"
     transcript: list[str] = []
 

@@ -12,16 +12,18 @@ add_executor_args's, the same in both tools.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import UserError
-from maskgit.pipeline.sweep_job import JobResult, JobSpec, git_error, run_job
+from maskgit.pipeline.sweep_job import JobResult, JobSpec, scratch_root, git_error, run_job
 
 SUBMITIT_DIR = Path(".sweep")  # submitit's job files and the job logs (gitignored; on the shared filesystem for Slurm)
 
@@ -163,13 +165,18 @@ def run_all(executor, specs: list[JobSpec], jobs: int, local: bool) -> list[JobR
         submitted = executor.map_array(run_job, specs)
     else:
         submitted, pending, running = [], list(specs), []
-        while pending or running:
-            running = [j for j in running if not j.done()]
-            while pending and len(running) < jobs:
-                job = executor.submit(run_job, pending.pop(0))
-                submitted.append(job)
-                running.append(job)
-            time.sleep(0.5)
+        try:
+            while pending or running:
+                running = [j for j in running if not j.done()]
+                while pending and len(running) < jobs:
+                    with _sigint_ignored():
+                        job = executor.submit(run_job, pending.pop(0))
+                    submitted.append(job)
+                    running.append(job)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            stop_local_jobs([j for j in submitted if not j.done()], specs[0])
+            raise
     results, errors = [], []
     for job in submitted:
         try:
@@ -181,6 +188,56 @@ def run_all(executor, specs: list[JobSpec], jobs: int, local: bool) -> list[JobR
         raise UserError(f"{len(errors)} of {len(specs)} jobs failed; first: {lines[0].split('JobFailed: ')[-1]}")
     return results
 
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """A local job started in here ignores SIGINT, it and every process it starts (an
+    ignored signal stays ignored across fork and exec, and Python keeps it so). Ctrl-C
+    reaches the whole terminal's process group: this way only the submitting process
+    sees it, and stops the jobs itself (stop_local_jobs) instead of each job process
+    printing its own traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_local_jobs(jobs: list, spec: JobSpec) -> None:
+    """Stop running local jobs, and everything they started, and remove their scratch
+    clones: a job's clone is the working folder of its git and DVC processes."""
+    import psutil
+
+    scratch = scratch_root(spec).resolve()
+    tree, clones = [], set()
+    for job in jobs:
+        try:
+            root = psutil.Process(job._process.pid)  # submitit's LocalJob keeps its Popen there
+            tree += [root, *root.children(recursive=True)]
+        except (AttributeError, psutil.Error):
+            continue
+    for process in tree:
+        try:
+            cwd = Path(process.cwd()).resolve()
+        except (psutil.Error, OSError):
+            continue
+        if scratch in cwd.parents:
+            clones.add(scratch / cwd.relative_to(scratch).parts[0])
+    for process in tree:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+    for clone in clones:
+        shutil.rmtree(clone, ignore_errors=True)
 
 
 def project_root() -> Path:
