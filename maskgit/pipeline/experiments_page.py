@@ -186,7 +186,8 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
         _, _, _, verdicts = evaluation.summarise({"x": {"features": f}, "top": {"features": f_top}}, gt, settings,
                                                  pairs=[("x", "top")])
         fid = next(v for v in verdicts if v["metric"] == "fid")
-        marks[name] = "tied" if fid["verdict"] == "indistinguishable" else ""
+        # identical evidence is not tested (evaluation.summarise): the same FID, so tied
+        marks[name] = "tied" if fid["verdict"] in ("indistinguishable", "identical") else ""
     return marks
 
 

@@ -1,0 +1,173 @@
+"""The review page (maskgit.compare) and the experiments page's marks
+(maskgit.pipeline.experiments_page) on runs made up here: which side is A and which B,
+the sign of a difference and the word for it, sets paired by name and images by
+identity, and the tie rule against a clearly worse experiment. Expected values are
+means and FIDs of the made-up evidence (torch-fidelity's FID, maskgit.metrics.fid),
+and the direction of each metric (higher hole PSNR is better, lower FID)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from maskgit import compare
+from maskgit.metrics import evaluation as ev
+from maskgit.metrics.fid import fid_from_features
+from maskgit.pipeline import experiments_page as page
+from maskgit.pipeline.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 40
+SETTINGS = ev.Settings(replicates=200, confidence=0.95, seed=0, mask_buckets=(0.0, 0.5, 1.0), kid_min_images=10)
+# one image exactly on the 0.5 edge: it belongs to the upper bucket
+FRACTION = np.r_[np.full(19, 0.25), [0.5], np.full(20, 0.75)]
+
+
+class FakeRun:
+    def __init__(self, rev, params, sets, gt):
+        self.rev, self.params, self.sets, self.gt = rev, params, sets, gt
+
+    def load(self):
+        return self.params, self.sets, self.gt
+
+    def git_revision(self):
+        return self.rev
+
+
+def evidence(rng, gt, sigma, hole_psnr):
+    return {"names": np.array([f"{i:03d}.png" for i in range(N)]), "features": gt + sigma * rng.normal(size=gt.shape),
+            "psnr": hole_psnr + 5.0, "ssim": np.full(N, 0.8), "hole_psnr": hole_psnr,
+            "hole_ssim": 0.5 + 0.01 * rng.normal(size=N), "missing_fraction": FRACTION}
+
+
+def two_runs():
+    """A and B on the same test images: B's cosine fills the hole 3 dB better image by image but
+    its features are farther from the ground truth; the baseline is the same file in both."""
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(N, 4))
+    hole_a = rng.normal(15, 1, N)
+    cos_a = evidence(rng, gt, 0.1, hole_a)
+    cos_b = evidence(rng, gt, 1.0, hole_a + 3.0 + 0.2 * rng.normal(size=N))
+    base = evidence(rng, gt, 0.5, rng.normal(12, 1, N))
+    a = FakeRun("A-rev", {"inpaint": {"total_iter": 8}}, {"cosine": cos_a, "onestep": base}, gt)
+    # B lists its sets in another order: they are paired by name
+    b = FakeRun("B-rev", {"inpaint": {"total_iter": 12}},
+                {"onestep": {k: v.copy() for k, v in base.items()}, "cosine": cos_b}, gt.copy())
+    return a, b
+
+
+def test_the_review_page_says_b_against_a_with_the_sign_of_b_minus_a():
+    a, b = two_runs()
+    result = compare.compare(a, b, SETTINGS)
+    rows = {(r["set"], r["metric"]): r for r in result["rows"]}
+    cos_a, cos_b = a.sets["cosine"], b.sets["cosine"]
+    hole = rows["cosine", "hole_psnr"]
+    assert hole["a"]["value"] == pytest.approx(cos_a["hole_psnr"].mean())
+    assert hole["b"]["value"] == pytest.approx(cos_b["hole_psnr"].mean())
+    assert hole["diff"] == pytest.approx(cos_b["hole_psnr"].mean() - cos_a["hole_psnr"].mean())
+    assert hole["interval"][0] > 0 and hole["verdict"] == "better"  # higher hole PSNR: B is better
+    fid = rows["cosine", "fid"]
+    expected = fid_from_features(cos_b["features"], a.gt) - fid_from_features(cos_a["features"], a.gt)
+    assert fid["diff"] == pytest.approx(expected, abs=1e-5) and expected > 0.1
+    assert fid["a"]["value"] == pytest.approx(fid_from_features(cos_a["features"], a.gt), abs=1e-5)
+    assert fid["interval"][0] > 0 and fid["verdict"] == "worse"  # lower FID is better: B is worse
+    # the baseline, the same file on both sides, is paired with itself
+    assert {r["verdict"] for (s, _), r in rows.items() if s == "onestep"} == {"identical"}
+    assert result["correction"]["method"] == "holm" and result["bucket_correction"]["method"] == "bh"
+
+    text = compare.render(a, b, result, SETTINGS, None)
+    line = next(ln for ln in text.splitlines() if ln.startswith("| cosine") and "hole PSNR" in ln)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2].startswith(f"{cos_a['hole_psnr'].mean():.2f}") and cells[3].startswith(
+        f"{cos_b['hole_psnr'].mean():.2f}")
+    assert cells[4].startswith(f"+{hole['diff']:.2f}") and cells[5].startswith("**better**")
+    assert "Per schedule (FID): cosine: B worse." in text
+    param = next(ln for ln in text.splitlines() if "`inpaint.total_iter`" in ln)
+    assert [c.strip() for c in param.strip("|").split("|")] == ["`inpaint.total_iter`", "8", "12"]
+
+
+def test_the_review_page_s_buckets_are_b_minus_a_over_each_bucket_s_images():
+    a, b = two_runs()
+    result = compare.compare(a, b, SETTINGS)
+    assert [(x["low"], x["high"], x["images"]) for x in result["buckets"]] == [(0.0, 0.5, 19), (0.5, 1.0, 21)]
+    for x, idx in zip(result["buckets"], (slice(0, 19), slice(19, N))):
+        c = x["sets"]["cosine"]
+        assert c["metric"] == "hole_psnr"
+        assert c["diff"] == pytest.approx(b.sets["cosine"]["hole_psnr"][idx].mean()
+                                          - a.sets["cosine"]["hole_psnr"][idx].mean())
+        assert c["verdict"] == "better"
+        assert x["sets"]["onestep"]["verdict"] == "identical"
+
+
+def test_the_same_images_in_another_order_are_never_paired_row_by_row():
+    a, _ = two_runs()
+    order = np.random.default_rng(1).permutation(N)
+    b = FakeRun("B-rev", a.params, {s: {k: v[order] for k, v in e.items()} for s, e in a.sets.items()}, a.gt[order])
+    try:
+        result = compare.compare(a, b, SETTINGS)
+    except InputError:
+        return  # refused: a paired comparison needs the images in one order
+    # or paired by name: then B is A, image for image, and nothing differs
+    assert all(r["interval"] == [0.0, 0.0] for r in result["rows"]), result["rows"]
+
+
+# --- the experiments page's marks ----------------------------------------------------
+
+
+class FakeExperiment:
+    store: dict = {}
+
+    def __init__(self, rev, repo="."):
+        self.rev = rev
+
+    def evidence(self, name, kind):
+        return {"features": self.store[self.rev][name]}
+
+    def gt_features(self):
+        return self.store[self.rev]["gt"]
+
+
+@pytest.fixture
+def experiments(tmp_path, monkeypatch):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"]["replicates"] = 200
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr("maskgit.pipeline.runs.Run", FakeExperiment)
+    rng = np.random.default_rng(3)
+    gt = rng.normal(size=(60, 4))
+
+    def noisy(sigma):
+        return gt + sigma * rng.normal(size=gt.shape)
+
+    good = noisy(0.1)
+    FakeExperiment.store = {
+        # each experiment's best schedule (its lowest FID in the frame) is the one compared
+        "r-good": {"gt": gt, "cosine": good, "linear": noisy(1.0)},
+        "r-near": {"gt": gt, "cosine": good + 1e-3 * rng.normal(size=gt.shape), "linear": noisy(1.0)},
+        "r-bad": {"gt": gt, "cosine": noisy(1.0), "linear": noisy(1.0)},
+        "r-copy": {"gt": gt, "cosine": good.copy(), "linear": noisy(1.0)},
+        "r-other": {"gt": gt + 1.0, "cosine": good + 1.0, "linear": noisy(1.0)},
+    }
+    frame = pd.DataFrame({"experiment": ["bad", "near", "good", "other"], page.REV: ["r-bad", "r-near", "r-good",
+                                                                                    "r-other"],
+                          "inpaint.total_iter": [4, 6, 8, 10],
+                          f"{page.FID}cosine": [60.0, 10.05, 10.0, 12.0], f"{page.FID}linear": [85.0, 80.0, 80.0, 81.0]})
+    return frame, tmp_path / "params.yaml"
+
+
+def test_the_lowest_fid_is_best_a_near_copy_is_tied_and_a_clearly_worse_experiment_is_not(experiments):
+    frame, params = experiments
+    marks = page.paired_marks(frame, params_path=params)
+    assert marks == {"good": "**best**", "near": "tied", "bad": "", "other": "other test set"}
+
+
+def test_an_experiment_with_the_best_s_own_evidence_is_tied(experiments):
+    # evaluation.summarise calls such a pair "identical" and tests nothing: the same FID, so a tie
+    frame, params = experiments
+    frame = pd.concat([frame, pd.DataFrame({"experiment": ["copy"], page.REV: ["r-copy"], "inpaint.total_iter": [12],
+                                            f"{page.FID}cosine": [10.0], f"{page.FID}linear": [82.0]})],
+                      ignore_index=True)
+    marks = page.paired_marks(frame, params_path=params)
+    assert marks["good"] == "**best**" and marks["copy"] == "tied"
