@@ -1,5 +1,7 @@
 """Named one-line mutants of the decoding, schedule, masking, loss and metric modules,
-and which of them the unit tests kill. Not part of CI (minutes, not seconds):
+of the trust layer (the evaluate stage's statistics, the per-image metrics, IDS, the
+review and experiments pages, the sweep's lookup of pushed points), and which of them
+the unit tests kill. Not part of CI (minutes, not seconds):
 
     python tools/mutants.py                      # every mutant, report to stdout
     python tools/mutants.py --only decoding      # the mutants whose name starts so
@@ -32,6 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEC, SCH, MSK = "maskgit/algorithms/decoding.py", "maskgit/algorithms/schedules.py", "maskgit/algorithms/masking.py"
 OBJ, FID = "maskgit/algorithms/objective.py", "maskgit/metrics/fid.py"
 STAGE = "stages/train_transformer.py"
+EVAL, BOOT, INFL = "maskgit/metrics/evaluation.py", "maskgit/metrics/bootstrap.py", "maskgit/metrics/influence.py"
+IDS, IMG = "maskgit/metrics/ids.py", "maskgit/metrics/image.py"
+REVIEW, EXPP = "maskgit/compare.py", "maskgit/pipeline/experiments_page.py"
+SWEEP, SJOB = "maskgit/sweep.py", "maskgit/pipeline/sweep_job.py"
+# the experiments page's tests that start no `dvc` process
+NO_DVC = "not only_the_last_commit and not what_dvc_says and not refuse_unknown"
 
 # the unit tests run for a mutant of each module (files that do not exist are left out)
 TESTS = {
@@ -40,6 +48,15 @@ TESTS = {
     "masking": (["tests/test_decode.py", "tests/test_transformer.py", "tests/test_inpaint.py"], None),
     "objective": (["tests/test_objective.py", "tests/test_transformer.py"], None),
     "metrics": (["tests/test_metric_values.py", "tests/test_fid.py"], None),
+    # the trust layer's: the files that load no torch first (a mutant killed there costs no torch import)
+    "evaluation": (["tests/test_trust_verdicts.py", "tests/test_trust_intervals.py", "tests/test_ids.py"], None),
+    "bootstrap": (["tests/test_trust_intervals.py", "tests/test_trust_verdicts.py"], None),
+    "influence": (["tests/test_influence.py", "tests/test_trust_intervals.py"], None),
+    "ids": (["tests/test_ids.py", "tests/test_trust_metrics.py"], None),
+    "image": (["tests/test_trust_metrics.py"], None),
+    "review": (["tests/test_trust_pages.py"], None),
+    "experiments": (["tests/test_trust_pages.py", "tests/test_experiments.py"], NO_DVC),
+    "sweep": (["tests/test_trust_sweep.py"], None),
 }
 
 
@@ -130,6 +147,127 @@ MUTANTS = [
     m("metrics.mean_ignored", FID, 'return {"mu": np.asarray(stats["mu"], np.float64),',
       'return {"mu": 0 * np.asarray(stats["mu"], np.float64),'),
     m("metrics.one_vector_accepted", FID, "if f.shape[0] < 2:", "if f.shape[0] < 1:"),
+    # evaluation: p-values, corrections, directions, ties, the decisive pair, the mask-area bins
+    m("evaluation.p_value_one_sided", EVAL, "return float(min(1.0, 2 * min(np.mean(s <= 0), np.mean(s >= 0))))",
+      "return float(min(1.0, min(np.mean(s <= 0), np.mean(s >= 0))))"),
+    m("evaluation.p_value_not_centred", EVAL, "s = s - s.mean() + point", "s = s"),
+    m("evaluation.holm_is_bonferroni", EVAL, "if p[i] > alpha / (len(tested) - k):", "if p[i] > alpha / len(tested):"),
+    m("evaluation.holm_threshold_excluded", EVAL, "if p[i] > alpha / (len(tested) - k):",
+      "if p[i] >= alpha / (len(tested) - k):"),
+    m("evaluation.holm_counts_untested", EVAL, "if p[i] > alpha / (len(tested) - k):", "if p[i] > alpha / (len(p) - k):"),
+    m("evaluation.bh_line_excluded", EVAL, 'method="bh") <= alpha', 'method="bh") < alpha'),
+    m("evaluation.bh_is_by", EVAL, 'method="bh") <= alpha', 'method="by") <= alpha'),
+    m("evaluation.direction_ignored", EVAL, "lower_is_better=not METRICS[metric].higher_is_better",
+      "lower_is_better=True"),
+    m("evaluation.diff_b_minus_a", EVAL, "diff = point[a][metric] - point[b][metric]",
+      "diff = point[b][metric] - point[a][metric]"),
+    m("evaluation.samples_b_minus_a", EVAL, "samples = reps[a][metric] - reps[b][metric]",
+      "samples = reps[b][metric] - reps[a][metric]"),
+    m("evaluation.correction_ignored", EVAL, 'v["verdict"] = v["uncorrected"] if r else "indistinguishable"',
+      'v["verdict"] = v["uncorrected"]'),
+    m("evaluation.alpha_halved", EVAL, "return round(1.0 - self.confidence, 12)",
+      "return round((1.0 - self.confidence) / 2, 12)"),
+    m("evaluation.best_ignores_direction", EVAL, "best = (min if lower else max)(names, key=lambda s: point[s][m])",
+      "best = min(names, key=lambda s: point[s][m])"),
+    m("evaluation.worse_is_tied", EVAL, 'if v["verdict"] == "indistinguishable"]', 'if v["verdict"] != "better"]'),
+    m("evaluation.decisive_worst_pair", EVAL, 'a, b = sorted(schedules, key=lambda s: point[s]["fid"])[:2]',
+      'a, b = sorted(schedules, key=lambda s: point[s]["fid"])[-2:]'),
+    m("evaluation.decisive_2_wide", EVAL, "bs.images_for_width(samples, n, 1.0, settings.confidence)",
+      "bs.images_for_width(samples, n, 2.0, settings.confidence)"),
+    # (decisive's interval without its centring is left out: equivalent, a shift leaves the width as it is)
+    m("evaluation.bin_low_edge_open", EVAL, "np.flatnonzero((fraction >= lo) &", "np.flatnonzero((fraction > lo) &"),
+    m("evaluation.bin_top_edge_open", EVAL, "((fraction <= hi) if last else (fraction < hi))", "(fraction < hi)"),
+    m("evaluation.bin_edges_closed", EVAL, "((fraction <= hi) if last else (fraction < hi))", "(fraction <= hi)"),
+    m("evaluation.kid_min_images_excluded", EVAL, 'len(idx) >= settings.kid_min_images',
+      'len(idx) > settings.kid_min_images'),
+    m("evaluation.ids_min_images_excluded", EVAL, "n >= settings.ids_min_images", "n > settings.ids_min_images"),
+    # bootstrap: the draw, the percentile interval, its centring, verdicts, the images for a width
+    m("bootstrap.seed_ignored", BOOT, "rng = np.random.default_rng(seed)", "rng = np.random.default_rng(0)"),
+    m("bootstrap.last_image_never_drawn", BOOT, "rng.integers(0, n, n)", "rng.integers(0, n - 1, n)"),
+    m("bootstrap.one_sided_level", BOOT, "a = (1 - confidence) / 2", "a = 1 - confidence"),
+    m("bootstrap.nearest_rank", BOOT, "lo, hi = np.quantile(s, [a, 1 - a])",
+      'lo, hi = np.quantile(s, [a, 1 - a], method="nearest")'),
+    m("bootstrap.not_centred", BOOT, "s = s - s.mean() + point", "s = s"),
+    m("bootstrap.centred_on_the_median", BOOT, "s = s - s.mean() + point", "s = s - np.median(s) + point"),
+    m("bootstrap.every_metric_centred", BOOT, "return point if metric in BIASED else None", "return point"),
+    m("bootstrap.inf_in_replicates", BOOT, "finite = {(name, metric): np.isfinite(np.asarray(values, np.float64))",
+      "finite = {(name, metric): ~np.isnan(np.asarray(values, np.float64))"),
+    m("bootstrap.inf_in_point", BOOT, "v = v[np.isfinite(v)]", "v = v[~np.isnan(v)]"),
+    m("bootstrap.repeats_not_weighted", BOOT, "C[:, ok] @ v[ok] / drawn", "(C[:, ok] > 0) @ v[ok] / (C[:, ok] > 0).sum(1)"),
+    m("bootstrap.verdict_direction_ignored", BOOT, 'return "better" if lower_is_better else "worse"', 'return "better"'),
+    m("bootstrap.verdict_touching_zero", BOOT, "if diff_hi < 0:", "if diff_hi <= 0:"),
+    m("bootstrap.width_not_squared", BOOT, "return int(np.ceil(n * (now / width) ** 2))",
+      "return int(np.ceil(n * (now / width)))"),
+    m("bootstrap.width_rounded_down", BOOT, "return int(np.ceil(n * (now / width) ** 2))",
+      "return int(n * (now / width) ** 2)"),
+    # influence: the first-order route (and the threshold that picks it)
+    # (FID's and KID's influence returned without `- influence.mean()` are left out: equivalent, both
+    # sum to 0 by construction, U and W having orthonormal columns and the rows centred, so the
+    # subtraction only moves rounding)
+    m("influence.fid_one_side_of_the_svd", INFL, "- n * ((u * u) @ s + (w * w) @ s)", "- n * (2 * (u * u) @ s)"),
+    m("influence.kid_cross_rows_only", INFL, "(rows_xy + cols_xy) / n", "(2 * rows_xy) / n"),
+    m("influence.fid_value_over_n", INFL, "(sq_a.sum() + sq_b.sum()) / (n - 1)", "(sq_a.sum() + sq_b.sum()) / n"),
+    m("influence.kid_diagonal_kept", INFL, "r_xx, r_yy = (rows_xx - diag_xx) / (n - 1), (rows_yy - diag_yy) / (n - 1)",
+      "r_xx, r_yy = rows_xx / n, rows_yy / n"),
+    m("influence.block_diagonal_offset", INFL, "k[np.arange(len(k)), start + np.arange(len(k))]",
+      "k[np.arange(len(k)), np.arange(len(k))]"),
+    m("influence.exact_route_below_threshold", BOOT, "if exact_up_to is None or len(gt) <= exact_up_to:",
+      "if exact_up_to is None or len(gt) < exact_up_to:"),
+    # ids
+    m("ids.tie_counts_whole", IDS, "0.5 * (score_filled == score_real)", "1.0 * (score_filled == score_real)"),
+    m("ids.real_at_zero_is_real", IDS, "(score_real <= 0)", "(score_real < 0)"),
+    m("ids.p_ids_reversed", IDS, "(score_filled > score_real)", "(score_real > score_filled)"),
+    m("ids.labels_swapped", IDS, "np.r_[np.ones(n), np.zeros(n)]", "np.r_[np.zeros(n), np.ones(n)]"),
+    # image: the hole's region, SSIM's data range, a perfect hole
+    m("image.hole_ssim_over_the_known_region", IMG, "ssim_map[i][:, h].mean()", "ssim_map[i][:, ~h].mean()"),
+    m("image.hole_ssim_over_the_whole_image", IMG, "ssim_map[i][:, h].mean()", "ssim_map[i].mean()"),
+    m("image.ssim_data_range_1", IMG, 'data_range=DATA_RANGE, reduction="none", return_full_image=True',
+      'data_range=1.0, reduction="none", return_full_image=True'),
+    m("image.hole_psnr_over_the_whole_image", IMG, "px, py = x[i][:, h], y[i][:, h]", "px, py = x[i], y[i]"),
+    m("image.perfect_hole_capped", IMG, 'float("inf") if exact else', '100.0 if exact else'),
+    # (hole PSNR without its `exact` branch is left out: equivalent, torchmetrics' PSNR of equal values is inf too)
+    m("image.known_fraction", IMG, "return 1.0 - np.asarray(known, bool).reshape(len(known), -1).mean(1)",
+      "return np.asarray(known, bool).reshape(len(known), -1).mean(1)"),
+    # review page (maskgit.compare): which side is A, which B
+    m("review.a_against_b", REVIEW, 'pairs = [(f"B:{s}", f"A:{s}") for s in common]',
+      'pairs = [(f"A:{s}", f"B:{s}") for s in common]'),
+    m("review.sets_paired_by_position", REVIEW, 'pairs = [(f"B:{s}", f"A:{s}") for s in common]',
+      'pairs = [(f"B:{t}", f"A:{s}") for s, t in zip(common, [t for t in sb if t in sa])]'),
+    m("review.column_a_shows_b", REVIEW, '"a": table[v["b"]][v["metric"]],', '"a": table[v["a"]][v["metric"]],'),
+    m("review.image_order_unchecked", REVIEW,
+      'if not (np.array_equal(names, next(iter(sb.values()))["names"]) and np.allclose(ga, gb)):',
+      'if not np.array_equal(np.sort(names), np.sort(next(iter(sb.values()))["names"])):'),
+    m("review.buckets_of_hole_ssim", REVIEW, 'if v["metric"] == "hole_psnr"}', 'if v["metric"] == "hole_ssim"}'),
+    m("review.buckets_under_holm", REVIEW, 'x["sets"].values()], alpha, "bh")', 'x["sets"].values()], alpha, "holm")'),
+    m("review.printed_a_minus_b", REVIEW, "d, lo, hi = signed(metric, [diff, lo, hi])",
+      "d, lo, hi = signed(metric, [-diff, -hi, -lo])"),
+    # experiments page: the best, the tie rule, the test set
+    m("experiments.top_is_highest", EXPP, "top = int(best_fid.idxmin())", "top = int(best_fid.idxmax())"),
+    m("experiments.best_schedule_highest", EXPP, "best_schedule = frame[fid_cols].idxmin(axis=1)",
+      "best_schedule = frame[fid_cols].idxmax(axis=1)"),
+    m("experiments.worse_is_tied", EXPP, 'marks[name] = "tied" if fid["verdict"] in ("indistinguishable", "identical")',
+      'marks[name] = "tied" if fid["verdict"] != "better"',
+      (EXPP, 'marks[name] = "tied" if fid["verdict"] == "indistinguishable" else ""',
+       'marks[name] = "tied" if fid["verdict"] != "better" else ""')),
+    m("experiments.identical_not_tied", EXPP, 'if fid["verdict"] in ("indistinguishable", "identical") else ""',
+      'if fid["verdict"] == "indistinguishable" else ""'),
+    m("experiments.test_set_unchecked", EXPP, "if f.shape != f_top.shape or not np.allclose(gt_i, gt):",
+      "if f.shape != f_top.shape:"),
+    m("experiments.best_fid_is_highest", EXPP, "best_value = table[fid_cols].min(axis=1)",
+      "best_value = table[fid_cols].max(axis=1)"),
+    # (pairs=[("top", "x")] for [("x", "top")] is left out: equivalent, the tie rule reads only
+    # "indistinguishable", and the percentile interval of -s is minus that of s)
+    # sweep: the lookup of a point already pushed
+    m("sweep.on_remote_inverted", SWEEP, 'return bool(git("ls-remote", url, exp_ref(commit, name)',
+      'return not bool(git("ls-remote", url, exp_ref(commit, name)'),
+    m("sweep.on_remote_by_name_alone", SWEEP, 'git("ls-remote", url, exp_ref(commit, name), check=False',
+      'git("ls-remote", url, name, check=False'),
+    m("sweep.ref_with_the_whole_sha", SJOB, 'return f"refs/exps/{commit[:2]}/{commit[2:]}/{name}"',
+      'return f"refs/exps/{commit[:2]}/{commit}/{name}"'),
+    m("sweep.remote_has_from_exit_code", SJOB, "return bool(out.stdout.strip())", "return out.returncode == 0"),
+    m("sweep.pushed_points_resubmitted", SWEEP, "if not _on_remote(git_url, commit, n)]", "if _on_remote(git_url, commit, n)]"),
+    m("sweep.job_on_remote_runs_again", SJOB, "if exists and not spec.read:", "if exists and spec.read:"),
+    m("sweep.name_depends_on_order", SJOB, "ordered = sorted(overrides)", "ordered = list(overrides)"),
 ]
 
 
