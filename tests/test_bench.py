@@ -81,7 +81,7 @@ def test_only_refuses_to_merge_a_smoke_run_into_a_page_measured_otherwise(tmp_pa
             "seconds": 1.0, "flops": [{"kept": 1}]}
     (tmp_path / "benchmark.json").write_text(json.dumps(page))
     with pytest.raises(SystemExit) as exit_:
-        bench.main(["--quick", "--only", "fid_cache", "--out", str(tmp_path), "--device", "cpu"])
+        bench.main(["--quick", "--only", "attention", "--out", str(tmp_path), "--device", "cpu"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and lines == [
         f"error: bench: --only: {tmp_path / 'benchmark.json'} was measured with another repeats (3, this run 1); "
@@ -90,6 +90,6 @@ def test_only_refuses_to_merge_a_smoke_run_into_a_page_measured_otherwise(tmp_pa
     # measured the same way, the other sections are kept
     page.update(repeats=1, args=["--quick"])
     (tmp_path / "benchmark.json").write_text(json.dumps(page))
-    bench.main(["--quick", "--only", "fid_cache", "--out", str(tmp_path), "--device", "cpu"])
+    bench.main(["--quick", "--only", "attention", "--out", str(tmp_path), "--device", "cpu"])
     merged = json.loads((tmp_path / "benchmark.json").read_text())
-    assert merged["flops"] == [{"kept": 1}] and merged["kept"] == ["flops"] and merged["fid_cache"]
+    assert merged["flops"] == [{"kept": 1}] and merged["kept"] == ["flops"] and merged["attention"]
