@@ -39,7 +39,7 @@ from maskgit.pipeline.sweep_job import JobSpec
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
                                            run_common)
 from maskgit.pipeline.tool import run_tool
-from maskgit.pipeline.workspace import refuse_concurrent_runs
+from maskgit.pipeline.workspace import params_bytes, refuse_concurrent_runs
 
 OBJECTIVES = "val_loss | fid:<schedule>"
 STORAGE_DIR = Path(".sweep/optuna")
@@ -174,11 +174,11 @@ def cli(argv=None):
         refuse_concurrent_runs("tune")  # its trials are `dvc exp run`s in this workspace
         # each `dvc exp run` leaves its own params in the workspace: the user's file comes back
         params = Path("params.yaml")
-        before = params.read_bytes() if params.is_file() else None
+        before = params_bytes(params)
         try:
             run_here(args, study, suggest, report)
         finally:
-            if before is not None and params.read_bytes() != before:
+            if before is not None and params_bytes(params) != before:
                 atomic_write_bytes(params, before)
                 print("params.yaml: put back as it was before the study (apply a trial with "
                       "`dvc exp apply NAME`)", file=sys.stderr)
