@@ -9,7 +9,7 @@ bucket of mask area, and the same test images under A and B beside the ground tr
 
 Both runs are read through DVC's own API (dvc.api) at their revisions: the per-image
 evidence the FID stages stored (maskgit.pipeline.evidence), so nothing is recomputed
-but the bootstrap. Paired: both runs must have scored the same test images.
+but the bootstrap. Paired: both runs must have scored the same test images, paired by name.
 """
 
 from __future__ import annotations
@@ -51,13 +51,28 @@ def fmt_diff(metric: str, diff: float, lo: float, hi: float) -> str:
     return f"{d} [{lo}, {hi}]"
 
 
+def in_order(run_sets: dict, gt: np.ndarray, names: np.ndarray) -> tuple[dict, np.ndarray | None]:
+    """A run's evidence and ground-truth features with their rows in the order of `names`:
+    images are paired by name, and each run's rows follow its own ground truth's order.
+    gt None when the run scored other images."""
+    own = next(iter(run_sets.values()))["names"]
+    if np.array_equal(own, names):
+        return run_sets, gt
+    row = {n: i for i, n in enumerate(own)}
+    if len(row) != len(own) or len(own) != len(names) or set(row) != set(names):
+        return run_sets, None
+    order = np.array([row[n] for n in names])
+    return {s: {k: v[order] for k, v in e.items()} for s, e in run_sets.items()}, gt[order]
+
+
 def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     """Every paired metric of every set both runs scored, B against A, over the same
     resampled test images; hole PSNR the same per bucket of mask area."""
     pa, sa, ga = a.load()
     pb, sb, gb = b.load()
     names = next(iter(sa.values()))["names"]
-    if not (np.array_equal(names, next(iter(sb.values()))["names"]) and np.allclose(ga, gb)):
+    sb, gb = in_order(sb, gb, names)
+    if gb is None or not np.allclose(ga, gb):
         raise InputError(f"{a.rev} and {b.rev} scored different test images: a paired comparison needs the same "
                          "test set (same prepare.* params and data)")
     common = [s for s in sa if s in sb]

@@ -5,6 +5,7 @@ identity, and the tie rule against a clearly worse experiment. Expected values a
 means and FIDs of the made-up evidence (torch-fidelity's FID, maskgit.metrics.fid),
 and the direction of each metric (higher hole PSNR is better, lower FID)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,16 +102,47 @@ def test_the_review_page_s_buckets_are_b_minus_a_over_each_bucket_s_images():
         assert x["sets"]["onestep"]["verdict"] == "identical"
 
 
-def test_the_same_images_in_another_order_are_never_paired_row_by_row():
-    a, _ = two_runs()
+def test_the_same_images_in_another_order_are_paired_by_name():
+    # evidence rows follow each run's own ground-truth order: B's rows are put in A's
+    a, b = two_runs()
     order = np.random.default_rng(1).permutation(N)
-    b = FakeRun("B-rev", a.params, {s: {k: v[order] for k, v in e.items()} for s, e in a.sets.items()}, a.gt[order])
-    try:
-        result = compare.compare(a, b, SETTINGS)
-    except InputError:
-        return  # refused: a paired comparison needs the images in one order
-    # or paired by name: then B is A, image for image, and nothing differs
-    assert all(r["interval"] == [0.0, 0.0] for r in result["rows"]), result["rows"]
+    shuffled = FakeRun("B-rev", b.params, {s: {k: v[order] for k, v in e.items()} for s, e in b.sets.items()},
+                       b.gt[order])
+    expected, result = compare.compare(a, b, SETTINGS), compare.compare(a, shuffled, SETTINGS)
+    assert [(r["set"], r["metric"], r["diff"], r["interval"], r["verdict"]) for r in result["rows"]] == \
+        [(r["set"], r["metric"], r["diff"], r["interval"], r["verdict"]) for r in expected["rows"]]
+    assert list(result["names"]) == list(a.sets["cosine"]["names"])
+    assert compare.render(a, shuffled, result, SETTINGS, None) == compare.render(a, b, expected, SETTINGS, None)
+
+
+@pytest.mark.parametrize("change", ["renamed", "other pixels", "one fewer"])
+def test_other_test_images_are_refused(change):
+    a, b = two_runs()
+    names, gt = a.sets["cosine"]["names"].copy(), b.gt.copy()
+    keep = slice(None)
+    if change == "renamed":
+        names[0] = "new.png"
+    elif change == "other pixels":
+        gt[0] += 1.0
+    else:
+        keep = slice(1, None)
+    sets = {s: {k: (names if k == "names" else v)[keep] for k, v in e.items()} for s, e in b.sets.items()}
+    with pytest.raises(InputError, match="scored different test images"):
+        compare.compare(a, FakeRun("B-rev", b.params, sets, gt[keep]), SETTINGS)
+
+
+def test_a_tiny_bin_difference_prints_like_every_other_cell():
+    # B's cosine is A's plus 1e-5 dB on every image: a real difference that rounds to 0.00
+    a, _ = two_runs()
+    sets = {s: dict(e) for s, e in a.sets.items()}
+    sets["cosine"]["hole_psnr"] = sets["cosine"]["hole_psnr"] + 1e-5
+    b = FakeRun("B-rev", a.params, sets, a.gt)
+    text = compare.render(a, b, compare.compare(a, b, SETTINGS), SETTINGS, None)
+    bins = text[text.index("## Hole PSNR by mask area"):]
+    row = next(ln for ln in bins.splitlines() if ln.startswith("| cosine"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells == ["+0.00 [+0.00, +0.00] **better**"] * 2, row
+    assert not re.search(r"\de[+-]\d", text), "no cell of the page in scientific notation"
 
 
 # --- the experiments page's marks ----------------------------------------------------

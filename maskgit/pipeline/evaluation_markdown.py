@@ -26,12 +26,10 @@ def fmt_interval(metric: str, cell: dict) -> str:
 
 
 def signed(metric: str, values: list[float]) -> list[str]:
-    """Signed values at the metric's digits; all in scientific notation when that would
-    print a non-zero difference as 0 (a real but tiny difference must not read as none)."""
+    """Signed values at the metric's digits, fixed-point like every other cell: a difference
+    too small for them prints as +0.00 (or -0.00), and its verdict says whether it is real."""
     scale, digits = METRICS[metric].scale, METRICS[metric].digits
-    scaled = [v * scale for v in values]
-    tiny = any(v != 0 and abs(v) < 0.5 * 10 ** -digits for v in scaled)
-    return [f"{v:+.1e}" if tiny else f"{v:+.{digits}f}" for v in scaled]
+    return [f"{v * scale:+.{digits}f}" for v in values]
 
 
 def fmt_diff(pair: dict) -> str:
