@@ -153,3 +153,38 @@ def test_a_checkpoint_that_fills_the_disk_is_one_line_naming_it(small_disk, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(target) in err[0] and "disk is full" in err[0], err
     assert list(target.parent.iterdir()) == [], "the temporary file is removed"
+
+
+def test_a_killed_run_s_temporary_files_go_when_any_stage_next_runs(capsys, tmp_path, monkeypatch):
+    # a SIGKILLed prepare leaves data/.prepared.<pid>.<random>; if DVC then restores prepare
+    # from its run cache, prepare never runs to clear it, so the next stage to run does
+    import subprocess
+    from pathlib import Path
+
+    from maskgit.pipeline.files import atomic_file, make_tmp_dir
+
+    monkeypatch.chdir(tmp_path)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    live = make_tmp_dir(Path("data/prepared"))  # this process's: a build in progress, never touched
+    assert live.name.startswith(f".prepared.{os.getpid()}.")
+    stale = [Path(f"data/.prepared.{dead}.k2_x9abc"),
+             Path(f"outputs/inpaint/confidence/cosine/.images.{dead}.abcdefgh")]
+    for folder in stale:
+        (folder / "test").mkdir(parents=True)
+        (folder / "test" / "0.png").write_bytes(b"png")
+    stale_file = Path(f"models/.vqgan.pt.{dead}.abcdefgh.tmp")
+    stale_file.parent.mkdir()
+    stale_file.write_bytes(b"half a checkpoint")
+    kept = [Path("data/prepared/train/.x.1.png"), Path("data/.prepared.old")]  # not one of ours
+    for p in kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+    with atomic_file("metrics/fid.json") as f:  # written mid-stage, also this process's
+        assert Path(f.name).name.startswith(f".fid.json.{os.getpid()}.")
+        run_stage(lambda: None, "x", record_time=False)
+        assert Path(f.name).exists()
+    assert not any(p.exists() for p in [*stale, stale_file])
+    assert live.is_dir() and all(p.exists() for p in kept)
+    err = capsys.readouterr().err
+    assert f"x: removed {stale[0]} (left by a killed run)" in err.splitlines()

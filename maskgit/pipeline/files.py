@@ -8,12 +8,14 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from PIL import Image
 from maskgit.pipeline.errors import InputError
@@ -27,9 +29,18 @@ def _umask() -> int:
     return mask
 
 
+# a temporary sibling is .<name>.<pid>.<8 random characters>, a file ending .tmp: the pid
+# of the process building it, so that remove_stale_tmp never touches one still in use
+_TMP_NAME = re.compile(r"\..+\.(\d+)\.[a-z0-9_]{8}(\.tmp)?")
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
 def _tmp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); give it the permissions open() would
     os.chmod(tmp, 0o666 & ~_umask())
@@ -211,9 +222,33 @@ def make_tmp_dir(folder: Path) -> Path:
     for stale in folder.parent.glob(f".{folder.name}.*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(folder), dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+def remove_stale_tmp(roots) -> list[Path]:
+    """Remove the temporary siblings (of atomic_file, make_tmp_dir) under the folders `roots`
+    whose process is gone, and return them. A run killed outright (SIGKILL, power cut) leaves
+    its own; when DVC then restores that stage from its run cache, the stage never runs again
+    to clear them, so every stage clears every dead process's when it starts."""
+    removed, todo = [], [Path(r) for r in roots]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:  # absent, or not a folder
+            continue
+        for e in entries:
+            match = _TMP_NAME.fullmatch(e.name)
+            if match and not psutil.pid_exists(int(match[1])):
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    Path(e.path).unlink(missing_ok=True)
+                removed.append(Path(e.path))
+            elif e.is_dir(follow_symlinks=False):
+                todo.append(Path(e.path))
+    return removed
 
 
 def replace_dir(tmp: Path, folder: Path) -> None:

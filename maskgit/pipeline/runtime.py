@@ -6,6 +6,7 @@ import os
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -13,8 +14,10 @@ import torch
 
 from maskgit.pipeline import numerics, paths, workspace
 from maskgit.pipeline.errors import ParamError, one_line_errors
-from maskgit.pipeline.files import write_json
+from maskgit.pipeline.files import remove_stale_tmp, write_json
 
+# the top folders of every path paths.py names (data, models, outputs, ...): where a stage writes
+OUTPUT_ROOTS = sorted({p.parts[0] for p in vars(paths).values() if isinstance(p, Path)})
 
 
 def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True) -> None:
@@ -28,6 +31,8 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     with one_line_errors(name, f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)",
                          debug="--debug" in sys.argv):
         workspace.refuse_concurrent_runs(f"stage {name}")
+        for stale in remove_stale_tmp(OUTPUT_ROOTS):
+            print(f"{name}: removed {stale} (left by a killed run)", file=sys.stderr)
         params_read = workspace.params_bytes()
         try:
             extra = main()
