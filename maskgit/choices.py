@@ -8,6 +8,7 @@ PRECISIONS = ("fp32", "bf16")
 ATTENTION_KINDS = ("manual", "sdpa")  # transformer.attention
 POS_INITS = ("sincos", "normal")  # transformer.pos_init
 SAMPLING = ("argmax", "sample")  # inpaint.sampling
+ORDERS = ("confidence", "random", "halton")  # inpaint.orders: which tokens a decoding step reveals
 COMPOSITE = ("poisson", "paste", "none")  # inpaint.composite
 SOURCES = ("procedural", "folders")  # prepare.source
 MASK_FAMILIES = ("thin", "medium", "thick", "small", "large")  # maskgit.data.masks: LaMa's, then MAT's

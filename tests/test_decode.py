@@ -9,6 +9,7 @@ import torch
 from maskgit.algorithms.decoding import iterative_decode, num_masked_after_step
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.algorithms.schedules import gamma
+from maskgit.choices import ORDERS
 from maskgit.models.transformer import BidirectionalTransformer
 
 K = 32  # codebook size of the toy model
@@ -118,14 +119,16 @@ def test_token_mask_is_missing_when_any_pixel_of_its_patch_is_missing():
 # --- the loop ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "square"])
 @pytest.mark.parametrize("total_iter", [1, 2, 7, 10])
-def test_exact_number_left_masked_per_image_and_step(schedule, total_iter):
+def test_exact_number_left_masked_per_image_and_step(schedule, total_iter, order):
+    """The schedule decides how many, whichever order decides which."""
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
     iterative_decode(toy_transformer(), tokens, unknown, schedule=schedule, total_iter=total_iter,
                    sweet_spot=total_iter, choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
-                   on_step=on_step)
+                   on_step=on_step, order=order)
     assert len(steps) == total_iter
     for i in range(tokens.shape[0]):
         n0 = int(unknown[i].sum())  # this image's own count, not N nor image 0's

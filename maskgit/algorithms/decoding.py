@@ -14,10 +14,23 @@ One step t = 0 .. T-1 with r = (t + 1) / T (Chang et al., 2022, section 3.2, as 
   6. after the last step nothing stays masked: the output is the chosen tokens.
 The lab's sweet spot stops after `sweet_spot` steps; every position still unknown
 then keeps its choice from that step.
+
+Step 5 is MaskGIT's *order*, which tokens are revealed; the schedule still decides
+how many. `order` replaces it (ORDERS in maskgit.choices):
+  confidence  the rule above (the paper's and the lab's);
+  random      a uniform random order of the image's unknown tokens, drawn once per
+              image from its generator;
+  halton      the 2-D Halton sequence in bases (2, 3) mapped onto the token grid
+              (Besnier et al., 2025, "Halton scheduler for masked generative image
+              transformers"), filtered to the image's unknown tokens; with
+              halton_shift, rolled on the grid by a seeded offset per image.
+Random and Halton orders are fixed before the first step: the transformer's
+predictions decide the tokens, never which positions are revealed.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -27,12 +40,14 @@ from tqdm import tqdm
 
 from maskgit.algorithms.devices import release_free_heap, to_device
 from maskgit.algorithms.schedules import SCHEDULES, gamma
-from maskgit.choices import SAMPLING
+from maskgit.choices import ORDERS, SAMPLING
 
 
-
-def check_decode_args(schedule: str, total_iter, sweet_spot, choice_temperature, sampling: str) -> None:
+def check_decode_args(schedule: str, total_iter, sweet_spot, choice_temperature, sampling: str,
+                      order: str = "confidence") -> None:
     """Raise ValueError naming the offending argument (as its inpaint.* param)."""
+    if order not in ORDERS:
+        raise ValueError(f"inpaint.orders: unknown order {order!r}; known: {', '.join(ORDERS)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"inpaint.schedules: unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     for name, value in (("total_iter", total_iter), ("sweet_spot", sweet_spot)):
@@ -80,6 +95,59 @@ def _uniform(shape, generator: Generators, device) -> torch.Tensor:
     return torch.stack([torch.rand(shape[1:], generator=g, device=device, dtype=torch.float32) for g in generator])
 
 
+def radical_inverse(i: int, base: int) -> float:
+    """The i-th element of van der Corput's sequence in `base`: i's digits mirrored
+    about the radix point (the coordinates of the Halton sequence)."""
+    value, scale = 0.0, 1.0
+    while i > 0:
+        scale /= base
+        i, digit = divmod(i, base)
+        value += digit * scale
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _halton_cells(height: int, width: int) -> tuple[int, ...]:
+    seen, order, i = set(), [], 1
+    while len(order) < height * width:
+        cell = int(radical_inverse(i, 2) * height) * width + int(radical_inverse(i, 3) * width)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+        i += 1
+    return tuple(order)
+
+
+def halton_order(height: int, width: int) -> torch.Tensor:
+    """Every position of a height x width grid (row-major index), once, in the order
+    the 2-D Halton sequence in bases (2, 3) first lands on it: point i (from 1) is
+    (radical_inverse(i, 2), radical_inverse(i, 3)) = (row, column) as fractions of the
+    grid. Points landing on a cell already taken are skipped."""
+    return torch.tensor(_halton_cells(height, width), dtype=torch.long)
+
+
+def reveal_priority(order: str, shape: tuple[int, int], generator: Generators, device,
+                    halton_shift: bool = False) -> torch.Tensor:
+    """(B, N) float32 for the random and Halton orders: higher is revealed earlier.
+    The grid is square (N = side * side), as the VQGAN's token map is."""
+    b, n = shape
+    if order == "random":
+        return _uniform(shape, generator, device)
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"the halton order needs a square token grid, got {n} tokens per image")
+    rank = torch.empty(n, dtype=torch.float32)
+    rank[halton_order(side, side)] = torch.arange(n, 0, -1, dtype=torch.float32)  # first point: highest
+    rank = rank.to(device).expand(b, n)
+    if not halton_shift:
+        return rank.clone()
+    # a toroidal roll of the whole order per image (valeoai's `randomize`): the
+    # sequence keeps its spread, but images do not all start at the same cells
+    offsets = (_uniform((b, 2), generator, device) * side).long()
+    grid = rank.view(b, side, side)
+    return torch.stack([torch.roll(g, (int(dy), int(dx)), (0, 1)) for g, (dy, dx) in zip(grid, offsets.tolist())]).view(b, n)
+
+
 def _gumbel(shape, generator: Generators, device) -> torch.Tensor:
     # -log(-log U) with U kept away from 0 and 1 so the noise is finite
     u = _uniform(shape, generator, device).clamp(torch.finfo(torch.float32).tiny, 1.0 - 1e-7)
@@ -104,6 +172,8 @@ def iterative_decode(
     sweet_spot: int,
     choice_temperature: float,
     sampling: str = "argmax",
+    order: str = "confidence",
+    halton_shift: bool = False,
     generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     prior: torch.Tensor | None = None,
@@ -121,8 +191,10 @@ def iterative_decode(
     evidence about the unknown tokens from outside the token grid (see
     maskgit.algorithms.guidance.pixel_prior). The choice and its confidence then come from the
     softmax of the sum, p(code | context) * prior. None: the lab's decoding.
+    `order`: which tokens a step reveals (module docstring); `halton_shift` rolls the
+    Halton order per image. choice_temperature only matters to the confidence order.
     """
-    check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling)
+    check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling, order)
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B, N)")
     codebook_size = transformer.codebook_size
@@ -139,6 +211,10 @@ def iterative_decode(
     current = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
     steps = min(sweet_spot, total_iter)
     positions = torch.arange(tokens.shape[1], device=device)
+    # drawn before the first step so that a random order's draw comes first from each
+    # image's generator, whatever the steps draw after it
+    priority = None if order == "confidence" else reveal_priority(order, tuple(tokens.shape), generator, device,
+                                                                  halton_shift)
 
     for t in range(steps):
         r = (t + 1) / total_iter
@@ -156,9 +232,12 @@ def iterative_decode(
                 on_step(t, chosen, torch.zeros_like(masked))
             return chosen
 
-        chosen_log_prob = log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-        tau = annealed_temperature(choice_temperature, r)
-        confidence = chosen_log_prob + tau * _gumbel(chosen.shape, generator, device)
+        if priority is None:
+            chosen_log_prob = log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+            tau = annealed_temperature(choice_temperature, r)
+            confidence = chosen_log_prob + tau * _gumbel(chosen.shape, generator, device)
+        else:
+            confidence = priority
         confidence = torch.where(masked, confidence, torch.full_like(confidence, math.inf))
 
         n_keep = num_masked_after_step(n0, masked.sum(dim=1), schedule, r)
