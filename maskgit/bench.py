@@ -39,10 +39,11 @@ from pathlib import Path
 
 import torch
 
-from maskgit.algorithms.decoding import decode_set
+from maskgit.algorithms.decoding import decode_set, image_generators, reveal_priority
 from maskgit.algorithms.devices import autocast
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
+from maskgit.choices import ORDERS
 from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
 from maskgit.pipeline.tool import run_tool
@@ -102,11 +103,12 @@ def test_batch(n: int, codebook: int, device, seed: int = 0):
 DECODE = dict(schedule="cosine", sampling="argmax", choice_temperature=0.0)
 
 
-def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size):
+def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size, order="confidence", seed=None):
     """This project: decode_set, batched decoding, one VQGAN decode per batch at the end."""
     with autocast(tokens.device, precision):
         filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
-                                   total_iter=total_iter, sweet_spot=total_iter, desc="bench", **DECODE)
+                                   total_iter=total_iter, sweet_spot=total_iter, desc="bench", order=order,
+                                   seed=seed, **DECODE)
     return filled
 
 
@@ -145,6 +147,26 @@ def bench_inpainting(size, device, n, total_iter, repeats, batch_size, n_lab_sty
     agree = (results[("ours", "bf16")] == results[("ours", "fp32")])[unknown.cpu()].float().mean().item()
     for r in rows:
         r["bf16_token_agreement_vs_fp32"] = agree if r["precision"] == "bf16" else 1.0
+    return rows
+
+
+def bench_orders(size, device, n, total_iter, repeats, batch_size):
+    """Seconds per image and step of each decoding order (inpaint.orders), and of the
+    order's own work: the per-image reveal priority drawn once before the first step."""
+    transformer, vqgan = build(size, device)
+    tokens, unknown = test_batch(n, SIZES[size]["codebook"], device)
+    generators = image_generators(0, range(n), device)
+    rows, base = [], None
+    for order in ORDERS:
+        # per-image generators, as the inpaint stage draws its noise
+        t = timed(lambda: ours(transformer, vqgan, tokens, unknown, total_iter, "fp32", batch_size, order, seed=0),
+                  device, repeats)
+        t_priority = 0.0 if order == "confidence" else timed(
+            lambda: reveal_priority(order, tuple(tokens.shape), generators, device, halton_shift=True), device, repeats)
+        base = base or t
+        rows.append({"size": size, "order": order, "images": n, "total_iter": total_iter,
+                     "s_per_image_step": t / n / total_iter, "vs_confidence": t / base,
+                     "priority_s_per_image": t_priority / n})
     return rows
 
 
@@ -347,6 +369,7 @@ TITLES = {
     "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
     "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
     "bootstrap": "7. Bootstrap of FID, KID, hole PSNR/SSIM over test images (7 sets, paired; stage evaluate)",
+    "orders": "8. Decoding order: each order's cost per image and step (fp32, shifted Halton; decode_set)",
 }
 SECTIONS = tuple(TITLES)
 
@@ -443,6 +466,7 @@ def cli(argv=None):
     # ~6,300 distinct images per replicate; the linear route takes every set there
     fid_rows = [r for r in result.get("scaling", []) if r["what"] == "fid"]
     fid_s = max(fid_rows, key=lambda r: r["images"])["s_per_image"] if fid_rows else None
+    section("orders", lambda: bench_orders("demo", device, 4 if args.quick else 64, steps, repeats, 64))
     section("bootstrap", lambda: bench_bootstrap(
         [(32, 100, 7, "exact"), (32, 100, 7, "linear")] if args.quick
         else [(150, 1000, 7, "exact"), (150, 1000, 7, "linear"), (747, 1000, 7, "exact"), (747, 1000, 7, "linear"),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from maskgit.metrics import evaluation, registry
-from maskgit.pipeline import paths, plotting
+from maskgit.pipeline import paths, plotting, sets
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.evaluation_markdown import correction_line, fmt_interval, signed
 from maskgit.pipeline.sets import BASELINES, label
@@ -100,8 +100,8 @@ def figure(a: Run, b: Run, result: dict, path: Path) -> None:
     sched = [s for s in result["common"] if s not in BASELINES]
     columns = [("masked input", [a.image(paths.TEST / "masked_image" / n) for n in picked])]
     for s in sched:
-        columns.append((f"A: {s}", [a.image(paths.INPAINT / s / "images" / n) for n in picked]))
-        columns.append((f"B: {s}", [b.image(paths.INPAINT / s / "images" / n) for n in picked]))
+        columns.append((f"A: {s}", [a.image(sets.inpaint_dir(s) / "images" / n) for n in picked]))
+        columns.append((f"B: {s}", [b.image(sets.inpaint_dir(s) / "images" / n) for n in picked]))
     columns.append(("ground truth", [a.image(paths.TEST / "gt" / n) for n in picked]))
     plotting.image_grid(columns, picked, path, title=f"A = {a.rev}, B = {b.rev}: the same test images")
 

@@ -28,14 +28,14 @@ from maskgit.pipeline.evidence import read_run
 from maskgit.pipeline.files import write_json
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.sets import pairs_to_compare
+from maskgit.pipeline.sets import decoders, pairs_to_compare
 
 FIGURE = paths.EVALUATION_FIGURES / "mask_area.png"
 
 
 def main():
     params = load_params()
-    settings, schedules = evaluation.Settings.from_params(params["evaluate"]), params["inpaint"]["schedules"]
+    settings, schedules = evaluation.Settings.from_params(params["evaluate"]), decoders(params["inpaint"])
     gt = np.load(paths.GT_FEATURES)
     sets = read_run(schedules)
     n = len(gt)

@@ -33,6 +33,7 @@ from maskgit.metrics.image import missing_fraction
 from maskgit.metrics import perceptual
 from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
 from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline import sets
 from maskgit.pipeline.sets import BASELINES
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
 from maskgit.pipeline.files import sha256_file, list_images, make_tmp_dir, read_images, read_masks, replace_dir, save_npy, write_json
@@ -47,7 +48,7 @@ def image_sets(which, params):
     if which == "baselines":
         return {name: spec.images for name, spec in BASELINES.items()}
     # read the list from params, never glob: removed schedules leave stale folders
-    return {s: paths.INPAINT / s / "images" for s in params["inpaint"]["schedules"]}
+    return {s: sets.inpaint_dir(s) / "images" for s in sets.decoders(params["inpaint"])}
 
 
 def main():

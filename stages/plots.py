@@ -48,7 +48,7 @@ def image_column(folder: Path, names: list[str]) -> list[np.ndarray]:
 
 
 def image_figures(params, table, names, out: Path) -> None:
-    schedules = params["inpaint"]["schedules"]
+    schedules = sets.decoders(params["inpaint"])
     # a schedule is singled out only where the verdicts say so: alone best, or tied with some but not all
     tied = set(table.loc[table["tied_for_best"], "name"])
     mark = {}
@@ -61,28 +61,28 @@ def image_figures(params, table, names, out: Path) -> None:
     for s in schedules:
         plotting.image_grid(
             [("masked input", masked), ("mask (white = known)", masks),
-             (f"inpainted ({s})", image_column(INPAINT / s / "images", grid_names)), ("ground truth", gt)],
-            grid_names, out / f"grid_{s}.png", title=f"Inpainting with the {s} schedule",
+             (f"inpainted ({s})", image_column(sets.inpaint_dir(s) / "images", grid_names)), ("ground truth", gt)],
+            grid_names, out / f"grid_{s}.png", title=f"Inpainting with the {sets.describe(s)}",
         )
 
     # spread over the test set rather than the first few: more variety of masks
     picked = [names[i] for i in plotting.spread_indices(len(names), N_COMPARISON)]
     columns = [("masked input", image_column(TEST / "masked_image", picked))]
-    columns += [(s + mark.get(s, ""), image_column(INPAINT / s / "images", picked)) for s in schedules]
+    columns += [(s + mark.get(s, ""), image_column(sets.inpaint_dir(s) / "images", picked)) for s in schedules]
     columns += [(sets.BASELINES[b].short, image_column(sets.BASELINES[b].images, picked)) for b in sets.GRID]
     columns += [("ground truth", image_column(TEST / "gt", picked))]
     plotting.image_grid(columns, picked, out / "comparison.png", title="Schedules against the baselines")
 
     for s in schedules:
-        steps_masked, steps_images = INPAINT / s / "steps_masked.npy", INPAINT / s / "steps_images.npy"
+        steps_masked, steps_images = sets.inpaint_dir(s) / "steps_masked.npy", sets.inpaint_dir(s) / "steps_images.npy"
         arrays = [np.load(p) for p in (steps_masked, steps_images) if p.is_file()]
         if len(arrays) < 2 or len(arrays[0]) == 0:
             print(f"plots: no per-step arrays for {s} (inpaint.n_figure_images 0?): no steps_{s}.png", file=sys.stderr)
             continue
-        info = read_json(INPAINT / s / "info.json")
+        info = read_json(sets.inpaint_dir(s) / "info.json")
         plotting.steps_figure(
             *arrays, names, out / f"steps_{s}.png",
-            title=f"Decoding step by step, {s} schedule (total_iter {info['total_iter']}, "
+            title=f"Decoding step by step, {sets.describe(s)} (total_iter {info['total_iter']}, "
                   f"sweet spot {info['sweet_spot']}): latent mask (white = masked) and decoded image",
         )
 
@@ -91,7 +91,7 @@ def main():
     params = load_params()
     ip = params["inpaint"]
     table = plotting.fid_table(read_json(paths.FID_SCHEDULES), read_json(paths.FID_BASELINES),
-                               ip["schedules"], read_json(paths.EVALUATION))
+                               sets.decoders(ip), read_json(paths.EVALUATION))
     names = [p.name for p in list_images(TEST / "masked_image")]
 
     REPORTS.mkdir(parents=True, exist_ok=True)

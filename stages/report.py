@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from maskgit.pipeline import paths
-from maskgit.pipeline import evaluation_markdown, plotting
+from maskgit.pipeline import evaluation_markdown, plotting, sets
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.files import atomic_write_bytes, sha256_file
 from maskgit.pipeline.params import flatten, load_params
@@ -73,8 +73,8 @@ def metrics_section(title: str, path: str) -> list[str]:
 
 
 def stale_timing(stage: str, schedules: list[str]) -> bool:
-    # a schedule removed from params leaves its old timing file behind: not part of this run
-    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in schedules
+    # a decoder removed from params leaves its old timing file behind: not part of this run
+    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in map(sets.stage_key, schedules)
 
 
 def timings_section(schedules: list[str]) -> list[str]:
@@ -92,9 +92,9 @@ def timings_section(schedules: list[str]) -> list[str]:
 
     def order(name):
         base = "inpaint" if name.startswith("inpaint-") else name
-        schedule = name.removeprefix("inpaint-")
+        keys = [sets.stage_key(s) for s in schedules]
         if base in STAGE_ORDER:
-            return (STAGE_ORDER.index(base), schedules.index(schedule) if base == "inpaint" else 0, name)
+            return (STAGE_ORDER.index(base), keys.index(name.removeprefix("inpaint-")) if base == "inpaint" else 0, name)
         return (len(STAGE_ORDER), 0, name)
 
     total = sum(timings.values())
@@ -133,7 +133,7 @@ def provenance(params: dict) -> list[str]:
     devices, numerics = {}, stage_numerics(params)
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
-        if stale_timing(entry.get("stage", path.stem), params["inpaint"]["schedules"]):
+        if stale_timing(entry.get("stage", path.stem), sets.decoders(params["inpaint"])):
             continue
         devices.setdefault(entry.get("device", "not recorded"), []).append(entry.get("stage", path.stem))
     lines.append("- Devices (per stage, `timings/*.json`; wall times in Timings above): "
@@ -147,7 +147,7 @@ def stage_numerics(params: dict) -> dict[str, dict]:
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
         name = entry.get("stage", path.stem)
-        if not stale_timing(name, params["inpaint"]["schedules"]) and isinstance(entry.get("numerics"), dict):
+        if not stale_timing(name, sets.decoders(params["inpaint"])) and isinstance(entry.get("numerics"), dict):
             out[name] = entry["numerics"]
     return out
 
@@ -183,7 +183,7 @@ def data_line(pr: dict, size: int) -> str:
 def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
-    schedules = ip["schedules"]
+    schedules = sets.decoders(ip)
     ev = read_json(paths.EVALUATION)
     # counted on disk: with user folders prepare.n_test does not apply
     n_scored = ev["images"]
@@ -200,7 +200,9 @@ def main():
         f"- Tokens: {vq['latent_resolution']}x{vq['latent_resolution']} = {tokens} per image, "
         f"codebook of {vq['num_codebook_vectors']}"
         + (f"; pretrained VQGAN `{vq['checkpoint']}`, not trained here." if vq["checkpoint"] else "."),
-        f"- Decoding: schedules {', '.join(schedules)}; total_iter {ip['total_iter']}, sweet spot {ip['sweet_spot']} "
+        f"- Decoding: schedules {', '.join(ip['schedules'])} x orders {', '.join(ip['orders'])}"
+        + (" (Halton shifted per image)" if ip["halton_shift"] and "halton" in ip["orders"] else "")
+        + f"; total_iter {ip['total_iter']}, sweet spot {ip['sweet_spot']} "
         f"({steps} steps run), {ip['sampling']}, choice temperature {ip['choice_temperature']}, "
         f"composite: {ip['composite']}, pixel guidance {ip['pixel_guidance']}"
         + (" (the lab's decoding)." if ip["pixel_guidance"] == 0 else " (partly known tokens weigh their known pixels)."),
@@ -221,6 +223,9 @@ def main():
         "",
         evaluation_markdown.results_table(ev, schedules),
         "",
+        *(["### Decoding order", "",
+           "Which tokens a step reveals (`inpaint.orders`), on each schedule; the schedule decides how many.", "",
+           *evaluation_markdown.order_table(ev, ip["schedules"], ip["orders"])] if len(ip["orders"]) > 1 else []),
         "### Reading",
         "",
         *evaluation_markdown.tied_lines(ev),
@@ -238,11 +243,11 @@ def main():
 
     figures = REPORTS / "figures"
     captions = [
-        ("fid.png", "FID per schedule; the baselines as horizontal lines."),
+        ("fid.png", "FID per decoder (schedule, and order where it is not confidence); the baselines as horizontal lines."),
         ("gamma.png", "The mask schedules; dots: fraction still masked after each decode step."),
-        ("comparison.png", "The same test images under every schedule and the baselines."),
-        *[(f"grid_{s}.png", f"Inpainting with the {s} schedule.") for s in schedules],
-        *[(f"steps_{s}.png", f"Step-by-step decoding, {s} schedule: latent mask (white = masked) "
+        ("comparison.png", "The same test images under every decoder and the baselines."),
+        *[(f"grid_{s}.png", f"Inpainting with the {sets.describe(s)}.") for s in schedules],
+        *[(f"steps_{s}.png", f"Step-by-step decoding, {sets.describe(s)}: latent mask (white = masked) "
                              "and the image decoded at each step.") for s in schedules],
         ("training.png", "Training curves of the transformer and the VQGAN."),
     ]

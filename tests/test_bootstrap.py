@@ -18,6 +18,7 @@ from maskgit.metrics.image import missing_fraction
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.evidence import write_evidence
 from maskgit.pipeline.params import check_params
+from maskgit.pipeline.sets import BASELINES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,7 +129,7 @@ def test_bad_evaluate_params_are_one_line(key, value, match):
 
 def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["inpaint"]["schedules"] = ["cosine", "linear"]
+    params["inpaint"].update(schedules=["cosine", "linear"], orders=["confidence", "halton"])
     params["evaluate"].update(replicates=100, kid_min_images=10)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     n, rng = 40, np.random.default_rng(1)
@@ -136,9 +137,10 @@ def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     (tmp_path / "outputs/fid").mkdir(parents=True)
     np.save(tmp_path / "outputs/fid/gt_features.npy", gt)
     fraction = np.linspace(0.05, 0.6, n)
-    noise = {"cosine": 0.2, "linear": 0.2, "onestep": 0.3, "harmonic": 0.6, "masked_input": 2.0, "recon": 0.05}
+    noise = {"cosine": 0.2, "linear": 0.2, "cosine-halton": 0.05, "linear-halton": 0.2, "onestep": 0.3,
+             "harmonic": 0.6, "masked_input": 2.0, "recon": 0.05}
     for name, sigma in noise.items():
-        folder = "schedules" if name in ("cosine", "linear") else "baselines"
+        folder = "baselines" if name in BASELINES else "schedules"
         write_evidence(tmp_path / "outputs/fid" / folder / f"{name}.npz", names=np.array([f"{i}.png" for i in range(n)]),
                        features=gt + sigma * rng.normal(size=gt.shape), missing_fraction=fraction,
                        psnr=30 - 5 * sigma + rng.normal(size=n), ssim=np.full(n, 0.9 - sigma / 4),
@@ -146,12 +148,17 @@ def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     load_stage("evaluate").main()
     ev = json.loads((tmp_path / "metrics/evaluation.json").read_text())
-    assert ev["images"] == n and list(ev["sets"]) == ["cosine", "linear", "masked_input", "onestep", "recon", "harmonic"]
+    assert ev["images"] == n and list(ev["sets"]) == ["cosine", "linear", "cosine-halton", "linear-halton",
+                                                      "masked_input", "onestep", "recon", "harmonic"]
     pairs = {(p["a"], p["b"], p["metric"]): p for p in ev["pairs"]}
+    # the decoders along the grid's axes, never across both: no cosine against linear Halton
+    assert ("cosine", "linear-halton", "fid") not in pairs and ("linear", "cosine-halton", "fid") not in pairs
+    assert pairs[("cosine", "cosine-halton", "fid")]["verdict"] == "worse"  # the less noisy fill wins
+    assert pairs[("linear", "linear-halton", "fid")]["verdict"] == "indistinguishable"
     assert pairs[("masked_input", "recon", "fid")]["verdict"] == "worse"
     assert pairs[("masked_input", "recon", "fid")]["interval"][0] > 0
     assert pairs[("cosine", "masked_input", "hole_psnr")]["verdict"] == "better"
-    assert set(ev["tied_for_best"]["fid"]) == {"cosine", "linear"}  # the same noise level: tied
+    assert ev["tied_for_best"]["fid"] == ["cosine-halton"]
     buckets = ev["mask_buckets"]
     assert [b["images"] for b in buckets] == [int(((fraction >= lo) & (fraction < hi)).sum())
                                               for lo, hi in zip([0, .1, .2, .3, .4], [.1, .2, .3, .4, 1.01])]

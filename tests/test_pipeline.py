@@ -56,7 +56,7 @@ def read_json(path):
 
 def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     project, env, out = tiny_project
-    for stage in TRAINING_STAGES + ["inpaint@cosine", "inpaint@linear", "inpaint@square", "baselines",
+    for stage in TRAINING_STAGES + ["inpaint@cosine-confidence", "inpaint@linear-confidence", "inpaint@square-confidence", "inpaint@cosine-halton", "baselines",
                                     "fid_reference", "fid_baselines", "fid", "evaluate", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
     fid = read_json(project / "metrics/fid_schedules.json")
@@ -71,7 +71,7 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     assert (project / "reports/figures").is_dir() and any((project / "reports/figures").glob("*.png"))
     # images in, images out, one per test image
     n_test = len(list((project / "data/prepared/test/gt").glob("*.png")))
-    assert len(list((project / "outputs/inpaint/cosine/images").glob("*.png"))) == n_test
+    assert len(list((project / "outputs/inpaint/confidence/cosine/images").glob("*.png"))) == n_test
     assert "up to date" in run(["dvc", "status"], project, env).lower()
 
 
@@ -109,15 +109,15 @@ def test_a_rerun_that_writes_the_same_images_does_not_rerun_fid(tiny_project):
     # Training's determinism is checked in-process (tests/test_resume.py).
     project, env, _ = tiny_project
     before = {p: p.read_bytes() for p in sorted((project / "data/tokens").glob("*.npy"))}
-    run(["dvc", "repro", "--force", "--single-item", "prepare", "tokenize", "inpaint@cosine", "baselines"],
+    run(["dvc", "repro", "--force", "--single-item", "prepare", "tokenize", "inpaint@cosine-confidence", "baselines"],
         project, env)
     assert before and all(p.read_bytes() == b for p, b in before.items())
     out = run(["dvc", "repro"], project, env)
     for stage in ["train_vqgan", "train_transformer", "fid_reference", "fid_baselines", "fid", "evaluate", "plots"]:
         assert f"Running stage '{stage}'" not in out, f"{stage} re-ran after an identical re-run"
     assert "Running stage 'report'" in out
-    timing = read_json(project / "timings/inpaint-cosine.json")
-    assert timing["decode_seconds"] > 0 and "seconds" not in read_json(project / "outputs/inpaint/cosine/info.json")
+    timing = read_json(project / "timings/inpaint-cosine-confidence.json")
+    assert timing["decode_seconds"] > 0 and "seconds" not in read_json(project / "outputs/inpaint/confidence/cosine/info.json")
 
 
 FINGERPRINTS = Path(__file__).parent / "fingerprints" / "tiny_portable.json"
@@ -212,13 +212,13 @@ def test_sweet_spot_experiment_reruns_only_inpainting(tiny_project):
     out = run(["dvc", "exp", "run", "-S", "inpaint.sweet_spot=2"], project, env)
     for stage in TRAINING_STAGES + ["baselines", "fid_reference", "fid_baselines"]:
         assert f"Running stage '{stage}'" not in out, f"{stage} re-ran"
-    for stage in ["inpaint@cosine", "inpaint@linear", "inpaint@square", "fid", "plots", "report"]:
+    for stage in ["inpaint@cosine-confidence", "inpaint@linear-confidence", "inpaint@square-confidence", "inpaint@cosine-halton", "fid", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
     # evaluate reads only the per-image evidence: it re-runs when that changed, and is
     # skipped when the tiny model's fills came out the same at both sweet spots
     evidence_same = "Stage 'evaluate' didn't change, skipping" in out
     assert evidence_same or "Running stage 'evaluate'" in out
-    info = read_json(project / "outputs/inpaint/cosine/info.json")
+    info = read_json(project / "outputs/inpaint/confidence/cosine/info.json")
     assert info["sweet_spot"] == 2
     shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr

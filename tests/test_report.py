@@ -64,8 +64,8 @@ EVALUATION = {
                                           "kid": cell(0.05, 0.01, 0.09)}}}],
     "images_outside_buckets": 0,
 }
-TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine": 10.0, "inpaint-linear": 8.5,
-           "inpaint-square": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
+TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine-confidence": 10.0, "inpaint-linear-confidence": 8.5,
+           "inpaint-square-confidence": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
 
 
 def write_json(path, obj):
@@ -91,6 +91,7 @@ def write_tsv(path, values, timestamp=False):
 def workdir(tmp_path, monkeypatch):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["inpaint"]["schedules"] = SCHEDULES
+    params["inpaint"]["orders"] = ["confidence"]
     params["inpaint"]["n_figure_images"] = K
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -103,18 +104,18 @@ def workdir(tmp_path, monkeypatch):
     write_pngs(test / "gt", gt)
     write_pngs(test / "masked_image", masked)
     write_pngs(test / "mask64", known.astype(np.uint8) * 255)
-    for folder in [*(f"outputs/inpaint/{s}/images" for s in SCHEDULES), "outputs/baselines/onestep/images",
+    for folder in [*(f"outputs/inpaint/confidence/{s}/images" for s in SCHEDULES), "outputs/baselines/onestep/images",
                    "outputs/baselines/recon/images", "outputs/baselines/harmonic/images"]:
         write_pngs(tmp_path / folder, np.clip(gt.astype(int) + rng.integers(-30, 30, gt.shape), 0, 255).astype(np.uint8))
     for s in SCHEDULES:
-        write_json(tmp_path / f"outputs/inpaint/{s}/info.json", {
+        write_json(tmp_path / f"outputs/inpaint/confidence/{s}/info.json", {
             "schedule": s, "total_iter": 8, "sweet_spot": 8, "images": len(NAMES), "seconds": 1.0,
             "seconds_per_image": 0.1, "device": "cpu"})
     # per-step arrays for cosine only: linear stands for a run with n_figure_images 0
     still = np.array([int(TOKENS * 0.6 * (1 - (t + 1) / T)) for t in range(T)])
     steps_masked = np.arange(TOKENS)[None, None, :] < still[None, :, None]
-    np.save(tmp_path / "outputs/inpaint/cosine/steps_masked.npy", np.broadcast_to(steps_masked, (K, T, TOKENS)).copy())
-    np.save(tmp_path / "outputs/inpaint/cosine/steps_images.npy",
+    np.save(tmp_path / "outputs/inpaint/confidence/cosine/steps_masked.npy", np.broadcast_to(steps_masked, (K, T, TOKENS)).copy())
+    np.save(tmp_path / "outputs/inpaint/confidence/cosine/steps_images.npy",
             rng.integers(0, 256, (K, T, 64, 64, 3), dtype=np.uint8))
 
     write_json(tmp_path / "metrics/fid_schedules.json", FID_SCHEDULES)
@@ -198,7 +199,7 @@ def test_plots_and_report(workdir):
                  "## Provenance", "`inpaint.seed` 0", "`train_vqgan.seed` 0", "Packages: torch ", "torch-fidelity 0.4.0",
                  "Inception weights (sha256): not recorded",
                  "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png",
-                 "val_psnr", "27.12", "1,234,567", "inpaint-linear"]:
+                 "val_psnr", "27.12", "1,234,567", "inpaint-linear-confidence"]:
         assert text in report, text
     assert "Best schedule" not in report and "(best)" not in report  # two tied: no single best
     assert "steps_linear" not in report

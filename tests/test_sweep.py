@@ -97,7 +97,7 @@ def test_a_sweep_trains_once_and_is_collected_on_another_machine(world):
     point_logs = [t for t in logs(project) if "dvc exp run" in t]
     assert len(point_logs) == 3
     assert all("Stage 'train_transformer' is cached - skipping run" in t for t in point_logs)
-    assert all("Running stage 'inpaint@cosine'" in t for t in point_logs)
+    assert all("Running stage 'inpaint@cosine-confidence'" in t for t in point_logs)
 
     out = sh([sys.executable, "-m", "maskgit.experiments", "--pull"], other, env).stdout
     assert "3 experiments" in out
@@ -169,7 +169,7 @@ def test_an_interrupted_sweep_stops_cleanly_and_resubmitted_completes(world):
     # clone is inpainting
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
-        if any(scratch.glob("maskgit-sweep/sw-*/repo/outputs/inpaint/cosine")):
+        if any(scratch.glob("maskgit-sweep/sw-*/repo/outputs/inpaint/confidence/cosine")):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the sweep ended before it could be interrupted"

@@ -158,3 +158,37 @@ def buckets_table(ev: dict, metrics=BY_AREA) -> list[str]:
     if ev.get("images_outside_buckets"):
         out.append(f"{ev['images_outside_buckets']} images fall outside the bucket edges.")
     return out + [""]
+
+
+FLIPPED = {"better": "worse", "worse": "better"}
+
+
+def order_table(ev: dict, schedules: list[str], orders: list[str], metrics=("fid", "hole_psnr")) -> list[str]:
+    """The decoders as a grid: a row per schedule, each order's FID with its interval, and
+    each later order's paired verdicts against the first (confidence, as shipped) on the
+    same schedule. Empty with one order."""
+    if len(orders) < 2:
+        return []
+    from maskgit.pipeline.sets import decoder_name
+
+    pairs = {(p["a"], p["b"], p["metric"]): p for p in ev["pairs"]}
+    first, rest = orders[0], orders[1:]
+    header = ["schedule"] + [f"{o}: {metric_header('fid')}" for o in orders]
+    header += [f"{o} vs {first}: d{METRICS[m].label}" for o in rest for m in metrics]
+    rows = []
+    for s in schedules:
+        cells = ev["sets"]
+        row = [s] + [fmt_interval("fid", cells[decoder_name(s, o)]["fid"]) for o in orders]
+        for o in rest:
+            for m in metrics:
+                # stored as (first order's set) - (this order's set): turned round to read "o vs first"
+                p = pairs.get((decoder_name(s, first), decoder_name(s, o), m))
+                if p is None:
+                    row.append("—")
+                    continue
+                diff, lo, hi = signed(m, [-p["diff"], -p["interval"][1], -p["interval"][0]])
+                row.append(f"{FLIPPED.get(p['verdict'], p['verdict'])}, {diff} [{lo}, {hi}]")
+        rows.append(row)
+    return [markdown_table(header, rows, "l" + "r" * (len(header) - 1)), "",
+            f"A verdict reads as the column's order against {first} on the row's schedule, after the page's "
+            "correction; better or worse only where the interval excludes 0.", ""]

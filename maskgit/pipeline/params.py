@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ruamel.yaml import YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
-from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, TEST_MASKS
+from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, ORDERS, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, TEST_MASKS
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
@@ -96,14 +96,17 @@ def _optional_endpoint(v):
     return None
 
 
-def _schedules(v):
-    if not isinstance(v, list) or not v:
-        return "must be a non-empty list of schedule names"
-    unknown = [s for s in v if s not in SCHEDULES]
-    if unknown:
-        return f"has unknown schedule {unknown[0]!r}; known: {', '.join(SCHEDULES)}"
-    if len(set(v)) != len(v):
-        return "lists a schedule twice"
+def _names(what: str, known) -> Check:
+    """A non-empty list of distinct names out of `known` (inpaint.schedules, inpaint.orders)."""
+    def check(v):
+        if not isinstance(v, list) or not v:
+            return f"must be a non-empty list of {what} names"
+        unknown = [s for s in v if s not in known]
+        if unknown:
+            return f"has unknown {what} {unknown[0]!r}; known: {', '.join(known)}"
+        if len(set(v)) != len(v):
+            return f"lists a {what} twice"
+    return check
 
 
 def _bucket_edges(v):
@@ -273,7 +276,11 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
         "seed": Param(0, _int(0)),
     },
     "inpaint": {
-        "schedules": Param(["cosine", "linear", "square"], _schedules),
+        "schedules": Param(["cosine", "linear", "square"], _names("schedule", SCHEDULES)),
+        "orders": Param(["confidence", "halton"], _names("order", ORDERS),
+              "which tokens a step reveals: confidence (the paper's) | random | halton\n"
+              "(Halton-MaskGIT's low-discrepancy grid order); every schedule runs with every order"),
+        "halton_shift": Param(False, _bool, "roll the Halton order on the grid by a seeded offset per image"),
         "total_iter": Param(8, _int(1)),
         "sweet_spot": Param(8, _int(1), "stop after this many steps (>= total_iter: run all)"),
         "choice_temperature": Param(4.5, _float(0.0)),

@@ -71,7 +71,7 @@ class PreparedTestSet:
         return to_uint8(images, norm["mean"], norm["std"])
 
 
-def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, history_images, desc):
+def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, history_images, desc, order="confidence"):
     """Inpaint the whole test set with one setting; write images/, the per-step
     arrays of the first `history_images` images, and info.json into out_dir.
     Returns the timings: decoding (transformer and VQGAN) and image I/O apart."""
@@ -103,6 +103,8 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
             batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
             desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
             choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
+            # read only where it matters: the baselines stage does not depend on it
+            order=order, halton_shift=order == "halton" and ip["halton_shift"],
             prior_fn=test.pixel_prior_fn(vqgan, test_normalisation(params, norm), ip["pixel_guidance"]),
         )
     # decoding alone (transformer + VQGAN decode), without reading and writing PNGs
@@ -114,7 +116,7 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
         save_npy(out_dir / "steps_masked.npy", history["masked"].numpy())
     # what was run, and nothing that varies from run to run (see run_stage)
     write_json(out_dir / "info.json", {
-        "schedule": schedule, "total_iter": total_iter, "sweet_spot": sweet_spot,
+        "schedule": schedule, "order": order, "total_iter": total_iter, "sweet_spot": sweet_spot,
         "images": len(test), "device": str(device), "precision": ip["precision"],
         "pixel_guidance": ip["pixel_guidance"],
     })

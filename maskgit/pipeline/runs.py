@@ -16,6 +16,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.evidence import evidence_path, parse_evidence, run_sets
 from maskgit.pipeline.params import check_params
+from maskgit.pipeline.sets import decoders
 from maskgit.pipeline.yamlio import parse_yaml
 
 
@@ -87,7 +88,7 @@ class Run:
     def load(self) -> tuple[dict, dict[str, dict], np.ndarray]:
         """params, {set: evidence} (schedules in params order, then the baselines), gt features."""
         params = self.params()
-        sets = {name: self.evidence(name, kind) for name, kind in run_sets(params["inpaint"]["schedules"])}
+        sets = {name: self.evidence(name, kind) for name, kind in run_sets(decoders(params["inpaint"]))}
         return params, sets, self.gt_features()
 
 

@@ -1,5 +1,11 @@
-"""The image sets a run scores: one per schedule (params.yaml's inpaint.schedules) and
-the baselines every schedule is judged against, registered here once.
+"""The image sets a run scores: one per decoder, a (schedule, order) pair of
+params.yaml's inpaint.schedules x inpaint.orders, and the baselines every decoder is
+judged against, registered here once.
+
+A decoder's set is named after its schedule alone with the confidence order (the
+paper's and the lab's decoding: "cosine"), and `<schedule>-<order>` with another
+("cosine-halton"). Its stage is inpaint@<schedule>-<order> whatever the order, as
+dvc.yaml's matrix names it, and its images lie in outputs/inpaint/<order>/<schedule>.
 
 Adding a baseline: its entry below (and in TABLE, and in JUDGED_AGAINST or GRID if it
 belongs there), and the code in stages/baselines.py that writes its images to
@@ -39,14 +45,54 @@ GRID = ("onestep", "harmonic", "recon")  # columns of the side-by-side figure, a
 SPAN = ("masked_input", "recon")
 
 
+def decoder_name(schedule: str, order: str) -> str:
+    """The set of `schedule` decoded in `order`."""
+    return schedule if order == "confidence" else f"{schedule}-{order}"
+
+
+def decoders(inpaint: dict) -> list[str]:
+    """Every decoder's set of a run, order by order, schedules in params order within each:
+    the confidence order's first, as the sets every other is set beside."""
+    orders = inpaint.get("orders", ["confidence"])
+    return [decoder_name(s, o) for o in orders for s in inpaint["schedules"]]
+
+
+def decoder(name: str) -> tuple[str, str]:
+    """(schedule, order) of a decoder's set."""
+    schedule, _, order = name.partition("-")
+    return schedule, order or "confidence"
+
+
+def stage_key(name: str) -> str:
+    """`<schedule>-<order>` of a decoder's set: its stage's name after `inpaint@`, and
+    its timings file's after `inpaint-`."""
+    return "-".join(decoder(name))
+
+
+def inpaint_dir(name: str) -> Path:
+    """The folder the inpaint stage of a decoder's set writes (images/, info.json, steps)."""
+    schedule, order = decoder(name)
+    return paths.INPAINT / order / schedule
+
+
+def describe(name: str) -> str:
+    """A decoder's set in a sentence: "cosine schedule", "cosine schedule, halton order"."""
+    schedule, order = decoder(name)
+    return f"{schedule} schedule" + ("" if order == "confidence" else f", {order} order")
+
+
 def label(name: str) -> str:
     """A set's name in tables: the baseline's short label, a schedule's own name."""
     return BASELINES[name].short if name in BASELINES else name
 
 
 def pairs_to_compare(schedules: list[str]) -> list[tuple[str, str]]:
-    """Each schedule against each other and against the baselines it is judged against;
-    and the span's two ends against each other."""
-    out = [(a, b) for i, a in enumerate(schedules) for b in schedules[i + 1:]]
+    """The decoders' sets along each axis of the grid: the schedules of one order
+    against each other, and the orders of one schedule against each other (a cosine
+    Halton set is compared with the cosine confidence one, not with linear random);
+    each decoder against the baselines it is judged against; and the span's two
+    ends against each other. With one order: every schedule against every other."""
+    out = [(a, b) for i, a in enumerate(schedules) for b in schedules[i + 1:]
+           if decoder(a)[0] == decoder(b)[0] or decoder(a)[1] == decoder(b)[1]]
     out += [(s, b) for s in schedules for b in JUDGED_AGAINST]
     return out + [SPAN]
