@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from maskgit.algorithms.decoding import decode_set, image_generators, reveal_priority
+from maskgit.algorithms.decoding import decode_set, forward_chunk, forward_in_chunks, image_generators, reveal_priority
 from maskgit.algorithms.devices import autocast
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
@@ -170,18 +170,29 @@ def bench_orders(size, device, n, total_iter, repeats, batch_size):
     return rows
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def bench_flops(size, device, batch, repeats, peak_n):
+    """The decoding forward of `batch` images as the decoder runs it (forward_in_chunks),
+    and the page faults of one such forward: a figure that page-faults its temporaries
+    depends on what the process allocated before it."""
     transformer, _ = build(size, device)
     x = torch.randint(0, SIZES[size]["codebook"], (batch, NUM_TOKENS), device=device)
     flops = forward_flops(transformer, x)
     rows = []
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         with torch.no_grad(), autocast(device, precision):
-            t = timed(lambda: transformer(x), device, repeats)
+            t = timed(lambda: forward_in_chunks(transformer, x), device, repeats)
+            before = minor_faults()
+            forward_in_chunks(transformer, x)
+            faults = minor_faults() - before
         peak = matmul_peak(device, dtype, peak_n, repeats)
-        rows.append({"size": size, "precision": precision, "batch": batch, "forward_gflop": flops / 1e9,
+        rows.append({"size": size, "precision": precision, "batch": batch,
+                     "chunk": forward_chunk(transformer, device) or batch, "forward_gflop": flops / 1e9,
                      "forward_s": t, "achieved_gflops": flops / t / 1e9, "matmul_peak_gflops": peak / 1e9,
-                     "fraction_of_peak": flops / t / peak})
+                     "fraction_of_peak": flops / t / peak, "minor_faults_per_forward": faults})
     return rows
 
 
@@ -239,6 +250,27 @@ def bench_attention(size, device, batch, repeats):
             t_sdpa = timed(lambda: sdpa(x), device, repeats)
         rows.append({"size": size, "precision": precision, "batch": batch, "manual_s": t_manual, "sdpa_s": t_sdpa,
                      "sdpa_speedup": t_manual / t_sdpa, "max_abs_diff": diff})
+    return rows
+
+
+def bench_forward_batch(size, device, batches, repeats):
+    """Seconds per image of one decoding forward against the number of images in it, for
+    the hand-written attention and SDPA (same weights): where the cache stops holding a
+    batch's attention scores. maskgit.algorithms.decoding.FORWARD_CHUNK is chosen from it."""
+    spec = SIZES[size]
+    torch.manual_seed(0)
+    models = {kind: BidirectionalTransformer(spec["codebook"], NUM_TOKENS, {**spec["transformer"], "attention": kind})
+              for kind in ("manual", "sdpa")}
+    models["sdpa"].load_state_dict(models["manual"].state_dict())
+    rows = []
+    for batch in batches:
+        x = torch.randint(0, spec["codebook"], (batch, NUM_TOKENS), device=device)
+        row = {"size": size, "batch": batch}
+        for kind, model in models.items():
+            model = model.to(device).eval()
+            with torch.no_grad():
+                row[f"{kind}_ms_per_image"] = timed(lambda: model(x), device, repeats) / batch * 1e3
+        rows.append(row)
     return rows
 
 
@@ -363,13 +395,14 @@ def bench_bootstrap(points, fid_s_per_image=None):
 
 TITLES = {
     "inpainting": "1. Inpainting: this project's decoder against a lab-style loop (argmax, temperature 0)",
-    "flops": "2. Decoding forward: achieved FLOP/s against the measured matmul peak of the same dtype",
+    "flops": "2. Decoding forward (in the decoder's chunks): achieved FLOP/s against the measured matmul peak of the same dtype",
     "training": "3. Transformer training: pre-tokenized data against VQGAN-encoding every batch",
     "fid_cache": "4. FID of a second image set: ground-truth features cached against recomputed",
     "attention": "5. Hand-written attention against scaled_dot_product_attention (same weights)",
     "scaling": "6. Scaling with the number of images (demo model, bf16; FID features)",
     "bootstrap": "7. Bootstrap of FID, KID, hole PSNR/SSIM over test images (7 sets, paired; stage evaluate)",
     "orders": "8. Decoding order: each order's cost per image and step (fp32, shifted Halton; decode_set)",
+    "forward_batch": "9. One decoding forward per image against the images in it (fp32; manual attention and SDPA)",
 }
 SECTIONS = tuple(TITLES)
 
@@ -466,6 +499,9 @@ def cli(argv=None):
     # ~6,300 distinct images per replicate; the linear route takes every set there
     fid_rows = [r for r in result.get("scaling", []) if r["what"] == "fid"]
     fid_s = max(fid_rows, key=lambda r: r["images"])["s_per_image"] if fid_rows else None
+    section("forward_batch", lambda: bench_forward_batch("demo", device, [1, 4] if args.quick else
+                                                         [1, 4, 8, 16, 32, 64, 100], repeats)
+            + ([] if args.quick else bench_forward_batch("lab5", device, [1, 4, 8, 16], repeats)))
     section("orders", lambda: bench_orders("demo", device, 4 if args.quick else 64, steps, repeats, 64))
     section("bootstrap", lambda: bench_bootstrap(
         [(32, 100, 7, "exact"), (32, 100, 7, "linear")] if args.quick

@@ -6,7 +6,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from maskgit.algorithms.decoding import iterative_decode, num_masked_after_step
+from maskgit.algorithms.decoding import (forward_chunk, forward_in_chunks, image_generators, iterative_decode,
+                                         num_masked_after_step)
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.algorithms.schedules import gamma
 from maskgit.choices import ORDERS
@@ -282,6 +283,34 @@ def test_temperature_is_annealed_in_the_confidence_of_each_step():
         assert torch.equal(steps[t][2][0], expected), f"step {t}"
         masked = expected
     assert differs, "the case does not tell the annealed temperature from the base one"
+
+
+@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+def test_the_forward_chunk_changes_the_speed_never_the_bits(attention):
+    # 20 images: chunks of 1, 3 (a short last one), 8 (the CPU default) and all at once
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, K + 1, (20, N), generator=g)
+    model = toy_transformer(attention=attention)
+    with torch.no_grad():
+        whole = forward_in_chunks(model, tokens, None)
+        assert torch.equal(whole, model(tokens))
+        for chunk in (1, 3, 8, 0):
+            assert torch.equal(forward_in_chunks(model, tokens, chunk), whole), f"chunk {chunk}"
+    unknown = torch.rand(20, N, generator=g) < 0.5
+    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
+    fills = [iterative_decode(model, tokens.clamp(max=K - 1), unknown, forward_chunk=chunk,
+                              generator=image_generators(0, range(20), "cpu"), **kwargs) for chunk in (None, 3, 0)]
+    assert torch.equal(fills[0], fills[1]) and torch.equal(fills[0], fills[2])
+
+
+def test_the_cpu_chunk_holds_the_score_budget():
+    # 16 MiB of float32 scores: 4 heads x 256 x 256 x 4 bytes = 1 MiB an image -> 16;
+    # 16 heads -> 4; a model that does not say its heads, or a GPU: the whole batch
+    for heads, expected in ((4, 16), (16, 4), (2, 32)):
+        model = BidirectionalTransformer(K, 256, {"dim": 32, "n_layers": 1, "n_heads": heads, "mlp_dim": 32})
+        assert forward_chunk(model, "cpu") == expected
+        assert forward_chunk(model, "cuda") is None
+    assert forward_chunk(FixedLogits(torch.zeros(1, N, K + 1)), "cpu") is None
 
 
 def test_batched_equals_one_image_at_a_time():

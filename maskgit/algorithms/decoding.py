@@ -161,6 +161,36 @@ def _sample(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1) for p, g in zip(probs, generator)])
 
 
+# The attention scores, (images, heads, N, N) float32, that one transformer forward may
+# hold while decoding, per device type. On a CPU the scores of a whole batch leave the
+# cache, and past glibc's largest mmap threshold (32 MiB) every forward page-faults them
+# in afresh: an image then costs more in a large batch than in a small one
+# (docs/benchmarks.md, section 9). A GPU takes the whole batch. Each image's logits come
+# out the same whatever the chunk (tests/test_decode.py checks the bits): speed only.
+FORWARD_SCORE_BYTES = {"cpu": 16 << 20}
+
+
+def forward_chunk(transformer, device) -> int | None:
+    """Images per decoding forward on `device`: as many as FORWARD_SCORE_BYTES holds the
+    scores of (at least 1); None, the whole batch, on a device without a budget or for a
+    model that does not say its number of heads."""
+    budget = FORWARD_SCORE_BYTES.get(torch.device(device).type)
+    heads = getattr(transformer, "config", {}).get("n_heads")
+    if budget is None or heads is None:
+        return None
+    return max(1, budget // (heads * transformer.num_tokens ** 2 * 4))
+
+
+def forward_in_chunks(transformer, tokens: torch.Tensor, chunk: int | None = 0) -> torch.Tensor:
+    """transformer(tokens) computed `chunk` images at a time (0: forward_chunk's choice
+    for the tokens' device, None: all at once)."""
+    if chunk == 0:
+        chunk = forward_chunk(transformer, tokens.device)
+    if chunk is None or len(tokens) <= chunk:
+        return transformer(tokens)
+    return torch.cat([transformer(part) for part in tokens.split(chunk)])
+
+
 @torch.no_grad()
 def iterative_decode(
     transformer: torch.nn.Module,
@@ -174,6 +204,7 @@ def iterative_decode(
     sampling: str = "argmax",
     order: str = "confidence",
     halton_shift: bool = False,
+    forward_chunk: int | None = 0,
     generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     prior: torch.Tensor | None = None,
@@ -193,6 +224,8 @@ def iterative_decode(
     softmax of the sum, p(code | context) * prior. None: the lab's decoding.
     `order`: which tokens a step reveals (module docstring); `halton_shift` rolls the
     Halton order per image. choice_temperature only matters to the confidence order.
+    `forward_chunk`: images per transformer forward (0: maskgit's choice for the device,
+    forward_chunk(); None: the whole batch at once); it changes the speed, never the result.
     """
     check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling, order)
     if tokens.shape != unknown.shape or tokens.dim() != 2:
@@ -218,7 +251,7 @@ def iterative_decode(
 
     for t in range(steps):
         r = (t + 1) / total_iter
-        logits = transformer(current)[..., :codebook_size].float()
+        logits = forward_in_chunks(transformer, current, forward_chunk)[..., :codebook_size].float()
         if prior is not None:
             logits = logits + prior
         log_probs = torch.log_softmax(logits, dim=-1)
