@@ -43,7 +43,7 @@ def results_table(ev: dict, schedules: list[str], columns=PAIRED) -> str:
     tied = set(ev["tied_for_best"].get("fid", []))
     rows = []
     for name, cells in ev["sets"].items():
-        kind = "schedule" if name in schedules else "baseline"
+        kind = "decoder" if name in schedules else "baseline"
         shown = f"**{label(name)}** ({'tied for best' if len(tied) > 1 else 'best'})" if name in tied else label(name)
         rows.append([shown, kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
                                                        for m in columns])

@@ -172,10 +172,15 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
         ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
     ax.set_ylim(0, max(df["fid_high"].max(), df["fid"].max()) * 1.08)
     tied = int(sched["tied_for_best"].sum())
-    ax.set_xlabel("mask schedule; green: " + ("the best FID (better than every other schedule)" if tied == 1 else
-                                              f"tied for the best FID ({tied} schedules)"))
+    # with more than the confidence order the bars are decoders, <schedule>-<order> (sets.py)
+    orders = any(sets.decoder(n)[1] != "confidence" for n in sched["name"])
+    what, many = ("decoder: schedule[-order], no order = confidence", "decoders") if orders else \
+        ("mask schedule", "schedules")
+    ax.set_xlabel(f"{what}; green: " + (f"the best FID (better than every other of the {many})" if tied == 1 else
+                                        f"tied for the best FID ({tied} {many})"))
     ax.set_ylabel("FID to the ground truth (lower is better)")
-    ax.set_title("Inpainting FID per mask schedule, with 95% intervals" + (f"\n{subtitle}" if subtitle else ""))
+    ax.set_title(f"Inpainting FID per {'decoder' if orders else 'mask schedule'}, with 95% intervals"
+                 + (f"\n{subtitle}" if subtitle else ""))
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8.5)
     save(fig, path)
