@@ -108,3 +108,25 @@ def test_p_ids_and_u_ids_image_by_image_from_the_svm_fitted_here():
     assert got["u_ids"].tolist() == u.tolist()
     labels = np.r_[np.ones(n), np.zeros(n)]
     assert got["u_ids"].mean() == pytest.approx(1 - svm.score(np.concatenate([real, filled]), labels), abs=1e-12)
+
+
+def test_ssim_and_hole_ssim_share_a_map_only_for_the_same_images():
+    from maskgit.metrics import image
+
+    rng = np.random.default_rng(4)
+    gt = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    a = np.clip(gt.astype(int) + rng.integers(-40, 40, gt.shape), 0, 255).astype(np.uint8)
+    b = np.clip(gt.astype(int) + rng.integers(-10, 10, gt.shape), 0, 255).astype(np.uint8)
+    known = np.ones((3, 16, 16), bool)
+    known[:, 4:12, 4:12] = False
+    image._SSIM_LAST.clear()
+    fresh_b = image.ssim(b, gt, known), image.hole_ssim(b, gt, known)
+    image._SSIM_LAST.clear()
+    image.ssim(a, gt, known)
+    after_a = image.ssim(b, gt, known), image.hole_ssim(b, gt, known)
+    assert not np.allclose(image.ssim(a, gt, known), fresh_b[0])
+    assert np.array_equal(after_a[0], fresh_b[0]) and np.array_equal(after_a[1], fresh_b[1])
+    a[0, 0, 0] ^= 1  # the same array object, changed in place: not the cached images any more
+    changed = image.ssim(a, gt, known)
+    image._SSIM_LAST.clear()
+    assert np.array_equal(changed, image.ssim(a, gt, known))
