@@ -60,7 +60,7 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
                                     "fid_reference", "fid_baselines", "fid", "evaluate", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
     fid = read_json(project / "metrics/fid_schedules.json")
-    assert list(fid) == ["cosine", "linear", "square"]
+    assert list(fid) == ["cosine", "linear", "square", "cosine-halton", "linear-halton", "square-halton"]
     baselines = read_json(project / "metrics/fid_baselines.json")
     assert set(baselines) == {"masked_input", "harmonic", "onestep", "recon"}
     for entry in [*fid.values(), *baselines.values()]:
