@@ -70,7 +70,7 @@ def test_seeds_are_grouped_and_paired_marks_replace_the_precision_rule(tmp_path)
     seeds = page.split("## Seeds")[1].split("##")[0]
     assert "s0, s1, s2" in seeds and "0, 1, 2" in seeds and "62.00 ± 2.00" in seeds  # sd of 60, 62, 64
     assert "t4" not in seeds  # its params differ beyond the seed
-    main = page.split("## FID per schedule")[1].split("##")[0]
+    main = page.split("## FID per decoder")[1].split("##")[0]
     rows = {line.split("|")[2].strip(): line.split("|")[1].strip() for line in main.splitlines()
             if line.startswith("|") and "---" not in line and "experiment" not in line}
     assert rows == {"s0": "**best**", "s1": "tied", "s2": "", "t4": "no evidence"}

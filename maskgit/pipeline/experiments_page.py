@@ -1,5 +1,5 @@
 """The experiments page, reports/experiments.md: the ablation tables of the lab reports
-from the finished DVC experiments. FID per schedule for every experiment, and for
+from the finished DVC experiments. FID per decoder (schedule, order) for every experiment, and for
 every swept param a table and a plot of FID against it (the other swept params held
 at their most common value), best row marked. Built by maskgit.experiments, by
 `maskgit.sweep collect` and, with its trial table, at the end of a maskgit.tune study.
@@ -107,7 +107,7 @@ def _entries(node, state=None, unscored=None):
 
 
 def experiments_frame(exp_show: list) -> pd.DataFrame:
-    """One row per experiment: its params (dotted keys) and FID per schedule."""
+    """One row per experiment: its params (dotted keys) and FID per decoder set."""
     rows, unscored = [], []
     for name, data in _entries(exp_show, unscored=unscored):
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
@@ -264,7 +264,7 @@ def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
     ax.set_ylabel("FID (lower is better)")
     ax.set_title(f"FID against {param}, with 95% intervals")
     ax.grid(alpha=0.3)
-    ax.legend(title="schedule")
+    ax.legend(title="decoder")
     save(fig, path, dpi=120)
 
 
@@ -280,7 +280,7 @@ def render(frame: pd.DataFrame, out: Path, study: dict | None = None, marks: dic
         fid_cols = [c for c in frame.columns if c.startswith(FID)]
         swept = swept_params(frame)
         lines += [f"{len(frame)} experiments; swept: {', '.join(swept) or 'nothing'}.", "",
-                  "## FID per schedule", ""]
+                  "## FID per decoder (schedule, or schedule-order)", ""]
         if marks:
             lines += ["**best**: the lowest FID; *tied*: its best FID is indistinguishable from the best one's "
                       "(paired bootstrap over the same test images, interval of the difference includes 0). "
