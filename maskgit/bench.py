@@ -19,7 +19,11 @@ of several repeats after a warm-up, and every ratio is taken inside the same run
   6. inpainting and FID time and peak memory against the number of images;
   7. the bootstrap of the evaluate stage (7 sets, paired replicates), exact and through
      influence functions, against the number of images: seconds, peak memory and the
-     share of the FID stages' own time (from section 6's seconds per image).
+     share of the FID stages' own time (from section 6's seconds per image);
+  8. each decoding order's cost per image and step;
+  9. one decoding forward per image against the number of images in it;
+ 10. on CPU, glibc's default malloc against keeping freed memory (as every stage and
+     this benchmark run: maskgit.pipeline.allocator), in fresh processes.
 Models are randomly initialised at the real sizes (speed does not depend on the
 weights). Nothing here is asserted: tests check correctness, this reports speed.
 """
@@ -44,6 +48,7 @@ from maskgit.algorithms.devices import autocast
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
 from maskgit.choices import ORDERS
+from maskgit.pipeline.allocator import keep_freed_memory
 from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
 from maskgit.pipeline.tool import run_tool
@@ -69,6 +74,9 @@ NUM_TOKENS = 256
 
 
 def machine() -> dict:
+    """Where the figures come from. Sets this process's malloc as every stage sets its own
+    (keeping freed memory), so that the benchmark measures what the stages run."""
+    malloc = keep_freed_memory()
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -80,6 +88,7 @@ def machine() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "python": platform.python_version(),
+        "malloc": malloc,
     }
 
 
@@ -274,6 +283,69 @@ def bench_forward_batch(size, device, batches, repeats):
     return rows
 
 
+def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
+    # a fresh process: glibc's malloc as a process starts, or keeping freed memory as the stages do
+    import statistics
+
+    from maskgit.pipeline.allocator import keep_freed_memory
+
+    if keep:
+        keep_freed_memory()
+    cpu = torch.device("cpu")
+    transformer, _ = build("demo", cpu)
+    codebook = SIZES["demo"]["codebook"]
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, codebook, (train_batch, NUM_TOKENS), generator=g)
+    mask = random_token_mask(train_batch, NUM_TOKENS, "cosine", generator=g)
+    opt = torch.optim.AdamW(transformer.parameters(), lr=1e-4)
+    x = torch.randint(0, codebook, (forward_batch, NUM_TOKENS), generator=g)
+
+    def train_step():
+        inputs = torch.where(mask, torch.full_like(tokens, transformer.mask_token_id), tokens)
+        logits = transformer(inputs)[..., :codebook]
+        torch.nn.functional.cross_entropy(logits[mask], tokens[mask]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def forward():  # the whole batch in one forward, as the decoder ran before its chunks
+        transformer(x)
+
+    out = {}
+    for name, fn, train in (("train", train_step, True), ("forward", forward, False)):
+        transformer.train(train)
+        for _ in range(3):  # the heap grows to the step's peak once
+            fn()
+        times, before = [], minor_faults()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out[name] = (statistics.median(times), (minor_faults() - before) / repeats)
+    queue.put(out)
+
+
+def bench_allocator(train_batch, forward_batch, repeats):
+    """A demo training step (fp32) and a whole-batch decoding forward, each process fresh:
+    glibc's default malloc against keeping freed memory (maskgit.pipeline.allocator, set
+    by every stage and by this benchmark). Same arithmetic, so the same bits: speed only."""
+    ctx = mp.get_context("spawn")
+    measured = {}
+    for keep in (False, True):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_allocator_child, args=(keep, train_batch, forward_batch, repeats, queue))
+        proc.start()
+        measured[keep] = queue.get()
+        proc.join()
+    rows = []
+    for name, what in (("train", f"training step, batch {train_batch}"),
+                       ("forward", f"decoding forward, {forward_batch} images in one")):
+        (t_default, f_default), (t_kept, f_kept) = measured[False][name], measured[True][name]
+        rows.append({"what": what, "default_s": t_default, "kept_s": t_kept, "speedup": t_default / t_kept,
+                     "default_minor_faults": f_default, "kept_minor_faults": f_kept})
+    return rows
+
+
 def _extractor():
     from maskgit.metrics.fid import InceptionFeatures
     from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
@@ -403,6 +475,7 @@ TITLES = {
     "bootstrap": "7. Bootstrap of FID, KID, hole PSNR/SSIM over test images (7 sets, paired; stage evaluate)",
     "orders": "8. Decoding order: each order's cost per image and step (fp32, shifted Halton; decode_set)",
     "forward_batch": "9. One decoding forward per image against the images in it (fp32; manual attention and SDPA)",
+    "allocator": "10. glibc's default malloc against keeping freed memory, as the stages do (demo, fp32, CPU; fresh processes)",
 }
 SECTIONS = tuple(TITLES)
 
@@ -413,7 +486,7 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Benchmark", "", f"`python -m maskgit.bench {' '.join(result['args'])}`".replace("  ", " "), "",
              f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
-             f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}. "
+             f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}; malloc: {m.get('malloc', 'not recorded')}. "
              f"Medians of {result['repeats']} repeats after a warm-up; "
              + (f"this invocation re-ran only `{result['only']}` in {result['seconds']:.0f} s, the other "
                 f"sections come from the full run before it." if result.get("kept")
@@ -502,6 +575,8 @@ def cli(argv=None):
     section("forward_batch", lambda: bench_forward_batch("demo", device, [1, 4] if args.quick else
                                                          [1, 4, 8, 16, 32, 64, 100], repeats)
             + ([] if args.quick else bench_forward_batch("lab5", device, [1, 4, 8, 16], repeats)))
+    if device.type == "cpu":
+        section("allocator", lambda: bench_allocator(4 if args.quick else 32, 4 if args.quick else 100, repeats))
     section("orders", lambda: bench_orders("demo", device, 4 if args.quick else 64, steps, repeats, 64))
     section("bootstrap", lambda: bench_bootstrap(
         [(32, 100, 7, "exact"), (32, 100, 7, "linear")] if args.quick

@@ -42,8 +42,10 @@ def test_flop_count_matches_the_architecture():
 def test_quick_run_writes_every_section(tmp_path):
     bench.main(["--quick", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "benchmark.json").read_text())
-    for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling", "bootstrap"):
+    for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling", "bootstrap", "orders",
+                "forward_batch", "allocator"):
         assert result[key], key
+    assert result["machine"]["malloc"]  # what the figures were measured under
     assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
     assert all(r["max_abs_diff"] < 1e-3 for r in result["attention"] if r["precision"] == "fp32")
     assert "## 1. Inpainting" in (tmp_path / "benchmark.md").read_text()

@@ -298,7 +298,7 @@ def test_the_forward_chunk_changes_the_speed_never_the_bits(attention):
             assert torch.equal(forward_in_chunks(model, tokens, chunk), whole), f"chunk {chunk}"
     unknown = torch.rand(20, N, generator=g) < 0.5
     kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
-    fills = [iterative_decode(model, tokens.clamp(max=K - 1), unknown, forward_chunk=chunk,
+    fills = [iterative_decode(model, tokens.clamp(max=K - 1), unknown, chunk=chunk,
                               generator=image_generators(0, range(20), "cpu"), **kwargs) for chunk in (None, 3, 0)]
     assert torch.equal(fills[0], fills[1]) and torch.equal(fills[0], fills[2])
 

@@ -87,8 +87,8 @@ MUTANTS = [
     m("decoding.n0_from_first_image", DEC, "n0 = unknown.sum(dim=1)  #", "n0 = unknown.sum(dim=1)[:1].expand(len(unknown))  #"),
     m("decoding.r_off_by_one", DEC, "r = (t + 1) / total_iter", "r = t / total_iter"),
     m("decoding.mask_id_predicted", DEC,
-      "logits = forward_in_chunks(transformer, current, forward_chunk)[..., :codebook_size].float()",
-      "logits = forward_in_chunks(transformer, current, forward_chunk).float()"),
+      "logits = forward_in_chunks(transformer, current, chunk)[..., :codebook_size].float()",
+      "logits = forward_in_chunks(transformer, current, chunk).float()"),
     m("decoding.chunks_out_of_order", DEC, "return torch.cat([transformer(part) for part in tokens.split(chunk)])",
       "return torch.cat([transformer(part) for part in reversed(tokens.split(chunk))])"),
     # decoding order (inpaint.orders): which tokens a step reveals

@@ -204,7 +204,7 @@ def iterative_decode(
     sampling: str = "argmax",
     order: str = "confidence",
     halton_shift: bool = False,
-    forward_chunk: int | None = 0,
+    chunk: int | None = 0,
     generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     prior: torch.Tensor | None = None,
@@ -224,7 +224,7 @@ def iterative_decode(
     softmax of the sum, p(code | context) * prior. None: the lab's decoding.
     `order`: which tokens a step reveals (module docstring); `halton_shift` rolls the
     Halton order per image. choice_temperature only matters to the confidence order.
-    `forward_chunk`: images per transformer forward (0: maskgit's choice for the device,
+    `chunk`: images per transformer forward (0: maskgit's choice for the device,
     forward_chunk(); None: the whole batch at once); it changes the speed, never the result.
     """
     check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling, order)
@@ -251,7 +251,7 @@ def iterative_decode(
 
     for t in range(steps):
         r = (t + 1) / total_iter
-        logits = forward_in_chunks(transformer, current, forward_chunk)[..., :codebook_size].float()
+        logits = forward_in_chunks(transformer, current, chunk)[..., :codebook_size].float()
         if prior is not None:
             logits = logits + prior
         log_probs = torch.log_softmax(logits, dim=-1)

@@ -21,18 +21,20 @@ def missing_fraction(known: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(known, bool).reshape(len(known), -1).mean(1)
 
 
-def torch_bool(mask: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.asarray(mask, bool))
-
-
-def _tensors(images: np.ndarray, gt: np.ndarray, known: np.ndarray):
+def _images(images: np.ndarray, gt: np.ndarray):
+    """(N, H, W, 3) uint8 arrays as (N, 3, H, W) float64 tensors for torchmetrics."""
     import torch  # here, not at import: the tools that only read stored evidence never load torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double()
     y = torch.from_numpy(np.ascontiguousarray(gt)).permute(0, 3, 1, 2).double()
-    return x, y, ~torch.from_numpy(np.asarray(known, bool))
+    return x, y
+
+
+def _hole(known: np.ndarray):
+    """The missing pixels, (N, H, W) bool tensor, from the known ones."""
+    import torch
+
+    return ~torch.from_numpy(np.asarray(known, bool))
 
 
 # The last set's SSIM (per image, and the map): ssim and hole_ssim of one set ask for the
@@ -47,7 +49,7 @@ def _ssim_map(images: np.ndarray, gt: np.ndarray):
             return result
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    x, y, _ = _tensors(images, gt, np.ones(images.shape[:3], bool))
+    x, y = _images(images, gt)
     result = structural_similarity_index_measure(x, y, data_range=DATA_RANGE, reduction="none", return_full_image=True)
     _SSIM_LAST[:] = [(np.array(images), np.array(gt), result)]
     return result
@@ -56,7 +58,7 @@ def _ssim_map(images: np.ndarray, gt: np.ndarray):
 def psnr(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> np.ndarray:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    x, y, _ = _tensors(images, gt, known)
+    x, y = _images(images, gt)
     values = peak_signal_noise_ratio(x, y, data_range=DATA_RANGE, reduction="none", dim=(1, 2, 3))
     return values.numpy().astype(np.float64)
 
@@ -69,7 +71,7 @@ def hole_psnr(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> np.ndarr
     import torch
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    x, y, hole = _tensors(images, gt, known)
+    (x, y), hole = _images(images, gt), _hole(known)
     out = []
     for i in range(len(x)):
         h = hole[i]
@@ -83,7 +85,7 @@ def hole_psnr(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> np.ndarr
 
 
 def hole_ssim(images: np.ndarray, gt: np.ndarray, known: np.ndarray) -> np.ndarray:
-    hole = ~torch_bool(known)
+    hole = _hole(known)
     ssim_map = _ssim_map(images, gt)[1]
     means = [float(ssim_map[i][:, h].mean()) if h.any() else float("nan") for i, h in enumerate(hole)]
     return np.array(means, np.float64)
