@@ -23,7 +23,7 @@ of several repeats after a warm-up, and every ratio is taken inside the same run
   8. each decoding order's cost per image and step;
   9. one decoding forward per image against the number of images in it;
  10. on CPU, glibc's default malloc against keeping freed memory (as every stage and
-     this benchmark run: maskgit.pipeline.allocator), in fresh processes.
+     this benchmark run: maskgit.algorithms.devices.keep_freed_memory), in fresh processes.
 Models are randomly initialised at the real sizes (speed does not depend on the
 weights). Nothing here is asserted: tests check correctness, this reports speed.
 """
@@ -44,11 +44,10 @@ from pathlib import Path
 import torch
 
 from maskgit.algorithms.decoding import decode_set, forward_chunk, forward_in_chunks, image_generators, reveal_priority
-from maskgit.algorithms.devices import autocast
+from maskgit.algorithms.devices import autocast, keep_freed_memory
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
 from maskgit.choices import ORDERS
-from maskgit.pipeline.allocator import keep_freed_memory
 from maskgit.pipeline.errors import UserError
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
 from maskgit.pipeline.tool import run_tool
@@ -287,8 +286,7 @@ def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
     # a fresh process: glibc's malloc as a process starts, or keeping freed memory as the stages do
     import statistics
 
-    from maskgit.pipeline.allocator import keep_freed_memory
-
+    
     if keep:
         keep_freed_memory()
     cpu = torch.device("cpu")
@@ -327,7 +325,7 @@ def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
 
 def bench_allocator(train_batch, forward_batch, repeats):
     """A demo training step (fp32) and a whole-batch decoding forward, each process fresh:
-    glibc's default malloc against keeping freed memory (maskgit.pipeline.allocator, set
+    glibc's default malloc against keeping freed memory (devices.keep_freed_memory, set
     by every stage and by this benchmark). Same arithmetic, so the same bits: speed only."""
     ctx = mp.get_context("spawn")
     measured = {}
@@ -377,7 +375,9 @@ def bench_fid_cache(n, repeats):
 
 
 def _scaling_child(kind, n, batch_size, queue):
-    # a fresh process per point, so that ru_maxrss is this point's peak alone
+    # a fresh process per point, so that ru_maxrss is this point's peak alone; its malloc set
+    # as the stages set theirs, so that the peak is the stage's
+    keep_freed_memory()
     torch.manual_seed(0)
     start = time.perf_counter()
     if kind == "inpaint":
@@ -425,6 +425,7 @@ def bench_scaling(kind, sizes, batch_size):
 
 
 def _bootstrap_child(n, replicates, sets, route, queue):
+    keep_freed_memory()  # as the evaluate stage
     import numpy as np
 
     from maskgit.metrics import bootstrap as bs

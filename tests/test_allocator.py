@@ -1,4 +1,4 @@
-"""Stages keep freed memory (maskgit.pipeline.allocator): a training step's large
+"""Stages keep freed memory (maskgit.algorithms.devices.keep_freed_memory): a training step's large
 temporaries reuse pages already mapped instead of faulting them in afresh.
 
 Measured in child processes, each with a fresh allocator: mallopt changes the process
@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from maskgit.pipeline.allocator import glibc
+from maskgit.algorithms.devices import glibc
 
 CHILD = """
 import resource, sys
 import torch
 from maskgit.models.transformer import BidirectionalTransformer
-from maskgit.pipeline.allocator import keep_freed_memory
+from maskgit.algorithms.devices import keep_freed_memory
 
 said = keep_freed_memory() if sys.argv[1] == "keep" else "default"
 torch.manual_seed(0)
@@ -58,7 +58,7 @@ def test_freed_memory_is_reused_without_page_faults():
 
 
 def test_other_c_libraries_keep_their_policy(monkeypatch):
-    from maskgit.pipeline import allocator
+    from maskgit.algorithms import devices
 
-    monkeypatch.setattr(allocator, "glibc", lambda: None)
-    assert allocator.keep_freed_memory() == "system default (not glibc)"
+    monkeypatch.setattr(devices, "glibc", lambda: None)
+    assert devices.keep_freed_memory() == "system default (not glibc)"

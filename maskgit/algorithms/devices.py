@@ -1,9 +1,26 @@
 """Where tensors run: host-to-device copies, the autocast of a `precision` param, and
-heap trimming for loops that stream batches through memory."""
+glibc's heap: trimmed between batches that stream through memory, and kept by a stage
+between its steps.
+
+glibc's malloc serves a block above its mmap threshold (32 MiB at most) with a fresh mmap
+and unmaps it on free, and returns the top of its heap past the trim threshold. A
+training step or a batched forward allocates temporaries that large on every step (the
+attention scores of 32 sequences of 256 tokens in float32 are 32 MiB a layer), so every
+step the kernel maps them again, zero-fills them and takes a fault for each 4 KiB page
+touched: time spent on nothing the model computes. `keep_freed_memory` turns mmap off
+for large blocks and raises the trim threshold, so freed blocks go back to malloc's free
+lists and the next step reuses pages already mapped. Speed only: the arithmetic, and so
+every bit a stage writes, is the same (tests/test_allocator.py checks the faults,
+`python -m maskgit.bench` section 10 the time). A process then keeps its peak memory
+until it exits, which suits a stage (one short process); library code leaves the
+process's malloc alone, and stages (run_stage) and the benchmark set it.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 
 import torch
 
@@ -23,6 +40,35 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+# mallopt's parameter numbers, from glibc's <malloc.h>
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+# the largest value mallopt takes (an int): a heap top this large is not given back
+KEEP_TOP_BYTES = 2**31 - 1
+
+
+def glibc() -> str | None:
+    """glibc's version string ("glibc 2.36"), or None for another C library (macOS, musl)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def keep_freed_memory() -> str:
+    """Set this process's malloc to keep freed memory (module docstring); returns what is
+    in force, for a stage's timings and the benchmark's machine line. Another C library
+    keeps its own policy: mallopt is glibc's."""
+    version = glibc()
+    if version is None:
+        return "system default (not glibc)"
+    mallopt = _libc().mallopt
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    if not (mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, KEEP_TOP_BYTES)):
+        return f"{version} default (mallopt refused)"
+    return f"{version}, freed memory kept"
+
+
 def release_free_heap() -> None:
     """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
 
@@ -31,16 +77,10 @@ def release_free_heap() -> None:
     memory creeps up batch after batch although nothing is kept. Trimming holds it
     flat; a fixed mmap threshold would too, but page-faults on every large tensor
     (docs/findings.md)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    if glibc() is not None:  # elsewhere: nothing to trim
+        _libc().malloc_trim(0)
 
 
 @functools.cache
-def _malloc_trim():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
+def _libc():
+    return ctypes.CDLL(None)  # the C library this process runs on

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from maskgit.pipeline import numerics, paths, workspace
-from maskgit.pipeline.allocator import keep_freed_memory
+from maskgit.algorithms.devices import keep_freed_memory
 from maskgit.pipeline.errors import ParamError, one_line_errors
 from maskgit.pipeline.files import remove_stale_tmp, write_json
 
