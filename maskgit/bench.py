@@ -22,8 +22,9 @@ of several repeats after a warm-up, and every ratio is taken inside the same run
      share of the FID stages' own time (from section 6's seconds per image);
   8. each decoding order's cost per image and step;
   9. one decoding forward per image against the number of images in it;
- 10. on CPU, glibc's default malloc against keeping freed memory (as every stage and
-     this benchmark run: maskgit.algorithms.devices.keep_freed_memory), in fresh processes.
+ 10. on CPU, glibc's default malloc against keeping freed memory (as the tokenize,
+     training and inpaint stages and this benchmark run: devices.keep_freed_memory),
+     in fresh processes.
 Models are randomly initialised at the real sizes (speed does not depend on the
 weights). Nothing here is asserted: tests check correctness, this reports speed.
 """
@@ -73,8 +74,8 @@ NUM_TOKENS = 256
 
 
 def machine() -> dict:
-    """Where the figures come from. Sets this process's malloc as every stage sets its own
-    (keeping freed memory), so that the benchmark measures what the stages run."""
+    """Where the figures come from. Sets this process's malloc as the decoding and training
+    stages set theirs (keeping freed memory), so that the benchmark measures what they run."""
     malloc = keep_freed_memory()
     cpu = platform.processor()
     try:
@@ -326,7 +327,7 @@ def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
 def bench_allocator(train_batch, forward_batch, repeats):
     """A demo training step (fp32) and a whole-batch decoding forward, each process fresh:
     glibc's default malloc against keeping freed memory (devices.keep_freed_memory, set
-    by every stage and by this benchmark). Same arithmetic, so the same bits: speed only."""
+    by the tokenize, training and inpaint stages and by this benchmark). Same arithmetic, so the same bits: speed only."""
     ctx = mp.get_context("spawn")
     measured = {}
     for keep in (False, True):
@@ -376,8 +377,9 @@ def bench_fid_cache(n, repeats):
 
 def _scaling_child(kind, n, batch_size, queue):
     # a fresh process per point, so that ru_maxrss is this point's peak alone; its malloc set
-    # as the stages set theirs, so that the peak is the stage's
-    keep_freed_memory()
+    # as its stage sets it (inpaint keeps freed memory, the FID stages do not)
+    if kind == "inpaint":
+        keep_freed_memory()
     torch.manual_seed(0)
     start = time.perf_counter()
     if kind == "inpaint":
@@ -425,7 +427,6 @@ def bench_scaling(kind, sizes, batch_size):
 
 
 def _bootstrap_child(n, replicates, sets, route, queue):
-    keep_freed_memory()  # as the evaluate stage
     import numpy as np
 
     from maskgit.metrics import bootstrap as bs

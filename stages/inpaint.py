@@ -35,4 +35,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_stage(main, "inpaint-" + ("-".join(sys.argv[1:3]) if len(sys.argv) > 2 else "unknown"))
+    run_stage(main, "inpaint-" + ("-".join(sys.argv[1:3]) if len(sys.argv) > 2 else "unknown"), keep_memory=True)

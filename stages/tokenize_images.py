@@ -54,4 +54,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_stage(main, "tokenize")
+    run_stage(main, "tokenize", keep_memory=True)

@@ -215,4 +215,4 @@ def throughput(model, tp, num_tokens, device, world, start, seconds):
 
 
 if __name__ == "__main__":
-    run_stage(main, "train_transformer")
+    run_stage(main, "train_transformer", keep_memory=True)

@@ -62,3 +62,27 @@ def test_other_c_libraries_keep_their_policy(monkeypatch):
 
     monkeypatch.setattr(devices, "glibc", lambda: None)
     assert devices.keep_freed_memory() == "system default (not glibc)"
+
+
+STAGE = """import sys
+from maskgit.pipeline.runtime import run_stage
+
+run_stage(lambda: None, sys.argv[1], keep_memory=sys.argv[2] == "keep")
+"""
+
+
+@pytest.mark.skipif(glibc() is None, reason="mallopt is glibc's; other C libraries keep their own policy")
+@pytest.mark.parametrize("setting", ["keep", "default"])
+def test_a_stage_records_the_malloc_it_ran_under(tmp_path, setting):
+    import json
+    import shutil
+
+    from conftest import ROOT, stage_env
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "stage.py").write_text(STAGE)
+    env = {**stage_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "stage.py", "probe", setting], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    malloc = json.loads((tmp_path / "timings/probe.json").read_text())["malloc"]
+    assert malloc.endswith("freed memory kept") if setting == "keep" else malloc == "default"

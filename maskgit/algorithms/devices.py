@@ -12,8 +12,9 @@ for large blocks and raises the trim threshold, so freed blocks go back to mallo
 lists and the next step reuses pages already mapped. Speed only: the arithmetic, and so
 every bit a stage writes, is the same (tests/test_allocator.py checks the faults,
 `python -m maskgit.bench` section 10 the time). A process then keeps its peak memory
-until it exits, which suits a stage (one short process); library code leaves the
-process's malloc alone, and stages (run_stage) and the benchmark set it.
+until it exits, and a varied allocation pattern can fragment the heap: the stages that
+repeat one step (run_stage's keep_memory) and the benchmark set it; library code leaves
+the process's malloc alone.
 """
 
 from __future__ import annotations

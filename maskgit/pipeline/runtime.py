@@ -21,13 +21,18 @@ from maskgit.pipeline.files import remove_stale_tmp, write_json
 OUTPUT_ROOTS = sorted({p.parts[0] for p in vars(paths).values() if isinstance(p, Path)})
 
 
-def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True) -> None:
+def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = True, keep_memory: bool = False) -> None:
     """Run a stage's main(); on bad input print one line and exit 2. The wall time,
     plus any timings main() returns as a dict, lands in timings/<name>.json (a stage
     output) for the report. Timings go there and never into a stage's cached outputs:
-    a re-run that writes the same images must hash the same, so DVC skips what follows."""
+    a re-run that writes the same images must hash the same, so DVC skips what follows.
+    keep_memory: the process's malloc keeps freed memory (devices.keep_freed_memory),
+    for a stage that repeats one step of large temporaries: tokenize, the transformer's
+    training, inpainting (faster, same bits, a little more peak memory: docs/benchmarks.md).
+    The others keep glibc's default: the FID stages were no faster kept, and once
+    reached twice their usual peak memory."""
     numerics.enter()  # portable mode's settings in force, before any work (may re-start the process)
-    malloc = keep_freed_memory()  # speed only: no step page-faults its temporaries in afresh
+    malloc = keep_freed_memory() if keep_memory else "default"
     start = time.perf_counter()
     # --debug (or MASKGIT_DEBUG=1) shows the traceback of bad input too
     with one_line_errors(name, f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)",
