@@ -130,3 +130,26 @@ def test_ssim_and_hole_ssim_share_a_map_only_for_the_same_images():
     changed = image.ssim(a, gt, known)
     image._SSIM_LAST.clear()
     assert np.array_equal(changed, image.ssim(a, gt, known))
+
+
+def test_ssim_one_image_at_a_time_is_the_whole_set_s_ssim_bit_for_bit():
+    # the stage computes SSIM an image per call for speed; the published numbers are
+    # torchmetrics' over the whole set at once, which must be the same bits
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from maskgit.metrics import image
+
+    rng = np.random.default_rng(5)
+    gt = rng.integers(0, 256, (7, 32, 24, 3), dtype=np.uint8)
+    images = np.clip(gt.astype(int) + rng.integers(-60, 60, gt.shape), 0, 255).astype(np.uint8)
+    known = np.ones((7, 32, 24), bool)
+    known[:, 8:20, 6:18] = False
+    x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).double() for a in (images, gt))
+    whole, whole_map = structural_similarity_index_measure(x, y, data_range=255.0, reduction="none",
+                                                           return_full_image=True)
+    image._SSIM_LAST.clear()
+    assert np.array_equal(image.ssim(images, gt, known), whole.numpy())
+    hole = ~torch.from_numpy(known)
+    assert np.array_equal(image.hole_ssim(images, gt, known),
+                          np.array([float(whole_map[i][:, hole[i]].mean()) for i in range(7)]))
