@@ -287,7 +287,6 @@ def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
     # a fresh process: glibc's malloc as a process starts, or keeping freed memory as the stages do
     import statistics
 
-    
     if keep:
         keep_freed_memory()
     cpu = torch.device("cpu")
@@ -327,7 +326,8 @@ def _allocator_child(keep, train_batch, forward_batch, repeats, queue):
 def bench_allocator(train_batch, forward_batch, repeats):
     """A demo training step (fp32) and a whole-batch decoding forward, each process fresh:
     glibc's default malloc against keeping freed memory (devices.keep_freed_memory, set
-    by the tokenize, training and inpaint stages and by this benchmark). Same arithmetic, so the same bits: speed only."""
+    by the tokenize, training and inpaint stages and by this benchmark). Same arithmetic,
+    so the same bits: speed only."""
     ctx = mp.get_context("spawn")
     measured = {}
     for keep in (False, True):

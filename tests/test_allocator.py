@@ -4,11 +4,14 @@ temporaries reuse pages already mapped instead of faulting them in afresh.
 Measured in child processes, each with a fresh allocator: mallopt changes the process
 for good, and the test process's own allocations would blur the counts."""
 
+import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from conftest import ROOT, stage_env
 from maskgit.algorithms.devices import glibc
 
 CHILD = """
@@ -74,11 +77,6 @@ run_stage(lambda: None, sys.argv[1], keep_memory=sys.argv[2] == "keep")
 @pytest.mark.skipif(glibc() is None, reason="mallopt is glibc's; other C libraries keep their own policy")
 @pytest.mark.parametrize("setting", ["keep", "default"])
 def test_a_stage_records_the_malloc_it_ran_under(tmp_path, setting):
-    import json
-    import shutil
-
-    from conftest import ROOT, stage_env
-
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "stage.py").write_text(STAGE)
     env = {**stage_env(tmp_path), "PYTHONPATH": str(ROOT)}
