@@ -353,6 +353,44 @@ def _extractor():
     return InceptionFeatures(path, progress=False, batch_size=50)
 
 
+def _inception_child(n, chunk, repeats, queue):
+    # glibc's default malloc, as the FID stages run
+    import hashlib
+    import statistics
+
+    extractor = _extractor()
+    extractor.chunk = chunk
+    images = _random_images(n, 0)
+    features = extractor(images)  # warm-up: the heap grows to a forward's peak once
+    times, before = [], minor_faults()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        extractor(images)
+        times.append(time.perf_counter() - start)
+    queue.put((statistics.median(times), (minor_faults() - before) / repeats,
+               hashlib.sha256(features.tobytes()).hexdigest()))
+
+
+def bench_inception_chunk(n, chunks, repeats):
+    """Inception features of n images, `chunk` images per forward, each in a fresh process:
+    the FID stages' fid.batch_size against the CPU's INCEPTION_CHUNK. Same bits is checked."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for chunk in chunks:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_inception_child, args=(n, chunk, repeats, queue))
+        proc.start()
+        seconds, faults, digest = queue.get()
+        proc.join()
+        rows.append({"images": n, "per_forward": chunk, "s_per_image": seconds / n,
+                     "minor_faults_per_image": faults / n, "features_sha256": digest[:12]})
+    first = rows[0]["features_sha256"]
+    for row in rows:
+        row["speedup"] = rows[0]["s_per_image"] / row["s_per_image"]
+        row["same_bits"] = row["features_sha256"] == first
+    return rows
+
+
 def _random_images(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
@@ -478,6 +516,7 @@ TITLES = {
     "orders": "8. Decoding order: each order's cost per image and step (fp32, shifted Halton; decode_set)",
     "forward_batch": "9. One decoding forward per image against the images in it (fp32; manual attention and SDPA)",
     "allocator": "10. glibc's default malloc against keeping freed memory, as the stages do (demo, fp32, CPU; fresh processes)",
+    "inception_chunk": "11. Inception features (FID) against the images per forward (CPU, default malloc as the FID stages; fresh processes)",
 }
 SECTIONS = tuple(TITLES)
 
@@ -579,6 +618,8 @@ def cli(argv=None):
             + ([] if args.quick else bench_forward_batch("lab5", device, [1, 4, 8, 16], repeats)))
     if device.type == "cpu":
         section("allocator", lambda: bench_allocator(4 if args.quick else 32, 4 if args.quick else 100, repeats))
+        section("inception_chunk", lambda: bench_inception_chunk(8 if args.quick else 100,
+                                                                 [8, 4] if args.quick else [50, 25, 10, 5], repeats))
     section("orders", lambda: bench_orders("demo", device, 4 if args.quick else 64, steps, repeats, 64))
     section("bootstrap", lambda: bench_bootstrap(
         [(32, 100, 7, "exact"), (32, 100, 7, "linear")] if args.quick

@@ -26,7 +26,7 @@ import torch
 
 from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import resolve_device, run_stage
-from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, kid_from_features, statistics
+from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, inception_chunk, kid_from_features, statistics
 from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
@@ -61,7 +61,8 @@ def main():
     device = resolve_device(params["device"])
     batch_size = params["fid"]["batch_size"]
     n_images = len(list_images(paths.TEST / "gt"))
-    check_fits(inception_batch_bytes(min(batch_size, max(n_images, 1))), device, f"fid.batch_size {batch_size}")
+    per_forward = min(inception_chunk(batch_size, device), max(n_images, 1))
+    check_fits(inception_batch_bytes(per_forward), device, f"fid.batch_size {batch_size} ({per_forward} images per forward)")
     weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
     try:
         extract = InceptionFeatures(weights, device=device, batch_size=batch_size)

@@ -43,8 +43,10 @@ def test_quick_run_writes_every_section(tmp_path):
     bench.main(["--quick", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "benchmark.json").read_text())
     for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling", "bootstrap", "orders",
-                "forward_batch", "allocator"):
+                "forward_batch", "allocator", "inception_chunk"):
         assert result[key], key
+    # each image's Inception features do not depend on the images sharing its forward
+    assert all(r["same_bits"] for r in result["inception_chunk"])
     assert result["machine"]["malloc"]  # what the figures were measured under
     assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
     assert all(r["max_abs_diff"] < 1e-3 for r in result["attention"] if r["precision"] == "fp32")

@@ -217,6 +217,18 @@ def test_channels_last_features_equal_plain_torch_fidelity(extractor, fid_weight
     np.testing.assert_allclose(ours, ref.double().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_features_are_the_same_bits_whatever_the_chunk(extractor, monkeypatch):
+    # a CPU runs Inception a few images at a time for speed: each image's features must not
+    # depend on which images share its forward
+    images = structured_images(7, seed=11)
+    monkeypatch.setattr(extractor, "chunk", 7)
+    whole = extractor(images)
+    monkeypatch.setattr(extractor, "chunk", 3)
+    np.testing.assert_array_equal(extractor(images), whole)
+    assert fid.inception_chunk(50, "cpu") == fid.INCEPTION_CHUNK["cpu"] < 50
+    assert fid.inception_chunk(4, "cpu") == 4 and fid.inception_chunk(50, "cuda") == 50
+
+
 @pytest.mark.parametrize("content, expected", [
     (b"<html>404</html>", "truncated, damaged or not a torch file"),
     ("nan", "non-finite values"),
@@ -259,14 +271,14 @@ def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path,
     gt.mkdir(parents=True)
     for i in range(30):
         Image.new("RGB", (64, 64)).save(gt / f"{i:03d}.png")
-    free = 100 * 2**20  # 20 images at 299x299 hold far more than 100 MiB of feature maps
+    free = 40 * 2**20  # 10 images (a CPU's forward of a batch of 20) at 299x299 hold more than 40 MiB of feature maps
     monkeypatch.setattr(memory, "available_bytes", lambda device: free)
     monkeypatch.setattr(sys, "argv", ["stages/fid.py", "reference"])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(ROOT / "stages" / "fid.py"), run_name="__main__")
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fid.batch_size 20 needs at least" in err[0] and "0.1 GiB free" in err[0], err
+    assert len(err) == 1 and "fid.batch_size 20 (10 images per forward) needs at least" in err[0] and "0.0 GiB free" in err[0], err
     assert not (tmp_path / paths.GT_FEATURES).exists()
 
     params["fid"]["batch_size"] = 2  # 2 images fit: the stage goes on, to the weights (missing here)

@@ -20,6 +20,18 @@ KID_SUBSET_SIZE_MAX = 1000
 KID_SUBSETS = 100
 KID_SEED = 2020  # torch-fidelity's default rng_seed
 
+# Images per Inception forward, per device type, however large fid.batch_size. On a CPU
+# the activations of a large batch leave the cache, and past glibc's largest mmap threshold
+# every forward page-faults them in afresh: an image then costs more in a batch of 50 than
+# in one of 10 (docs/benchmarks.md). A GPU takes the whole batch. Each image's features
+# come out the same whatever the chunk (tests/test_fid.py checks the bits): speed only.
+INCEPTION_CHUNK = {"cpu": 10}
+
+
+def inception_chunk(batch_size: int, device) -> int:
+    """Images per Inception forward on `device` for a batch of `batch_size`."""
+    return min(int(batch_size), INCEPTION_CHUNK.get(torch.device(device).type, int(batch_size)))
+
 
 def is_offline() -> bool:
     """MASKGIT_OFFLINE or CI set: nothing may be downloaded."""
@@ -61,6 +73,7 @@ class InceptionFeatures:
         self.weights_path = None if weights_path is None else Path(weights_path)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
+        self.chunk = inception_chunk(self.batch_size, self.device)
         self.progress = progress
         self.model = FeatureExtractorInceptionV3(
             "inception-v3-compat",
@@ -86,8 +99,8 @@ class InceptionFeatures:
         with torch.no_grad(), tqdm(
             total=n, desc=f"Inception features ({desc})", unit="img", disable=not self.progress, file=sys.stderr
         ) as bar:
-            for start in range(0, n, self.batch_size):
-                batch = images[start : start + self.batch_size].to(self.device)
+            for start in range(0, n, self.chunk):
+                batch = images[start : start + self.chunk].to(self.device)
                 (feats,) = self.model(batch)
                 out[start : start + len(batch)] = feats.detach().cpu().double().numpy()
                 bar.update(len(batch))
