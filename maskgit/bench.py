@@ -179,6 +179,18 @@ def bench_orders(size, device, n, total_iter, repeats, batch_size):
     return rows
 
 
+def in_fresh_process(target, *args):
+    """target(*args, queue) run in a freshly spawned process (its own heap, its own peak
+    memory, nothing this process did before it); what it put on the queue."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -328,14 +340,8 @@ def bench_allocator(train_batch, forward_batch, repeats):
     glibc's default malloc against keeping freed memory (devices.keep_freed_memory, set
     by the tokenize, training and inpaint stages and by this benchmark). Same arithmetic,
     so the same bits: speed only."""
-    ctx = mp.get_context("spawn")
-    measured = {}
-    for keep in (False, True):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_allocator_child, args=(keep, train_batch, forward_batch, repeats, queue))
-        proc.start()
-        measured[keep] = queue.get()
-        proc.join()
+    measured = {keep: in_fresh_process(_allocator_child, keep, train_batch, forward_batch, repeats)
+                for keep in (False, True)}
     rows = []
     for name, what in (("train", f"training step, batch {train_batch}"),
                        ("forward", f"decoding forward, {forward_batch} images in one")):
@@ -374,14 +380,9 @@ def _inception_child(n, chunk, repeats, queue):
 def bench_inception_chunk(n, chunks, repeats):
     """Inception features of n images, `chunk` images per forward, each in a fresh process:
     the FID stages' fid.batch_size against the CPU's INCEPTION_CHUNK. Same bits is checked."""
-    ctx = mp.get_context("spawn")
     rows = []
     for chunk in chunks:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_inception_child, args=(n, chunk, repeats, queue))
-        proc.start()
-        seconds, faults, digest = queue.get()
-        proc.join()
+        seconds, faults, digest = in_fresh_process(_inception_child, n, chunk, repeats)
         rows.append({"images": n, "per_forward": chunk, "s_per_image": seconds / n,
                      "minor_faults_per_image": faults / n, "features_sha256": digest[:12]})
     first = rows[0]["features_sha256"]
@@ -452,14 +453,9 @@ def peak_rss_mb() -> float:
 
 
 def bench_scaling(kind, sizes, batch_size):
-    ctx = mp.get_context("spawn")
     rows = []
     for n in sizes:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_scaling_child, args=(kind, n, batch_size, queue))
-        proc.start()
-        seconds, peak_mb = queue.get()
-        proc.join()
+        seconds, peak_mb = in_fresh_process(_scaling_child, kind, n, batch_size)
         rows.append({"what": kind, "images": n, "seconds": seconds, "s_per_image": seconds / n, "peak_rss_mb": peak_mb})
     return rows
 
@@ -486,14 +482,9 @@ def bench_bootstrap(points, fid_s_per_image=None):
     images one eigenproblem takes seconds, so that point runs a few replicates of one set).
     fid_s_per_image: the FID features' seconds per image of section 6 in this run; the
     FID stages then cost it times n times 8 sets (7 and the ground truth)."""
-    ctx = mp.get_context("spawn")
     rows = []
     for n, replicates, sets, route in points:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_bootstrap_child, args=(n, replicates, sets, route, queue))
-        proc.start()
-        seconds, peak_mb = queue.get()
-        proc.join()
+        seconds, peak_mb = in_fresh_process(_bootstrap_child, n, replicates, sets, route)
         # the exact route grows with the replicates; the linear one's cost is the influence
         # functions, once, and its replicates are one product per block
         full = seconds / replicates / sets * 7000 if route == "exact" else seconds / sets * 7
