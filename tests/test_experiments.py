@@ -124,6 +124,31 @@ def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
     assert "[55.50, 66.25]" in page and "| tied" in page
 
 
+def test_fids_come_from_the_evaluation_git_keeps_when_the_fid_files_were_not_pulled(tmp_path):
+    # the FID stages' files are in the DVC cache (a sweep point takes an unchanged FID stage
+    # from the run cache); a machine that pulled only the experiment refs has
+    # metrics/evaluation.json alone, and the page reads every FID from it
+    from maskgit.pipeline.experiments_page import experiments_frame
+
+    def fid(value):
+        return {"fid": {"value": value, "low": value - 5, "high": value + 5}}
+
+    sets = {"cosine": fid(60.0), "linear-halton": fid(58.5), "recon": fid(20.0), "masked_input": fid(100.0)}
+    pulled = {"name": "x", "rev": "1" * 40, "data": {
+        "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": 4}}}},
+        "metrics": {"metrics/evaluation.json": {"data": {"images": 150, "sets": sets}}}}}
+    local = {"name": "y", "rev": "2" * 40, "data": {  # both files: the evaluation's value wins
+        "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": 8}}}},
+        "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": 99.0}}},
+                    "metrics/evaluation.json": {"data": {"images": 150, "sets": {"cosine": fid(61.0)}}}}}}
+    frame = experiments_frame([{"rev": "a" * 40, "data": {}, "experiments": [{"revs": [pulled]}, {"revs": [local]}]}])
+    x, y = frame.set_index("experiment").loc["x"], frame.set_index("experiment").loc["y"]
+    assert (x["FID cosine"], x["FID linear-halton"], x["interval linear-halton"]) == (60.0, 58.5, "[53.50, 63.50]")
+    assert (x["baseline FID recon"], x["baseline FID masked_input"]) == (20.0, 100.0)
+    assert "FID recon" not in frame.columns  # a baseline is not a decoder
+    assert y["FID cosine"] == 61.0
+
+
 @pytest.mark.parametrize("dvc, expected", [
     (None, "error: experiments: dvc is not on PATH"),
     ("echo 'ERROR: you are not inside of a DVC repository' >&2; exit 1",

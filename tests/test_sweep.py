@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FID_WEIGHTS, copy_project, stage_env
+from conftest import FID_WEIGHTS, ROOT, copy_project, stage_env
 from maskgit.pipeline.sweep_job import experiment_name
 
 SWEEP = ["-S", "inpaint.sweet_spot=1,2,3"]
@@ -183,6 +183,18 @@ def test_an_interrupted_sweep_stops_cleanly_and_resubmitted_completes(world):
     assert "1 experiments run, 0 already" in again.stdout, again.stdout
     refs = exp_refs(remote, env)
     assert refs.count(experiment_name(["inpaint.choice_temperature=1.0"])) == 1 and len(refs) == len(set(refs)), refs
+
+
+def test_only_the_cheap_end_of_the_dag_keeps_outputs_out_of_the_cache():
+    # DVC restores an output that is not cached from the run cache only where the workspace
+    # copy already matches, never in a sweep job's fresh clone: a stage with one re-runs in
+    # every sweep point even when no swept param reaches it. Only the stages that read the
+    # stored evidence and write pages (seconds) may keep outputs in git.
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    uncached = {name for name, stage in stages.items() for kind in ("outs", "metrics", "plots")
+                for out in stage.get(kind) or [] if isinstance(out, dict)
+                and any((options or {}).get("cache") is False for options in out.values())}
+    assert uncached == {"evaluate", "plots", "report"}
 
 
 def test_bad_input_stops_with_one_line_before_submitting(tmp_path, monkeypatch, capsys):

@@ -25,6 +25,7 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError, UserError
 from maskgit.pipeline.files import atomic_write_bytes
 from maskgit.pipeline.params import flatten
+from maskgit.pipeline.sets import BASELINES
 
 FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
 # column prefixes of the metrics; params are dotted keys (and include fid.* settings)
@@ -62,7 +63,7 @@ def dvc_exp_show(all_commits: bool = False) -> list:
 
 def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
     """`dvc exp pull`: every experiment of HEAD (or of every commit) on the Git remote,
-    refs only: their params and metrics are in Git (the FID metrics are `cache: false`),
+    refs only: their params and metrics/evaluation.json are in Git (`cache: false`),
     which is all this page reads; `dvc exp apply NAME && dvc pull` fetches one's data."""
     if git_remote is None:
         remotes = subprocess.run(["git", "remote"], capture_output=True, text=True).stdout.split()
@@ -111,23 +112,30 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
     rows, unscored = [], []
     for name, data in _entries(exp_show, unscored=unscored):
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        fids = ((data.get("metrics") or {}).get(FID_FILE) or {}).get("data") or {}
+        metrics = data.get("metrics") or {}
+        scored = (metrics.get(EVALUATION_FILE) or {}).get("data") or {}
+        evaluation = {k: m["fid"] for k, m in (scored.get("sets") or {}).items()
+                      if isinstance((m or {}).get("fid"), dict) and "value" in m["fid"]}
+        # FIDs come from the evaluation, which git keeps for every experiment; the FID
+        # stages' own files are in the DVC cache (so that a sweep point takes an unchanged
+        # FID stage from the run cache), and only commits from before the evaluation
+        # existed are read from there
+        fids = {k: v for k, v in evaluation.items() if k not in BASELINES} or {
+            k: {"value": m["fid"]} for k, m in ((metrics.get(FID_FILE) or {}).get("data") or {}).items()}
         if not fids:
             continue  # a failed or unfinished experiment
         flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()}
         row = {"experiment": name, REV: data.get(REV), **flat}
-        scored = ((data.get("metrics") or {}).get(EVALUATION_FILE) or {}).get("data") or {}
-        evaluation = scored.get("sets") or {}
         if scored.get("images"):
             row[IMAGES] = int(scored["images"])  # FID's bias depends on it: FIDs compare only at equal counts
-        for schedule, m in fids.items():
-            row[f"{FID}{schedule}"] = m["fid"]
-            cell = (evaluation.get(schedule) or {}).get("fid") or {}
+        for schedule, cell in fids.items():
+            row[f"{FID}{schedule}"] = cell["value"]
             if "low" in cell and "high" in cell:  # dvc exp show keeps scalars only, not the interval list
                 row[f"{INTERVAL}{schedule}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
-        base = ((data.get("metrics") or {}).get(BASELINE_FILE) or {}).get("data") or {}
-        for key, m in base.items():
-            row[f"{BASE}{key}"] = m["fid"]
+        base = {k: v["value"] for k, v in evaluation.items() if k in BASELINES} or {
+            k: m["fid"] for k, m in ((metrics.get(BASELINE_FILE) or {}).get("data") or {}).items()}
+        for key, value in base.items():
+            row[f"{BASE}{key}"] = value
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
