@@ -23,8 +23,10 @@ KID_SEED = 2020  # torch-fidelity's default rng_seed
 # Images per Inception forward, per device type, however large fid.batch_size. On a CPU
 # the activations of a large batch leave the cache, and past glibc's largest mmap threshold
 # every forward page-faults them in afresh: an image then costs more in a batch of 50 than
-# in one of 10 (docs/benchmarks.md). A GPU takes the whole batch. Each image's features
-# come out the same whatever the chunk (tests/test_fid.py checks the bits): speed only.
+# in one of 10 (docs/benchmarks.md). The number is fixed, not a param, because it is part
+# of the features' bits: on one thread oneDNN picks another convolution kernel from 16
+# images per forward on, whose last bits differ. Fixed, it keeps a CPU's FID independent of
+# fid.batch_size (tests/test_fid.py). A GPU takes the whole batch.
 INCEPTION_CHUNK = {"cpu": 10}
 
 

@@ -303,7 +303,7 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
         "lpips_backbone": Param(None, _optional_path,
               "torchvision's AlexNet weights for LPIPS; null: torch's hub cache; none: no LPIPS"),
         "batch_size": Param(50, _int(1),
-              "images per Inception forward; a CPU takes at most 10 at a time (faster, same features)"),
+              "images per Inception forward on a GPU; a CPU takes at most 10 (faster; its FID then does not depend on this)"),
     },
     "evaluate": {
         "replicates": Param(1000, _int(100),
