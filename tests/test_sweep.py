@@ -162,9 +162,11 @@ def test_an_interrupted_sweep_stops_cleanly_and_resubmitted_completes(world):
     project, _, remote, _, env, _, tmp = world
     scratch = tmp / "scratch-kill"
     grid = ["-S", "inpaint.choice_temperature=1.0"]  # one point, interrupted while it runs
+    # SIGINT at its default in the sweep, as in a terminal's foreground job: pytest itself
+    # may have been started in the background, where the shell ignores SIGINT (inherited)
     proc = subprocess.Popen([sys.executable, "-m", "maskgit.sweep", *grid, "--scratch", str(scratch)],
                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Ctrl-C as a terminal sends it, to the sweep's whole process group, once a point's
     # clone is inpainting
     deadline = time.monotonic() + 900
