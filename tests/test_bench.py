@@ -45,7 +45,8 @@ def test_quick_run_writes_every_section(tmp_path):
     for key in ("inpainting", "flops", "training", "attention", "fid_cache", "scaling", "bootstrap", "orders",
                 "forward_batch", "allocator", "inception_chunk"):
         assert result[key], key
-    # each image's Inception features do not depend on the images sharing its forward
+    # below 16 images per forward (the quick run's 8 and 4) each image's Inception features do
+    # not depend on the images sharing its forward, at one thread or two
     assert all(r["same_bits"] for r in result["inception_chunk"])
     assert result["machine"]["malloc"]  # what the figures were measured under
     assert all(r["tokens_identical"] for r in result["inpainting"] if r["precision"] == "fp32")
