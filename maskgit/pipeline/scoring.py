@@ -1,0 +1,80 @@
+"""Image sets scored against the ground truth: torch-fidelity's inception-v3-compat
+features, FID and KID, and each set's per-image evidence (maskgit.pipeline.evidence).
+The FID stages score the main test set with it, a mask family's stage its own."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskgit.metrics import perceptual
+from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, inception_chunk, kid_from_features, statistics
+from maskgit.metrics.image import missing_fraction
+from maskgit.metrics.registry import per_image_metrics
+from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.evidence import write_evidence
+from maskgit.pipeline.files import list_images, read_images, read_masks, sha256_file
+from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
+from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
+from maskgit.pipeline.memory import check_fits, inception_batch_bytes
+
+
+class Scorer:
+    """Inception (and LPIPS, when its backbone resolves) loaded once for a stage.
+    `used` names the weights behind the scores, for the report's provenance."""
+
+    def __init__(self, params: dict, device, n_images: int, lpips: bool = True):
+        self.size = params["data"]["image_size"]
+        batch_size = params["fid"]["batch_size"]
+        per_forward = min(inception_chunk(batch_size, device), max(n_images, 1))
+        check_fits(inception_batch_bytes(per_forward), device,
+                   f"fid.batch_size {batch_size} ({per_forward} images per forward)")
+        weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
+        try:
+            self.extract = InceptionFeatures(weights, device=device, batch_size=batch_size)
+        except RuntimeError as e:  # torch's key/shape dump spans pages: its first line names the problem
+            if "state_dict" not in str(e):
+                raise
+            raise InputError(f"fid.inception_weights: {weights} does not fit torch-fidelity's inception-v3-compat "
+                             f"network ({str(e).splitlines()[0][:120]})") from None
+        self.used = {"inception_weights_sha256": sha256_file(weights) if weights is not None else None}
+        self.lpips = None
+        if lpips:
+            backbone, skipped = find_backbone(params["fid"]["lpips_backbone"])
+            self.lpips = load_lpips(backbone, device) if backbone else None
+            self.used["lpips_backbone_sha256"] = sha256_file(backbone) if backbone else None
+            if skipped:
+                print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)
+
+    def features(self, name: str, images: np.ndarray) -> np.ndarray:
+        return self.extract(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), desc=name)
+
+    def score(self, image_sets: dict[str, Path], gt: np.ndarray, gt_dir: Path, mask_dir: Path, out: Path,
+              prefix: str = "") -> dict:
+        """Each set's FID and KID against the ground truth's features `gt`, and its evidence
+        written to out/<set>.npz. Every set must hold the ground truth's file names."""
+        gt_stats = statistics(gt)
+        gt_names = [p.name for p in list_images(gt_dir)]
+        gt_images, known = read_images(gt_dir, self.size), read_masks(mask_dir, self.size)
+        if len(gt_images) != len(gt) or len(known) != len(gt):
+            raise InputError(f"{gt_dir}: {len(gt_images)} ground-truth images and {len(known)} masks in {mask_dir}, "
+                             f"but the ground-truth features hold {len(gt)} (re-run fid_reference)")
+        results = {}
+        for name, folder in image_sets.items():
+            names = [p.name for p in list_images(folder)]
+            if names != gt_names:
+                raise InputError(f"{folder}: {len(names)} images whose names differ from the {len(gt_names)} "
+                                 f"of {gt_dir} (every set must hold the test set's names)")
+            images = read_images(folder, self.size)
+            f = self.features(prefix + name, images)
+            kid, kid_std = kid_from_features(f, gt)
+            results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
+            write_evidence(out / f"{name}.npz", names=np.array(names), features=f,
+                           missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known),
+                           **(perceptual.per_image(self.lpips, images, gt_images, known) if self.lpips else {}))
+            print(f"fid {prefix}{name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}",
+                  file=sys.stderr)
+        return results
