@@ -4,8 +4,10 @@
                                    hole) with a bootstrap interval; the paired differences
                                    a reader compares, with interval, p-value and verdict
                                    (Holm-corrected over all of them); the sets tied for
-                                   best; the same per bucket of mask area
+                                   best; the same per bucket of mask area; and all of it
+                                   again per mask family of inpaint.mask_families
     reports/evaluation/mask_area.png   hole PSNR / SSIM against mask area per set
+    reports/evaluation/families.png    every set's FID per mask family (with families)
 
 The metrics, the paired summary and the buckets are maskgit.metrics.evaluation's: a
 bootstrap over test images, the same resampled images for every set, seeded by
@@ -31,6 +33,31 @@ from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.sets import decoders, pairs_to_compare
 
 FIGURE = paths.EVALUATION_FIGURES / "mask_area.png"
+FAMILIES_FIGURE = paths.EVALUATION_FIGURES / "families.png"
+
+
+def judge(sets: dict, gt: np.ndarray, settings: evaluation.Settings, schedules: list[str], where: str) -> dict:
+    """Everything evaluation.json says of one test set's scored sets. Its verdicts are
+    one family of comparisons: with dozens at 95% each, a few would be chance."""
+    n = len(gt)
+    for name, e in sets.items():
+        if len(e["features"]) != n:
+            raise InputError(f"{where}{name}: {len(e['features'])} scored images but {paths.GT_FEATURES} holds {n} "
+                             "(re-run the FID stages)")
+    point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(schedules))
+    correction = evaluation.correct(verdicts, settings.alpha, "holm")
+    buckets = evaluation.by_mask_area(sets, gt, settings)
+    fraction = next(iter(sets.values()))["missing_fraction"]
+    return {
+        "images": n, "missing_fraction": {"mean": float(fraction.mean()), "min": float(fraction.min()),
+                                          "max": float(fraction.max())},
+        "resampling": "exact" if n <= settings.exact_up_to else "linear",
+        "ids": evaluation.computes_ids(settings, n), "lpips": all("lpips" in e for e in sets.values()),
+        "sets": table, "pairs": verdicts, "correction": correction,
+        "tied_for_best": evaluation.tied_for_best(point, reps, schedules, settings),
+        "decisive": evaluation.decisive(point, reps, schedules, n, settings),
+        "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),
+    }
 
 
 def main():
@@ -38,28 +65,22 @@ def main():
     settings, schedules = evaluation.Settings.from_params(params["evaluate"]), decoders(params["inpaint"])
     gt = np.load(paths.GT_FEATURES)
     sets = read_run(schedules)
-    n = len(gt)
-    for name, e in sets.items():
-        if len(e["features"]) != n:
-            raise InputError(f"{name}: {len(e['features'])} scored images but {paths.GT_FEATURES} holds {n} "
-                             "(re-run the FID stages)")
-    point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(schedules))
-    # every verdict of the page is one family: with dozens at 95% each, a few would be chance
-    correction = evaluation.correct(verdicts, settings.alpha, "holm")
-    tied = evaluation.tied_for_best(point, reps, schedules, settings)
-    buckets = evaluation.by_mask_area(sets, gt, settings)
+    main_set = judge(sets, gt, settings, schedules, "")
+    families = {f: judge(read_run(schedules, family=f), gt, settings, schedules, f"{f}: ")
+                for f in params["inpaint"]["mask_families"]}
     write_json(paths.EVALUATION, {
-        "images": n, "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
-        "resampling": "exact" if n <= settings.exact_up_to else "linear", "exact_up_to": settings.exact_up_to,
-        "ids": evaluation.computes_ids(settings, n), "ids_min_images": settings.ids_min_images,
-        "lpips": all("lpips" in e for e in sets.values()),
-        "sets": table, "pairs": verdicts, "correction": correction, "tied_for_best": tied,
-        "decisive": evaluation.decisive(point, reps, schedules, n, settings),
-        "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),
+        "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
+        "exact_up_to": settings.exact_up_to, "ids_min_images": settings.ids_min_images,
+        "test_masks": params["prepare"]["test_masks"], **main_set, "mask_families": families,
     })
-    plotting.mask_area_figure(buckets, list(sets), FIGURE, confidence=settings.confidence)
-    print(f"evaluate: {n} images, {settings.replicates} replicates; tied for best FID: {', '.join(tied['fid'])}",
-          file=sys.stderr)
+    plotting.mask_area_figure(main_set["mask_buckets"], list(sets), FIGURE, confidence=settings.confidence)
+    if families:
+        plotting.families_figure({params["prepare"]["test_masks"]: main_set, **families}, FAMILIES_FIGURE,
+                                 confidence=settings.confidence)
+    for name, e in {"main test set": main_set, **families}.items():
+        print(f"evaluate {name}: {e['images']} images, {settings.replicates} replicates; tied for best FID: "
+              f"{', '.join(e['tied_for_best']['fid'])}; {e['correction']['decided']} of "
+              f"{e['correction']['comparisons']} verdicts decided", file=sys.stderr)
 
 
 if __name__ == "__main__":

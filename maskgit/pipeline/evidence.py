@@ -1,7 +1,8 @@
 """Per-image evidence of a scored image set: written once by the FID stages, read by
 every statistic after them (so none re-runs Inception).
 
-One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/:
+One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/ (a mask
+family's, every set in outputs/families/<family>/evidence/):
     names             (n,)     test image file names, in the ground truth's order
     features          (n, d)   Inception pool features (float64)
     psnr, ssim        (n,)     over the whole image
@@ -28,7 +29,10 @@ FIELDS = ("names", "features", *PER_IMAGE, "missing_fraction")
 OPTIONAL = PERCEPTUAL  # LPIPS: only where the FID stages had its network's weights
 
 
-def evidence_path(name: str, kind: str) -> Path:
+def evidence_path(name: str, kind: str, family: str | None = None) -> Path:
+    """A set's evidence on the main test set, or under mask family `family`."""
+    if family is not None:
+        return paths.family_dir(family) / "evidence" / f"{name}.npz"
     folder = paths.EVIDENCE_BASELINES if kind == "baseline" else paths.EVIDENCE_SCHEDULES
     return folder / f"{name}.npz"
 
@@ -89,12 +93,14 @@ def run_sets(schedules: list[str]) -> list[tuple[str, str]]:
     return [(s, "schedule") for s in schedules] + [(b, "baseline") for b in BASELINES]
 
 
-def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it") -> dict[str, dict]:
-    """Every set of a run (run_sets), checked to have scored the same test images."""
-    sets = {name: read_evidence(evidence_path(name, kind), root, hint) for name, kind in run_sets(schedules)}
+def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it",
+             family: str | None = None) -> dict[str, dict]:
+    """Every set of a run (run_sets) on the main test set or under mask family `family`,
+    checked to have scored the same test images."""
+    sets = {name: read_evidence(evidence_path(name, kind, family), root, hint) for name, kind in run_sets(schedules)}
     names = next(iter(sets.values()))["names"]
     for name, ev in sets.items():
         if not np.array_equal(ev["names"], names):
-            raise InputError(f"{evidence_path(name, 'schedule' if name in schedules else 'baseline')}: "
+            raise InputError(f"{evidence_path(name, 'schedule' if name in schedules else 'baseline', family)}: "
                              f"scored other test images than {schedules[0]} (re-run the FID stages)")
     return sets

@@ -234,9 +234,10 @@ def _png_names(names: list[str]) -> list[str]:
     return out
 
 
-def family_test_masks(p: dict, n: int, size: int) -> np.ndarray:
-    """The n test masks of family prepare.test_masks (maskgit.data.masks), mask i seeded by
-    (prepare.seed, i) alone: the same test image gets the same mask whatever else changes."""
+def family_test_masks(p: dict, n: int, size: int, family: str | None = None) -> np.ndarray:
+    """The n test masks of `family` (default prepare.test_masks; maskgit.data.masks), mask i
+    seeded by (prepare.seed, i) alone: the same test image gets the same mask whatever else
+    changes, as the main test set or as a stage of inpaint.mask_families."""
     from maskgit.data import masks
 
-    return masks.family_masks(p["seed"] + 3000, p["test_masks"], n, size)
+    return masks.family_masks(p["seed"] + 3000, family or p["test_masks"], n, size)

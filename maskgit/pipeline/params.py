@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ruamel.yaml import YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
-from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, ORDERS, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, TEST_MASKS
+from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, ORDERS, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, MASK_FAMILIES, TEST_MASKS
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
@@ -107,6 +107,17 @@ def _names(what: str, known) -> Check:
         if len(set(v)) != len(v):
             return f"lists a {what} twice"
     return check
+
+
+def _families(v):
+    """A list, maybe empty, of distinct mask families (inpaint.mask_families)."""
+    if not isinstance(v, list):
+        return f"must be a list (maybe empty) of mask families out of {', '.join(MASK_FAMILIES)}"
+    unknown = [f for f in v if f not in MASK_FAMILIES]
+    if unknown:
+        return f"has unknown mask family {unknown[0]!r}; known: {', '.join(MASK_FAMILIES)}"
+    if len(set(v)) != len(v):
+        return "lists a mask family twice"
 
 
 def _bucket_edges(v):
@@ -280,6 +291,9 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
         "orders": Param(["confidence", "halton"], _names("order", ORDERS),
               "which tokens a step reveals: confidence (the paper's) | random | halton\n"
               "(Halton-MaskGIT's low-discrepancy grid order); every schedule runs with every order"),
+        "mask_families": Param([], _families,
+              "standard mask families the test images are also filled and scored under, one\n"
+              "stage each (family@<name>): thin | medium | thick (LaMa's), small | large (MAT's)"),
         "halton_shift": Param(False, _bool, "roll the Halton order on the grid by a seeded offset per image"),
         "total_iter": Param(8, _int(1)),
         "sweet_spot": Param(8, _int(1), "stop after this many steps (>= total_iter: run all)"),
@@ -365,6 +379,10 @@ def _check_across(p: dict, source: str) -> None:
             if p["prepare"][key] is not None:
                 raise ParamError(f"{source}: prepare.{key} must be null with prepare.test_masks: "
                                  f"{p['prepare']['test_masks']} (the masks are generated)")
+    main = p["prepare"]["test_masks"]
+    if main in p["inpaint"]["mask_families"]:
+        raise ParamError(f"{source}: inpaint.mask_families lists {main!r}, the main test set's own masks "
+                         f"(prepare.test_masks): it would be scored twice")
     tv = p["train_vqgan"]
     if tv["continuous_steps"] >= tv["steps"]:
         raise ParamError(f"{source}: train_vqgan.continuous_steps ({tv['continuous_steps']}) must be below "

@@ -23,6 +23,10 @@ GT_FEATURES = Path("outputs/fid/gt_features.npy")
 EVIDENCE_BASELINES = Path("outputs/fid/baselines")
 EVIDENCE_SCHEDULES = Path("outputs/fid/schedules")
 
+# one stage per inpaint.mask_families entry (family@<name>): the test images under that
+# family's masks, filled and scored: test/, tokens/, inpaint/<order>/<schedule>/,
+# baselines/<name>/, evidence/<set>.npz (the layout: maskgit.pipeline.runner.TestSetFiles)
+FAMILIES = Path("outputs/families")
 FID_SCHEDULES = Path("metrics/fid_schedules.json")
 FID_BASELINES = Path("metrics/fid_baselines.json")
 EVALUATION = Path("metrics/evaluation.json")  # bootstrap intervals and paired verdicts (stage evaluate)
@@ -46,3 +50,7 @@ def tokens(split: str) -> Path:
 
 def split_images(split: str) -> Path:
     return PREPARED / split
+
+
+def family_dir(family: str) -> Path:
+    return FAMILIES / family

@@ -387,3 +387,35 @@ def mask_area_figure(buckets: list[dict], set_names: list[str], path: str | Path
     handles, names = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(len(set_names), 7), fontsize=8.5)
     save(fig, path)
+
+
+def families_figure(by_family: dict[str, dict], path: str | Path, confidence: float) -> None:
+    """Every set's FID on each test set (the main one, then each mask family's), with its
+    bootstrap interval as an error bar: the families side by side (metrics/evaluation.json).
+    Nothing is singled out: which sets are tied is the report's tables' to say."""
+    fig = new_figure(11.0, 4.8)
+    ax = fig.add_subplot(1, 1, 1)
+    families = list(by_family)
+    set_names = list(next(iter(by_family.values()))["sets"])
+    for j, name in enumerate(set_names):
+        xs, ys, err = [], [], [[], []]
+        for i, f in enumerate(families):
+            cell = by_family[f]["sets"].get(name, {}).get("fid")
+            if cell is None or not np.isfinite(cell["value"]):
+                continue
+            lo, hi = cell["interval"]
+            xs.append(i + (j - (len(set_names) - 1) / 2) * 0.07)
+            ys.append(cell["value"])
+            err[0].append(cell["value"] - lo)
+            err[1].append(hi - cell["value"])
+        ax.errorbar(xs, ys, yerr=err, marker="o", linestyle="none", capsize=2, label=sets.label(name))
+    ax.set_xticks(range(len(families)),
+                  [f"{f}\n({by_family[f]['images']} img, {by_family[f]['missing_fraction']['mean']:.0%} missing)"
+                   for f in families], fontsize=8.5)
+    ax.set_xlabel("test masks")
+    ax.set_ylabel("FID (lower is better)")
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"FID per mask family ({confidence:.0%} bootstrap intervals)")
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(set_names), 5), fontsize=8.5)
+    save(fig, path)
