@@ -67,9 +67,20 @@ def in_order(run_sets: dict, gt: np.ndarray, names: np.ndarray) -> tuple[dict, n
 
 def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     """Every paired metric of every set both runs scored, B against A, over the same
-    resampled test images; hole PSNR the same per bucket of mask area."""
+    resampled test images; hole PSNR the same per bucket of mask area. The same again
+    under each mask family both runs scored, each family's verdicts corrected apart."""
     pa, sa, ga = a.load()
     pb, sb, gb = b.load()
+    result = {"params_a": pa, "params_b": pb, **compare_sets(a, b, sa, sb, ga, gb, settings), "families": {}}
+    # runs from before inpaint.mask_families have none
+    for f in (f for f in pa["inpaint"].get("mask_families", []) if f in pb["inpaint"].get("mask_families", [])):
+        result["families"][f] = compare_sets(a, b, a.family(pa, f), b.family(pb, f), ga, gb, settings)
+    return result
+
+
+def compare_sets(a: Run, b: Run, sa: dict, sb: dict, ga: np.ndarray, gb: np.ndarray,
+                 settings: evaluation.Settings) -> dict:
+    """B against A on one test set's evidence (the main one, or a mask family's)."""
     names = next(iter(sa.values()))["names"]
     sb, gb = in_order(sb, gb, names)
     if gb is None or not np.allclose(ga, gb):
@@ -90,7 +101,7 @@ def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
                for x in evaluation.by_mask_area(both, ga, settings, pairs=pairs)]
     # the bins are many small, correlated looks at one question: the false discovery rate
     bucket_correction = evaluation.correct([v for x in buckets for v in x["sets"].values()], alpha, "bh")
-    return {"params_a": pa, "params_b": pb, "common": common, "rows": rows, "buckets": buckets, "names": names,
+    return {"common": common, "rows": rows, "buckets": buckets, "names": names,
             "correction": correction, "bucket_correction": bucket_correction}
 
 
@@ -118,17 +129,30 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
         lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
     else:
         lines += ["Nothing: the params are the same (a difference can only come from code or data).", ""]
-    lines += ["## Metrics", ""]
+    lines += ["## Metrics", "", *metric_sections(result, "the table above", "the bins above")]
+    for f, r in result["families"].items():
+        lines += [f"## Under {f} masks", "",
+                  f"The same test images under the {f} mask family (`inpaint.mask_families`), "
+                  f"{len(r['names'])} of them; its verdicts are corrected as a family of their own.", "",
+                  *metric_sections(r, f"the table on {f} masks", f"the bins on {f} masks", "###")]
+    if figure_name:
+        lines += [f"![A and B on the same test images]({figure_name})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def metric_sections(result: dict, table_family: str, bins_family: str, level: str = "##") -> list[str]:
+    """The metrics table of one test set (B - A per set and metric), its correction, and
+    hole PSNR by mask area."""
     table = []
     for r in result["rows"]:
         table.append([label(r["set"]), registry.label(r["metric"]),
                       fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
                       fmt_diff(r["metric"], r["diff"], *r["interval"]), verdict_cell(r)])
-    lines += [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
-    lines += [correction_line(result["correction"], "the table above"), ""]
+    lines = [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
+    lines += [correction_line(result["correction"], table_family), ""]
     fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
     lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
-    lines += ["## Hole PSNR by mask area (B - A)", ""]
+    lines += [f"{level} Hole PSNR by mask area (B - A)", ""]
     header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
     rows = []
     for s in result["common"]:
@@ -137,11 +161,8 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
             c = x["sets"].get(s)
             row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {verdict_cell(c)}" if c else "—")
         rows.append(row)
-    lines += [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), "",
-              correction_line(result["bucket_correction"], "the bins above"), ""]
-    if figure_name:
-        lines += [f"![A and B on the same test images]({figure_name})", ""]
-    return "\n".join(lines) + "\n"
+    return lines + [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), "",
+                    correction_line(result["bucket_correction"], bins_family), ""]
 
 
 def safe(name: str) -> str:

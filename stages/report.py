@@ -25,7 +25,7 @@ from maskgit.pipeline.errors import InputError
 REPORTS = paths.REPORTS
 # the order stages run in; timings of other names follow alphabetically
 STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpaint", "baselines",
-               "fid-reference", "fid-baselines", "fid-schedules", "plots"]
+               "fid-reference", "fid-baselines", "fid-schedules", "family", "plots"]
 # what counts as "the code and params" when telling whether the tree is dirty: the
 # pipeline's own outputs (dvc.lock, metrics, timings, reports) change on every
 # run and would otherwise always mark it dirty
@@ -72,26 +72,29 @@ def metrics_section(title: str, path: str) -> list[str]:
             plotting.markdown_table(["metric", "value"], rows, "lr")]
 
 
-def stale_timing(stage: str, schedules: list[str]) -> bool:
-    # a decoder removed from params leaves its old timing file behind: not part of this run
-    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in map(sets.stage_key, schedules)
+def stale_timing(stage: str, inpaint: dict) -> bool:
+    # a decoder or mask family removed from params leaves its old timing file behind: not part of this run
+    if stage.startswith("family-"):
+        return stage.removeprefix("family-") not in inpaint["mask_families"]
+    keys = map(sets.stage_key, sets.decoders(inpaint))
+    return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in keys
 
 
-def timings_section(schedules: list[str]) -> list[str]:
+def timings_section(schedules: list[str], inpaint: dict) -> list[str]:
     timings = {}
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
         if not isinstance(entry, dict) or not isinstance(entry.get("seconds"), (int, float)):
             raise InputError(f"{path}: expected {{\"stage\": name, \"seconds\": number}}")
         name = entry.get("stage", path.stem)
-        if stale_timing(name, schedules):
+        if stale_timing(name, inpaint):
             continue
         timings[name] = float(entry["seconds"])
     if not timings:
         return ["No timings found in `timings/`.", ""]
 
     def order(name):
-        base = "inpaint" if name.startswith("inpaint-") else name
+        base = name.split("-")[0] if name.startswith(("inpaint-", "family-")) else name
         keys = [sets.stage_key(s) for s in schedules]
         if base in STAGE_ORDER:
             return (STAGE_ORDER.index(base), keys.index(name.removeprefix("inpaint-")) if base == "inpaint" else 0, name)
@@ -133,7 +136,7 @@ def provenance(params: dict) -> list[str]:
     devices, numerics = {}, stage_numerics(params)
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
-        if stale_timing(entry.get("stage", path.stem), sets.decoders(params["inpaint"])):
+        if stale_timing(entry.get("stage", path.stem), params["inpaint"]):
             continue
         devices.setdefault(entry.get("device", "not recorded"), []).append(entry.get("stage", path.stem))
     lines.append("- Devices (per stage, `timings/*.json`; wall times in Timings above): "
@@ -147,7 +150,7 @@ def stage_numerics(params: dict) -> dict[str, dict]:
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
         name = entry.get("stage", path.stem)
-        if not stale_timing(name, sets.decoders(params["inpaint"])) and isinstance(entry.get("numerics"), dict):
+        if not stale_timing(name, params["inpaint"]) and isinstance(entry.get("numerics"), dict):
             out[name] = entry["numerics"]
     return out
 
@@ -219,7 +222,9 @@ def main():
         "",
         f"Each set of {n_scored} scored test images against the ground truth: FID and KID (lower is better), "
         "PSNR and SSIM inside the missing region (higher is better), each with its "
-        f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set.",
+        f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set. Test masks: "
+        f"{pr['test_masks']}" + (f"; more mask families below ({', '.join(ip['mask_families'])})."
+                                 if ip["mask_families"] else "."),
         "",
         evaluation_markdown.results_table(ev, schedules),
         "",
@@ -240,6 +245,12 @@ def main():
     if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
         caption = "Hole PSNR and SSIM against the missing-pixel fraction, with intervals."
         out += [f"![{caption}](evaluation/mask_area.png)", "", f"*{caption}*", ""]
+    families = evaluation_markdown.families_section(ev, schedules)
+    if families:
+        out += ["## Mask families", "", *families]
+        if (paths.EVALUATION_FIGURES / "families.png").is_file():
+            caption = "Every set's FID on the main test set and under each mask family, with intervals."
+            out += [f"![{caption}](evaluation/families.png)", "", f"*{caption}*", ""]
 
     figures = REPORTS / "figures"
     captions = [
@@ -259,7 +270,7 @@ def main():
     out += ["## Training", ""]
     out += metrics_section("VQGAN", paths.LIVE_VQGAN / "metrics.json")
     out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
-    out += ["## Timings", "", *timings_section(schedules)]
+    out += ["## Timings", "", *timings_section(schedules, ip)]
     out += ["## Provenance", "", *provenance(params)]
     atomic_write_bytes(REPORTS / "provenance.json",
                        (json.dumps({"stages": stage_numerics(params)}, indent=1, sort_keys=True) + "\n").encode())

@@ -192,3 +192,47 @@ def order_table(ev: dict, schedules: list[str], orders: list[str], metrics=("fid
     return [markdown_table(header, rows, "l" + "r" * (len(header) - 1)), "",
             f"A verdict reads as the column's order against {first} on the row's schedule, after the page's "
             "correction; better or worse only where the interval excludes 0.", ""]
+
+
+FAMILY_SOURCE = {"thin": "LaMa", "medium": "LaMa", "thick": "LaMa", "small": "MAT", "large": "MAT"}
+# what evaluation.json holds once for every test set it judges
+SHARED = ("replicates", "confidence", "seed", "exact_up_to", "ids_min_images")
+
+
+def family_view(ev: dict, family: str) -> dict:
+    """One mask family's part of evaluation.json, read like the whole file."""
+    return {**{k: ev[k] for k in SHARED if k in ev}, **ev["mask_families"][family]}
+
+
+def _area(e: dict) -> str:
+    m = e["missing_fraction"]
+    return f"{m['mean']:.0%} ({m['min']:.0%}-{m['max']:.0%})"
+
+
+def families_section(ev: dict, schedules: list[str]) -> list[str]:
+    """Every metric per mask family (inpaint.mask_families) and per mask-area bucket, each
+    family's verdicts corrected as a family of their own; empty without families."""
+    families = ev.get("mask_families") or {}
+    if not families:
+        return []
+    main = ev.get("test_masks", "builtin")
+    rows = [[f"{main} (main test set)", str(ev["images"]), _area(ev) if "missing_fraction" in ev else "—",
+             ", ".join(map(label, ev["tied_for_best"]["fid"])),
+             f"{ev['correction']['decided']} of {ev['correction']['comparisons']}"]]
+    for f, e in families.items():
+        rows.append([f"{f} ({FAMILY_SOURCE.get(f, '?')})", str(e["images"]), _area(e),
+                     ", ".join(map(label, e["tied_for_best"]["fid"])),
+                     f"{e['correction']['decided']} of {e['correction']['comparisons']}"])
+    out = ["The same ground-truth test images under each standard mask family of `inpaint.mask_families` "
+           "(generated per image, seeded; docs/masks.md), filled by every decoder and baseline. Each family's "
+           "verdicts are a family of comparisons of their own, under Holm's correction; FIDs compare only "
+           "within a row's image count.", "",
+           markdown_table(["test masks", "images", "missing: mean (range)", "tied for best FID", "verdicts decided"],
+                          rows, "lrrll"), ""]
+    for f in families:
+        v = family_view(ev, f)
+        out += [f"### {f} masks ({FAMILY_SOURCE.get(f, '?')})", "", results_table(v, schedules), "",
+                *tied_lines(v), "", correction_line(v["correction"], f"the verdicts on {f} masks"), "",
+                "<details><summary>Every verdict</summary>", "", *verdict_lines(v, schedules), "", "</details>", "",
+                *buckets_table(v)]
+    return out

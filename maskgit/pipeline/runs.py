@@ -52,8 +52,8 @@ class Run:
             raise InputError(f"{self.rev}: params.yaml not found") from None
         return check_params(params, f"{self.rev}:params.yaml")
 
-    def evidence(self, name: str, kind: str) -> dict:
-        path = evidence_path(name, kind)
+    def evidence(self, name: str, kind: str, family: str | None = None) -> dict:
+        path = evidence_path(name, kind, family)
         try:
             data = self.read(path)
         except FileNotFoundError:
@@ -90,6 +90,10 @@ class Run:
         params = self.params()
         sets = {name: self.evidence(name, kind) for name, kind in run_sets(decoders(params["inpaint"]))}
         return params, sets, self.gt_features()
+
+    def family(self, params: dict, family: str) -> dict[str, dict]:
+        """{set: evidence} under mask family `family` (one of its inpaint.mask_families)."""
+        return {name: self.evidence(name, kind, family) for name, kind in run_sets(decoders(params["inpaint"]))}
 
 
 def _git(repo, *args) -> str:
