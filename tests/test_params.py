@@ -67,6 +67,9 @@ def test_shipped_params_are_valid():
         ("train_transformer.steps", 2.5, "train_transformer.steps must be an integer >= 1 or null"),
         ("data.test_mean", [0.5, 0.5, 0.5], "data.test_mean and data.test_std are a pair"),
         ("data.test_std", [0.5, 0.5], "data.test_std must be a list of 3 items or null"),
+        ("inpaint.mask_families", ["thin", "wide"], "inpaint.mask_families has unknown mask family 'wide'; known: thin"),
+        ("inpaint.mask_families", ["thick", "thick"], "inpaint.mask_families lists a mask family twice"),
+        ("inpaint.mask_families", "thin", "inpaint.mask_families must be a list (maybe empty)"),
         ("prepare.n_test", 3, "prepare.n_test must be an integer >= 4 (KID's subsets take half the set, at least 2 "
                               "images) (got 3)"),
     ],
@@ -76,6 +79,15 @@ def test_bad_values_name_the_param(path, value, expected):
         check_params(with_change(path, value))
     message = str(err.value)
     assert expected in message and "\n" not in message
+
+
+def test_a_mask_family_is_not_scored_twice():
+    params = with_change("prepare.test_masks", "thin")
+    params["inpaint"]["mask_families"] = ["large", "thin"]
+    with pytest.raises(ParamError, match="inpaint.mask_families lists 'thin', the main test set's own masks"):
+        check_params(params)
+    params["inpaint"]["mask_families"] = ["large"]
+    assert check_params(params)["inpaint"]["mask_families"] == ["large"]
 
 
 def test_image_size_must_tile_into_tokens():

@@ -300,3 +300,39 @@ def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedu
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "HEAD: per-image evidence outputs/fid/schedules/" in result.stderr and "dvc exp apply HEAD" in result.stderr
+
+
+def test_a_mask_family_is_one_more_stage_judged_on_its_own(tiny_project):
+    # last in this file: it leaves the family's experiment applied in the workspace
+    from maskgit.pipeline.files import list_images, read_masks
+    from maskgit.pipeline.folders import family_test_masks
+    from maskgit.pipeline.params import load_params
+
+    project, env, _ = tiny_project
+    out = run(["dvc", "exp", "run", "-n", "fam-thick", "-S", "inpaint.mask_families=[thick]"], project, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    # a family is an axis of the DAG: adding one runs its stage and what reads the evidence, nothing else
+    assert ran == {"family@thick", "evaluate", "plots", "report"}, ran
+    params = load_params(project / "params.yaml")
+    family = project / "outputs/families/thick"
+    gt_names = [p.name for p in list_images(project / "data/prepared/test/gt")]
+    known = read_masks(family / "test/mask64", 64)
+    # the very masks `prepare.test_masks: thick` would give the main test set, on its images
+    assert [p.name for p in list_images(family / "test/mask64")] == gt_names
+    assert (known == family_test_masks(params["prepare"], len(gt_names), 64, "thick")).all()
+    ev = read_json(project / "metrics/evaluation.json")
+    thick = ev["mask_families"]["thick"]
+    assert list(thick["sets"]) == list(ev["sets"]) and thick["images"] == ev["images"] == len(gt_names)
+    assert thick["missing_fraction"]["mean"] == pytest.approx(1 - known.mean())
+    assert thick["correction"]["method"] == "holm" and thick["correction"]["comparisons"] > 0
+    # the family's masks differ from the built-in ones, so the masked input scores otherwise
+    assert thick["sets"]["masked_input"]["fid"]["value"] != ev["sets"]["masked_input"]["fid"]["value"]
+    report = (project / "reports/report.md").read_text()
+    assert "## Mask families" in report and "### thick masks (LaMa)" in report
+    assert "the verdicts on thick masks" in report and (project / "reports/evaluation/families.png").is_file()
+    # the review page judges each family apart: a run against itself, every pair identical
+    page = project / run(["python", "-m", "maskgit.compare", "workspace", "fam-thick"], project, env).strip().splitlines()[-1]
+    text = page.read_text()
+    section = text[text.index("## Under thick masks"):]
+    assert "the table on thick masks" in section and "identical, not tested" in section
+    assert "better" not in section.split("Per schedule (FID): ")[1].splitlines()[0]
