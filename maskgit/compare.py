@@ -5,7 +5,8 @@
 Writes reports/compare/<A>_vs_<B>.md (and a figure beside it) and prints its path:
 the params that differ, the code revisions, every metric of both runs per schedule and
 baseline with the paired difference (B - A), its interval and a verdict, the same per
-bucket of mask area, and the same test images under A and B beside the ground truth.
+bucket of mask area, all of it again per mask family both runs scored
+(inpaint.mask_families), and the same test images under A and B beside the ground truth.
 
 Both runs are read through DVC's own API (dvc.api) at their revisions: the per-image
 evidence the FID stages stored (maskgit.pipeline.evidence), so nothing is recomputed
@@ -67,7 +68,7 @@ def in_order(run_sets: dict, gt: np.ndarray, names: np.ndarray) -> tuple[dict, n
 
 def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     """Every paired metric of every set both runs scored, B against A, over the same
-    resampled test images; hole PSNR the same per bucket of mask area. The same again
+    resampled test images, and per bucket of mask area. The same again
     under each mask family both runs scored, each family's verdicts corrected apart."""
     pa, sa, ga = a.load()
     pb, sb, gb = b.load()
@@ -96,11 +97,16 @@ def compare_sets(a: Run, b: Run, sa: dict, sb: dict, ga: np.ndarray, gb: np.ndar
              "b": table[v["a"]][v["metric"]], "diff": v["diff"], "interval": v["interval"], "p": v["p"],
              "uncorrected": v["uncorrected"], "verdict": v["verdict"]}
             for v in verdicts]
-    buckets = [{"low": x["low"], "high": x["high"], "images": x["images"],
-                "sets": {v["b"][2:]: v for v in x["pairs"] if v["metric"] == "hole_psnr"}}
-               for x in evaluation.by_mask_area(both, ga, settings, pairs=pairs)]
+    # every paired metric per bucket ({metric: {set: verdict}}); FID is not one (Metric.by_area)
+    buckets = []
+    for x in evaluation.by_mask_area(both, ga, settings, pairs=pairs):
+        metrics = {}
+        for v in x["pairs"]:
+            metrics.setdefault(v["metric"], {})[v["b"][2:]] = v
+        buckets.append({"low": x["low"], "high": x["high"], "images": x["images"], "metrics": metrics})
     # the bins are many small, correlated looks at one question: the false discovery rate
-    bucket_correction = evaluation.correct([v for x in buckets for v in x["sets"].values()], alpha, "bh")
+    bucket_correction = evaluation.correct([v for x in buckets for m in x["metrics"].values() for v in m.values()],
+                                           alpha, "bh")
     return {"common": common, "rows": rows, "buckets": buckets, "names": names,
             "correction": correction, "bucket_correction": bucket_correction}
 
@@ -142,7 +148,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
 
 def metric_sections(result: dict, table_family: str, bins_family: str, level: str = "##") -> list[str]:
     """The metrics table of one test set (B - A per set and metric), its correction, and
-    hole PSNR by mask area."""
+    every metric by mask area."""
     table = []
     for r in result["rows"]:
         table.append([label(r["set"]), registry.label(r["metric"]),
@@ -152,17 +158,21 @@ def metric_sections(result: dict, table_family: str, bins_family: str, level: st
     lines += [correction_line(result["correction"], table_family), ""]
     fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
     lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
-    lines += [f"{level} Hole PSNR by mask area (B - A)", ""]
+    lines += [f"{level} By mask area (B - A)", ""]
     header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
-    rows = []
-    for s in result["common"]:
-        row = [label(s)]
-        for x in result["buckets"]:
-            c = x["sets"].get(s)
-            row.append(f"{fmt_diff('hole_psnr', c['diff'], *c['interval'])} {verdict_cell(c)}" if c else "—")
-        rows.append(row)
-    return lines + [plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), "",
-                    correction_line(result["bucket_correction"], bins_family), ""]
+    for m in registry.BY_AREA:
+        if not any(m in x["metrics"] for x in result["buckets"]):
+            continue  # KID where no bucket holds evaluate.kid_min_images
+        rows = []
+        for s in result["common"]:
+            row = [label(s)]
+            for x in result["buckets"]:
+                c = x["metrics"].get(m, {}).get(s)
+                row.append(f"{fmt_diff(m, c['diff'], *c['interval'])} {verdict_cell(c)}" if c else "—")
+            rows.append(row)
+        lines += [f"**{registry.label(m)}** by missing-pixel fraction", "",
+                  plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
+    return lines + [correction_line(result["bucket_correction"], bins_family), ""]
 
 
 def safe(name: str) -> str:

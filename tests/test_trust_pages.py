@@ -15,6 +15,7 @@ import yaml
 
 from maskgit import compare
 from maskgit.metrics import evaluation as ev
+from maskgit.metrics import registry
 from maskgit.metrics.fid import fid_from_features
 from maskgit.pipeline import experiments_page as page
 from maskgit.pipeline.errors import InputError
@@ -27,11 +28,15 @@ FRACTION = np.r_[np.full(19, 0.25), [0.5], np.full(20, 0.75)]
 
 
 class FakeRun:
-    def __init__(self, rev, params, sets, gt):
+    def __init__(self, rev, params, sets, gt, families=None):
         self.rev, self.params, self.sets, self.gt = rev, params, sets, gt
+        self.families = families or {}
 
     def load(self):
         return self.params, self.sets, self.gt
+
+    def family(self, params, family):
+        return self.families[family]
 
     def git_revision(self):
         return self.rev
@@ -94,12 +99,31 @@ def test_the_review_page_s_buckets_are_b_minus_a_over_each_bucket_s_images():
     result = compare.compare(a, b, SETTINGS)
     assert [(x["low"], x["high"], x["images"]) for x in result["buckets"]] == [(0.0, 0.5, 19), (0.5, 1.0, 21)]
     for x, idx in zip(result["buckets"], (slice(0, 19), slice(19, N))):
-        c = x["sets"]["cosine"]
+        c = x["metrics"]["hole_psnr"]["cosine"]
         assert c["metric"] == "hole_psnr"
         assert c["diff"] == pytest.approx(b.sets["cosine"]["hole_psnr"][idx].mean()
                                           - a.sets["cosine"]["hole_psnr"][idx].mean())
         assert c["verdict"] == "better"
-        assert x["sets"]["onestep"]["verdict"] == "identical"
+        assert x["metrics"]["hole_psnr"]["onestep"]["verdict"] == "identical"
+        # every metric the buckets hold is judged there, not hole PSNR alone
+        assert {"hole_psnr", "hole_ssim"} <= set(x["metrics"]) <= set(registry.BY_AREA)
+
+
+def test_each_mask_family_both_runs_scored_is_judged_apart_from_the_main_set():
+    a, b = two_runs()
+    # B is better on the main set's cosine; under "thick" masks it is A's very files
+    a.params["inpaint"]["mask_families"], b.params["inpaint"]["mask_families"] = ["thick", "large"], ["thick"]
+    a.families = {"thick": a.sets, "large": a.sets}
+    b.families = {"thick": {s: {k: v.copy() for k, v in e.items()} for s, e in a.sets.items()}}
+    result = compare.compare(a, b, SETTINGS)
+    assert list(result["families"]) == ["thick"]  # "large": A's alone, nothing to pair
+    thick = result["families"]["thick"]
+    assert {r["verdict"] for r in thick["rows"]} == {"identical"} and thick["correction"]["comparisons"] == 0
+    assert any(r["verdict"] == "better" for r in result["rows"])  # the main set's verdicts stand apart
+    text = compare.render(a, b, result, SETTINGS, None)
+    section = text[text.index("## Under thick masks"):]
+    assert "## Under large masks" not in text and "the table on thick masks" in section
+    assert "### By mask area (B - A)" in section and "Per schedule (FID): cosine: B identical." in section
 
 
 def test_the_same_images_in_another_order_are_paired_by_name():
@@ -138,7 +162,7 @@ def test_a_tiny_bin_difference_prints_like_every_other_cell():
     sets["cosine"]["hole_psnr"] = sets["cosine"]["hole_psnr"] + 1e-5
     b = FakeRun("B-rev", a.params, sets, a.gt)
     text = compare.render(a, b, compare.compare(a, b, SETTINGS), SETTINGS, None)
-    bins = text[text.index("## Hole PSNR by mask area"):]
+    bins = text[text.index("**hole PSNR** by missing-pixel fraction"):]
     row = next(ln for ln in bins.splitlines() if ln.startswith("| cosine"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     assert cells == ["+0.00 [+0.00, +0.00] **better**"] * 2, row
