@@ -53,10 +53,12 @@ class Scorer:
         return self.extract(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), desc=name)
 
     def score(self, image_sets: dict[str, Path], gt: np.ndarray, gt_dir: Path, mask_dir: Path, out: Path,
-              prefix: str = "") -> dict:
-        """Each set's FID and KID against the ground truth's features `gt`, and its evidence
-        written to out/<set>.npz. Every set must hold the ground truth's file names."""
-        gt_stats = statistics(gt)
+              prefix: str = "", point_values: bool = True) -> dict:
+        """Each set's evidence written to out/<set>.npz, and (point_values) its FID and KID
+        against the ground truth's features `gt`; without them only the evaluate stage's
+        FID and KID, with intervals, are computed: torch-fidelity's FID solves a 2048 x 2048
+        eigenproblem per set. Every set must hold the ground truth's file names."""
+        gt_stats = statistics(gt) if point_values else None
         gt_names = [p.name for p in list_images(gt_dir)]
         gt_images, known = read_images(gt_dir, self.size), read_masks(mask_dir, self.size)
         if len(gt_images) != len(gt) or len(known) != len(gt):
@@ -70,11 +72,12 @@ class Scorer:
                                  f"of {gt_dir} (every set must hold the test set's names)")
             images = read_images(folder, self.size)
             f = self.features(prefix + name, images)
-            kid, kid_std = kid_from_features(f, gt)
-            results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
+            if point_values:
+                kid, kid_std = kid_from_features(f, gt)
+                results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
+                print(f"fid {prefix}{name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}",
+                      file=sys.stderr)
             write_evidence(out / f"{name}.npz", names=np.array(names), features=f,
                            missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known),
                            **(perceptual.per_image(self.lpips, images, gt_images, known) if self.lpips else {}))
-            print(f"fid {prefix}{name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}",
-                  file=sys.stderr)
         return results
