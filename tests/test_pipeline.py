@@ -240,10 +240,10 @@ def wait_for_queue(project, env, timeout=1200):
 
 def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
     project, env, _ = tiny_project
-    # inpainting params only, on one schedule: every trial re-runs inpainting and FID, no training
-    one = "inpaint.schedules=[cosine]"
-    run(["dvc", "exp", "run", "--queue", "-S", "inpaint.total_iter=2,4", "-S", "inpaint.sweet_spot=4", "-S", one],
-        project, env)
+    # inpainting params only, on one decoder: every trial re-runs inpainting and FID, no training
+    one, order = "inpaint.schedules=[cosine]", "inpaint.orders=[confidence]"
+    run(["dvc", "exp", "run", "--queue", "-S", "inpaint.total_iter=2,4", "-S", "inpaint.sweet_spot=4", "-S", one,
+         "-S", order], project, env)
     run(["dvc", "queue", "start", "-j", "1"], project, env)
     status = wait_for_queue(project, env)
     assert status.count("Success") >= 2 and "Failed" not in status, status
@@ -251,7 +251,7 @@ def test_queued_sweep_and_optuna_study_build_the_experiments_page(tiny_project):
     # checkout (test_sweep.py runs a study's trials as jobs)
     out = run(["python", "-m", "maskgit.tune", "--trials", "2", "--param", "inpaint.choice_temperature",
                "--low", "0.5", "--high", "4.5", "--linear", "--objective", "fid:cosine", "--study", "temperature",
-               "--set", "inpaint.sweet_spot=4", "--set", one], project, env)
+               "--set", "inpaint.sweet_spot=4", "--set", one, "--set", order], project, env)
     assert out.count("trial ") >= 2
     page = (project / "reports/experiments.md").read_text()
     assert "## FID against inpaint.total_iter" in page and "**best**" in page

@@ -43,7 +43,7 @@ def store_files(store: Path):
 
 def make_world(tmp: Path):
     """remote.git (bare), dvc-store/ (DVC remote), machine1 (the project on the tiny
-    preset, one schedule, committed and pushed) and machine2 (a clone of the remote)."""
+    preset, one decoder, committed and pushed) and machine2 (a clone of the remote)."""
     if not FID_WEIGHTS.is_file():
         pytest.skip("../shared/fid is absent: no offline Inception weights for the FID stages")
     env = stage_env(tmp)
@@ -51,9 +51,9 @@ def make_world(tmp: Path):
     env["PYTHONPATH"] = "."  # each clone imports its own maskgit
     project = copy_project(tmp / "machine1")
     (project / "configs/sweep-test.yaml").write_text(yaml.safe_dump(
-        # one schedule and 8 test images: FID on CPU is most of a point's cost, and
-        # these tests check the mechanics, not the numbers
-        {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"]},
+        # one decoder (schedule and order) and 8 test images: FID on CPU is most of a
+        # point's cost, and these tests check the mechanics, not the numbers
+        {"fid": {"inception_weights": str(FID_WEIGHTS)}, "inpaint": {"schedules": ["cosine"], "orders": ["confidence"]},
          "prepare": {"n_test": 8}}))
     sh([sys.executable, "-m", "maskgit.preset", "tiny", "sweep-test"], project, env)
     for old in (project / "metrics").glob("*.json"):  # the checkout's default-run metrics: not this sweep's
