@@ -86,8 +86,17 @@ def fid_weights(tmp_path_factory):
     return path
 
 
+# The longest files, longest first (their share of the suite's time, docs/testing.md).
+LONGEST = ("test_pipeline.py", "test_sweep.py", "test_pipeline_lab5.py", "test_faults.py", "test_resume.py",
+           "test_bench.py", "test_distributed.py", "test_concurrent_runs.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    # The end-to-end files first: under xdist each file is one unit of work on one worker,
-    # and a minutes-long file handed out last leaves the other worker idle until it ends.
-    # A stable sort: every file keeps its own order.
-    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
+    # Longest first: under xdist each file is one unit of work on one worker, handed out in
+    # this order (pyproject.toml turns off xdist's reordering by test count, which put the
+    # minutes-long files last), and a long file handed out last leaves the other worker idle
+    # until it ends. A stable sort: every file keeps its own order.
+    def rank(item):
+        name = item.path.name
+        return LONGEST.index(name) if name in LONGEST else len(LONGEST) + (item.get_closest_marker("pipeline") is None)
+    items.sort(key=rank)
