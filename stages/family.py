@@ -50,12 +50,13 @@ def main():
     tmp = make_tmp_dir(out)  # the folder appears whole or not at all
     try:
         files = TestSetFiles.family(tmp)
+        masked = np.stack([apply_mask(g, k) for g, k in zip(gt, known)])
         write_images(files.mask64, known, names)
-        write_images(files.masked_image, np.stack([apply_mask(g, k) for g, k in zip(gt, known)]), names)
+        write_images(files.masked_image, masked, names)
         device = resolve_device(params["device"])
         vqgan, norm = load_vqgan(paths.VQGAN, device)
-        tokens, unknown = test_tokens(vqgan, norm, params, read_images(files.masked_image, size), known, device,
-                                      desc=f"{family}: tokenize")
+        # the array just written: PNG is lossless, so the tokens are those of the files
+        tokens, unknown = test_tokens(vqgan, norm, params, masked, known, device, desc=f"{family}: tokenize")
         del vqgan
         save_npy(files.tokens, tokens)
         save_npy(files.unknown, unknown)

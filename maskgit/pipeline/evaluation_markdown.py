@@ -204,9 +204,12 @@ def family_view(ev: dict, family: str) -> dict:
     return {**{k: ev[k] for k in SHARED if k in ev}, **ev["mask_families"][family]}
 
 
-def _area(e: dict) -> str:
-    m = e["missing_fraction"]
-    return f"{m['mean']:.0%} ({m['min']:.0%}-{m['max']:.0%})"
+def _summary_row(name: str, e: dict) -> list[str]:
+    """One test set's row of the families' summary: images, missing area, tied, verdicts."""
+    m = e.get("missing_fraction")
+    return [name, str(e["images"]), f"{m['mean']:.0%} ({m['min']:.0%}-{m['max']:.0%})" if m else "—",
+            ", ".join(map(label, e["tied_for_best"]["fid"])),
+            f"{e['correction']['decided']} of {e['correction']['comparisons']}"]
 
 
 def families_section(ev: dict, schedules: list[str]) -> list[str]:
@@ -216,13 +219,8 @@ def families_section(ev: dict, schedules: list[str]) -> list[str]:
     if not families:
         return []
     main = ev.get("test_masks", "builtin")
-    rows = [[f"{main} (main test set)", str(ev["images"]), _area(ev) if "missing_fraction" in ev else "—",
-             ", ".join(map(label, ev["tied_for_best"]["fid"])),
-             f"{ev['correction']['decided']} of {ev['correction']['comparisons']}"]]
-    for f, e in families.items():
-        rows.append([f"{f} ({FAMILY_SOURCE.get(f, '?')})", str(e["images"]), _area(e),
-                     ", ".join(map(label, e["tied_for_best"]["fid"])),
-                     f"{e['correction']['decided']} of {e['correction']['comparisons']}"])
+    rows = [_summary_row(f"{main} (main test set)", ev)]
+    rows += [_summary_row(f"{f} ({FAMILY_SOURCE.get(f, '?')})", e) for f, e in families.items()]
     out = ["The same ground-truth test images under each standard mask family of `inpaint.mask_families` "
            "(generated per image, seeded; docs/masks.md), filled by every decoder and baseline. Each family's "
            "verdicts are a family of comparisons of their own, under Holm's correction; FIDs compare only "
