@@ -6,8 +6,9 @@ pick for the CPU they find: ATen's vector width, oneDNN's ISA, MKL's and OpenBLA
 BLAS kernels, numpy's SIMD loops, and the intra-op thread count (a parallel sum adds
 its parts in an order that depends on it). Training amplifies a last bit into another
 model. `native` lets every library use the best the CPU has; `portable` caps them all
-at AVX2 and fixes the threads, so the same params give the same bytes on any x86-64
-CPU with AVX2.
+at AVX2 (MKL on its vendor-neutral COMPATIBLE branch) and fixes the threads, so that the
+same params give the same bytes whichever x86-64 CPU with AVX2 runs them: checked
+between AMD EPYC machines so far (docs/reproducibility.md says where).
 
 The libraries read these settings when they load, so they must be in the environment
 before numpy or torch is imported, in every process: a stage script calls
@@ -49,7 +50,11 @@ def portable_env(threads: int) -> dict[str, str]:
         "ATEN_CPU_CAPABILITY": "avx2",          # ATen's vectorised CPU kernels
         "ONEDNN_MAX_CPU_ISA": "AVX2",           # convolutions and matmuls through oneDNN
         "DNNL_MAX_CPU_ISA": "AVX2",             # the same, oneDNN's older name
-        "MKL_CBWR": "AVX2,STRICT",              # MKL's conditional numerical reproducibility
+        # MKL's conditional numerical reproducibility, on its COMPATIBLE branch (SSE2
+        # without the approximate rcpps/rsqrtps): Intel documents that a CPU-specific
+        # branch such as AVX2 falls back to AUTO on a non-Intel CPU, so Intel and AMD
+        # would run different kernels (docs/reproducibility.md)
+        "MKL_CBWR": "COMPATIBLE",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell",         # numpy's and scipy's OpenBLAS: the AVX2 kernels
         "NPY_DISABLE_CPU_FEATURES": _NUMPY_ABOVE_AVX2,

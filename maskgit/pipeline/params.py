@@ -167,8 +167,9 @@ SCHEMA: dict[str, Param | dict[str, Param]] = {
           "torch.compile the transformer for training on CUDA; ignored on CPU (inpainting stays eager)"),
     "reproducibility": {
         "mode": Param("portable", _choice(*REPRODUCIBILITY),
-              "portable: numeric kernels capped at AVX2, threads fixed: the same bytes on any\n"
-              "x86-64 CPU with AVX2 | native: the best kernels this CPU has (faster, its own bits)"),
+              "portable: kernels capped at AVX2 and MKL's vendor-neutral branch, threads fixed: bytes\n"
+              "that do not follow the CPU (where checked: docs/reproducibility.md) | native: the\n"
+              "best kernels this CPU has (faster, its own bits)"),
         "threads": Param(2, _int(1),
               "portable: intra-op threads of every stage (a parallel sum's order: part of the result)"),
     },
@@ -429,6 +430,30 @@ def defaults() -> dict:
             else {key: copy.deepcopy(p.default) for key, p in spec.items()} for section, spec in SCHEMA.items()}
 
 
+def in_current_layout(params: dict) -> tuple[dict, list[str], list[str]]:
+    """(params in today's layout, the params it lacked, set to their defaults, the keys
+    it has that today's code does not know, left out): a run from before a param was
+    added, or after one was removed, read by a tool that looks at old runs (compare)."""
+    out, added, dropped = {}, [], []
+    for section, spec in SCHEMA.items():
+        value = params.get(section) if isinstance(params, dict) else None
+        if isinstance(spec, Param):
+            out[section] = copy.deepcopy(spec.default) if section not in params else value
+            added += [section] if section not in params else []
+            continue
+        if not isinstance(value, dict):  # a whole section the run predates
+            out[section] = {key: copy.deepcopy(param.default) for key, param in spec.items()}
+            added.append(section)
+            continue
+        out[section] = {}
+        for key, param in spec.items():
+            out[section][key] = value[key] if key in value else copy.deepcopy(param.default)
+            added += [] if key in value else [f"{section}.{key}"]
+        dropped += [f"{section}.{key}" for key in value if key not in spec]
+    dropped += [section for section in params if section not in SCHEMA]
+    return out, added, dropped
+
+
 COMMENT_COLUMN = 26  # where a comment starts in params.yaml, so that they line up
 
 
@@ -480,15 +505,24 @@ def render(params: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def read_params_file(path: str | Path = "params.yaml") -> dict:
+    """params.yaml's values as written, unchecked; ParamError naming the file when it is
+    missing or not YAML."""
     path = Path(path)
     if not path.is_file():
-        raise ParamError(f"{path}: not found (run the stage from the project root)")
+        raise ParamError(f"{path}: not found (run from the project root)")
     try:
         params = parse_yaml(path.read_text())
     except YAMLError as e:
         raise ParamError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
-    return _expand_user(check_params(params, str(path)))
+    if not isinstance(params, dict):
+        raise ParamError(f"{path}: expected a mapping of sections, not a {type(params).__name__}")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml read and checked, every key (ParamError, one line, on the first problem)."""
+    return _expand_user(check_params(read_params_file(path), str(Path(path))))
 
 
 def _expand_user(params: dict) -> dict:
@@ -521,6 +555,40 @@ def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def set_param(params: dict, key: str, value, what: str) -> None:
+    """params[a][b] = value for the dotted key "a.b", in place; ParamError naming `what`
+    (the flag or file that asked for it) when the key is not a param of params.yaml.
+    The one dotted-key setter of the tools that change params (sweep, tune, preset)."""
+    node, parts = params, key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ParamError(f"{what}: unknown param {key} (params.yaml has no {part!r} section there)")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ParamError(f"{what}: unknown param {key}; known in {'.'.join(parts[:-1]) or 'params.yaml'}: "
+                         f"{', '.join(node)}")
+    node[parts[-1]] = value
+
+
+def apply_overrides(params: dict, overrides: list[str]) -> dict:
+    """params with `key=value` overrides set as `dvc exp run -S` sets them (values parsed
+    as YAML 1.2, as DVC reads them: `1e-3` is a number, `on` a string); `params` is not
+    modified. ParamError naming the override when its key is not a param."""
+    out = copy.deepcopy(params)
+    for o in overrides:
+        key, _, raw = o.partition("=")
+        set_param(out, key, parse_yaml(raw), f"-S {o}")
+    return out
+
+
+def check_overrides(params: dict, points: list[list[str]]) -> None:
+    """Each list of overrides applied to params.yaml's values and checked as a whole
+    params.yaml, before DVC sees any: a scalar where a list belongs (`-S
+    inpaint.schedules=cosine`) is one line naming it here, not DVC's matrix error."""
+    for point in points:
+        check_params(apply_overrides(params, point), f"params.yaml with {' '.join(point)}")
 
 
 def token_patch(params: dict) -> int:
