@@ -1,42 +1,46 @@
-"""Does this clone reproduce a committed run? Stage by stage, bit for bit.
+"""Does this workspace hold the committed run? Stage by stage, bit for bit, read from disk.
 
     dvc repro && python -m maskgit.verify          # against HEAD's dvc.lock
     python -m maskgit.verify --rev v1.0            # against another revision's
 
-Compares the output hashes of the workspace's dvc.lock (what `dvc repro` wrote here)
-with the committed one's, in the order the stages run. Left out: wall times
-(timings/*.json) and the report with its provenance, which name the commit and the
-machine. At the first stage whose outputs differ, it
-compares what decided that stage's bits here (its timings file's `numerics`) with the
-committed run's (reports/provenance.json) and names every field that differs: the
-mode, the CPU, the BLAS kernel, ATen's capability, a thread count, a package version.
+Hashes every output the reference revision's dvc.lock promises, as the files are in
+the workspace now (DVC's own hashing, the hashes `dvc status` computes), and compares
+each with the hash that lock recorded, in the order the stages run. A folder that
+differs is opened file by file: each edited, missing or extra file is named (the
+reference's file list comes from the DVC cache; `dvc fetch` brings it where it is
+not). Left out of the promise: wall times (timings/*.json) and the report with its
+provenance, which name the commit and the machine. The params in params.yaml are
+compared with the values the reference run recorded, and each that differs is named.
 
-Exit status: 0 when every stage matches, 1 when one differs, 2 on bad input.
+At the first stage whose bytes differ it says why, as far as the files tell: edited
+after the run (this workspace's dvc.lock still records the reference's hash), or made
+under other numerics (its timings file's `numerics` against the reference run's
+reports/provenance.json, field by field: mode, CPU, BLAS kernel, ATen's capability, a
+thread count, a package version).
+
+Exit status: 0 when every promised output's bytes and every param match, 1 when
+anything differs, 2 on bad input (no such folder, revision or lock).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.params import flatten
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.pipeline.gitrepo import resolve, show
+from maskgit.pipeline.params import flatten, load_params
 from maskgit.pipeline.tool import run_tool
+from maskgit.pipeline.yamlio import parse_yaml
 
 TIMINGS = "timings/"
 PROVENANCE = "reports/provenance.json"
 # outputs outside the promise: wall times, and the report and its provenance, which
 # name the commit and the machine
 UNPROMISED = (TIMINGS, "reports/report.md", PROVENANCE)
-
-
-def git_show(rev: str, path: str, repo: Path) -> str | None:
-    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
-    return result.stdout if result.returncode == 0 else None
+NAMED = 5  # files named per kind of difference before "and N more"
 
 
 def outputs(stage: dict) -> dict[str, str]:
@@ -81,69 +85,190 @@ def differing_fields(committed: dict, here: dict) -> list[str]:
             for k in keys if not _same(committed.get(k), here.get(k))]
 
 
+# ---------------------------------------------------------------------------
+# the workspace's bytes, hashed by DVC
+# ---------------------------------------------------------------------------
+
+class Workspace:
+    """The files of a DVC project as they are now, hashed as DVC hashes an output."""
+
+    def __init__(self, root: Path):
+        from dvc.exceptions import NotDvcRepoError
+        from dvc.repo import Repo
+
+        try:
+            self.repo = Repo(str(root))
+        except NotDvcRepoError:
+            raise InputError(f"{root}: not a DVC project (no .dvc folder): run verify in the project's folder, "
+                             f"or pass --repo") from None
+        self.odb = self.repo.cache.local
+
+    def close(self):
+        self.repo.close()
+
+    def hash(self, path: str):
+        """(hash, tree) of the output at `path`: tree is {file: hash} for a folder, else
+        None; (None, None) when the path is not there."""
+        from dvc_data.hashfile.build import build
+        from dvc_data.hashfile.tree import Tree
+
+        fs_path = self.repo.fs.join(self.repo.root_dir, path)
+        if not self.repo.fs.exists(fs_path):
+            return None, None
+        _, _, obj = build(self.odb, fs_path, self.repo.fs, "md5", ignore=self.repo.dvcignore, dry_run=True)
+        return obj.hash_info.value, (_files(obj) if isinstance(obj, Tree) else None)
+
+    def reference_tree(self, value: str) -> dict[str, str] | None:
+        """{file: hash} of a folder hash recorded in a lock, from the cache; None when
+        the cache does not hold its listing."""
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_data.hashfile.tree import Tree
+
+        try:
+            return _files(Tree.load(self.odb, HashInfo("md5", value)))
+        except Exception:  # noqa: BLE001 - absent or unreadable: the caller says `dvc fetch`
+            return None
+
+    def params(self) -> dict[str, dict]:
+        """{stage: {param: value}} as DVC would record each stage's params now."""
+        from dvc.dependency.param import ParamsDependency
+
+        return {stage.addressing: flatten({k: v for dep in stage.deps if isinstance(dep, ParamsDependency)
+                                           for k, v in dep.read_params(flatten=False).items()})
+                for stage in self.repo.index.stages}
+
+
+def _files(tree) -> dict[str, str]:
+    return {"/".join(key): hash_info.value for key, (_, hash_info) in tree.as_dict().items()}
+
+
+def _names(paths: list[str]) -> str:
+    shown = ", ".join(paths[:NAMED])
+    return shown + (f" and {len(paths) - NAMED} more" if len(paths) > NAMED else "")
+
+
+def folder_difference(there: dict[str, str], here: dict[str, str]) -> str:
+    """'edited: a; missing: b; extra: c' between two {file: hash} listings."""
+    kinds = {"edited": sorted(f for f in there if f in here and here[f] != there[f]),
+             "missing": sorted(f for f in there if f not in here),
+             "extra": sorted(f for f in here if f not in there)}
+    return "; ".join(f"{kind} {_names(files)}" for kind, files in kinds.items() if files)
+
+
+# ---------------------------------------------------------------------------
+# the comparison
+# ---------------------------------------------------------------------------
+
 def verify(repo: Path, rev: str) -> tuple[bool, list[str]]:
-    """(all match, the lines to print)."""
-    committed_text = git_show(rev, "dvc.lock", repo)
+    """(everything matches, the lines to print)."""
+    if not repo.is_dir():
+        raise InputError(f"{repo}: no such folder (--repo names the project's folder)")
+    if resolve(rev, repo) is None:
+        raise InputError(f"{rev}: not a revision of the git repository at {repo} (`git log` lists them)")
+    committed_text = show(rev, "dvc.lock", repo)
     if committed_text is None:
         raise InputError(f"dvc.lock: not found at revision {rev!r} of {repo} (a git checkout with a committed run?)")
-    lock_path = repo / "dvc.lock"
-    if not lock_path.is_file():
-        raise InputError(f"{lock_path}: not found: run `dvc repro` first")
     committed = parse_yaml(committed_text).get("stages", {})
-    here = parse_yaml(lock_path.read_text()).get("stages", {})
-    provenance_text = git_show(rev, PROVENANCE, repo)
+    # a params.yaml DVC cannot expand (a scalar where a list belongs) stops here in one
+    # line, before DVC's own error about its matrix
+    load_params(repo / "params.yaml")
+    lock_path = repo / "dvc.lock"
+    here = parse_yaml(lock_path.read_text()).get("stages", {}) if lock_path.is_file() else {}
+    provenance_text = show(rev, PROVENANCE, repo)
     provenance = json.loads(provenance_text).get("stages", {}) if provenance_text else {}
 
-    lines, first = param_lines(committed, here, rev), None
-    for name in run_order(committed):
-        theirs, ours = outputs(committed[name]), outputs(here.get(name, {}))
-        if name not in here:
-            lines.append(f"{name}: not run here")
-            first = first or name
-            continue
-        missing = [p for p in ours if not (repo / p).exists()]
-        if missing:
-            lines.append(f"{name}: outputs not here ({', '.join(missing)}): run `dvc repro` (or `dvc pull`) first")
-            first = first or name
-            continue
-        differ = [p for p in theirs if theirs[p] != ours.get(p)]
-        lines.append(f"{name}: " + ("identical" if not differ else f"differs ({', '.join(differ)})"))
-        if differ and first is None:
-            first = name
-            lines += explain(repo, committed[name], provenance)
-    if first is None:
-        lines.append(f"every stage's outputs match {rev}'s dvc.lock, bit for bit")
+    workspace = Workspace(repo)
+    try:
+        params = param_lines(committed, workspace.params(), rev)
+        lines, first = list(params), None
+        for name in run_order(committed):
+            stage_lines, differ = compare_stage(workspace, name, committed[name], here.get(name, {}), rev)
+            lines += stage_lines
+            if differ and first is None:
+                first = name
+                lines += explain(repo, differ, committed[name], here.get(name, {}), provenance)
+    finally:
+        workspace.close()
+    for name in here:
+        if name not in committed:
+            lines.append(f"{name}: not in {rev}'s run (not compared)")
+    if first is None and not params:
+        lines.append(f"every promised output matches {rev}'s dvc.lock, bit for bit, as read from disk")
+    elif first is None:
+        lines.append(f"every promised output matches {rev}'s dvc.lock, but params.yaml is not the params of that run")
     else:
         lines.append(f"first difference: {first}")
-    return first is None, lines
+    return first is None and not params, lines
 
 
-def param_lines(committed: dict, here: dict, rev: str) -> list[str]:
-    """The params (as the stages read them) that differ from the committed run's, once
-    each, as the first stage that reads them recorded them."""
-    def params(stage):
+def compare_stage(workspace: Workspace, name: str, theirs: dict, ours: dict, rev: str) -> tuple[list[str], list[str]]:
+    """The lines for one stage, and its promised outputs whose bytes differ."""
+    promised = outputs(theirs)
+    if not promised:
+        return [f"{name}: nothing promised (it writes the report, or wall times)"], []
+    details, differ = [], []
+    for path, value in promised.items():
+        actual, tree = workspace.hash(path)
+        if actual == value:
+            continue
+        differ.append(path)
+        if actual is None:
+            details.append(f"  {path}: not here: `dvc repro` (or `dvc pull`) first")
+            continue
+        if tree is not None:
+            reference = workspace.reference_tree(value) if value.endswith(".dir") else None
+            what = (folder_difference(reference, tree) if reference is not None else
+                    f"{rev}'s file list is not in the DVC cache (`dvc fetch` brings it): the files are not named")
+        else:
+            what = "its bytes differ"
+        recorded = outputs(ours).get(path)
+        stale = (f"; dvc.lock here records {rev}'s hash: changed since the run made it (`dvc status`)"
+                 if recorded == value else "")
+        details.append(f"  {path}: {what}{stale}")
+    return [f"{name}: " + ("differs" if details else "identical")] + details, differ
+
+
+def param_lines(committed: dict, workspace_params: dict[str, dict], rev: str) -> list[str]:
+    """The params that differ between the values the reference run recorded and
+    params.yaml now (as each stage declares them), once each; a param that only one
+    side sets is named too."""
+    def recorded(stage):
         out = {}
         for values in (stage.get("params") or {}).values():
             out.update(flatten(values))
         return out
 
     differ = {}
-    for name in committed:
-        theirs, ours = params(committed[name]), params(here.get(name, {}))
-        if name not in here:
-            continue
+    for name, stage in committed.items():
+        theirs = recorded(stage)
+        ours = workspace_params.get(name)
+        if ours is None:
+            continue  # a stage this workspace's dvc.yaml no longer has: its outputs say the rest
         for k in sorted(set(theirs) | set(ours)):
-            if theirs.get(k) != ours.get(k) and k not in differ:
-                differ[k] = (theirs.get(k, "not set"), ours.get(k, "not set"))
+            a, b = theirs.get(k, NOT_SET), ours.get(k, NOT_SET)
+            if a != b:
+                differ.setdefault(k, (a, b))
     if not differ:
         return []
     return [f"params that differ from {rev}'s run (`git diff {rev} -- params.yaml`):"] + [
         f"  {k}: {a!r} there, {b!r} here" for k, (a, b) in sorted(differ.items())]
 
 
-def explain(repo: Path, stage: dict, provenance: dict) -> list[str]:
-    """Why the first differing stage differs: the numerics fields that changed."""
-    name = timing_name(stage)
+class _NotSet:
+    def __repr__(self):
+        return "not set"
+
+
+NOT_SET = _NotSet()
+
+
+def explain(repo: Path, differ: list[str], committed: dict, here: dict, provenance: dict) -> list[str]:
+    """Why the first differing stage differs: its files changed after its run here, or
+    the numerics fields that decided its bits."""
+    theirs_hashes, ours_hashes = outputs(committed), outputs(here)
+    if all(ours_hashes.get(p) == theirs_hashes[p] for p in differ):
+        return []  # its run here made the committed bytes: each line above says the files changed since
+    name = timing_name(committed)
     theirs = provenance.get(name) if name else None
     timing = repo / TIMINGS / f"{name}.json" if name else None
     if theirs is None:

@@ -1,6 +1,6 @@
 """Portable mode (params.yaml `reproducibility`): its settings are in force before the
-numeric libraries load, in the stage's process; the provenance names them; verify
-finds the first stage whose outputs differ from a committed run and says why."""
+numeric libraries load, in the stage's process, and the provenance names them
+(maskgit.verify, which reads them, is tests/test_verify.py's)."""
 
 import ast
 import json
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgit import verify
 from maskgit.pipeline import numerics
 from maskgit.pipeline.errors import ParamError
 from maskgit.pipeline.params import check_params, load_params
@@ -69,6 +68,64 @@ def test_a_stage_whose_process_loaded_torch_first_is_restarted_once_with_portabl
     assert lines == ["AVX2 1 Haswell portable"]
 
 
+NUMPY_FIRST = """
+import os, sys
+sys.path.insert(0, {root!r})
+import numpy  # a stage that loads numpy before the pin: its OpenBLAS has picked its kernels already
+from maskgit.pipeline import numerics
+numerics.pin_numerics()
+numerics.enter()
+import threadpoolctl
+print([i["architecture"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"],
+      os.environ.get(numerics._RESTARTED), flush=True)
+"""
+
+
+def test_a_stage_whose_process_loaded_numpy_first_is_restarted_with_openblas_pinned(tmp_path):
+    params_file(tmp_path, "portable", threads=1)
+    script = tmp_path / "numpy_first.py"
+    script.write_text(NUMPY_FIRST.format(root=str(ROOT)))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**clean_env(), "OPENBLAS_CORETYPE": "Zen"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # printed once, by the restarted process, whose numpy loaded with the pin in force
+    assert out.stdout.splitlines() == ["['Haswell'] 1"], out.stdout
+
+
+MATMUL = """
+import hashlib, os, sys
+sys.path.insert(0, {root!r})
+if {pin}:
+    from maskgit.pipeline import numerics
+    numerics.pin_numerics()
+import torch
+torch.manual_seed(0)
+a, b = torch.randn(256, 768), torch.randn(768, 768)  # the transformer's shapes: MKL's sgemm
+print(os.environ.get("MKL_CBWR"), hashlib.sha256((a @ b).numpy().tobytes()).hexdigest())
+"""
+
+
+def matmul_bytes(tmp_path, env, pin: bool) -> tuple[str, str]:
+    script = tmp_path / f"matmul_{pin}.py"
+    script.write_text(MATMUL.format(root=str(ROOT), pin=pin))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tuple(out.stdout.split())
+
+
+def test_the_pin_puts_mkl_on_its_vendor_neutral_branch(tmp_path):
+    # on a non-Intel CPU MKL takes a CPU-specific branch (AVX2) for its AUTO one, and so
+    # does an unset MKL_CBWR: the pin must put MKL on COMPATIBLE, whose products differ
+    params_file(tmp_path, "portable", threads=1)
+    pinned = matmul_bytes(tmp_path, clean_env(), pin=True)
+    others = {k: v for k, v in numerics.portable_env(1).items() if k != "MKL_CBWR"}
+    compatible = matmul_bytes(tmp_path, {**clean_env(), **others, "MKL_CBWR": "COMPATIBLE"}, pin=False)
+    unset = matmul_bytes(tmp_path, {**clean_env(), **others}, pin=False)
+    assert pinned == compatible and pinned[0] == "COMPATIBLE"
+    assert unset[1] != compatible[1], "MKL gave COMPATIBLE's bytes without it: this check sees nothing here"
+
+
 def test_native_mode_leaves_the_libraries_to_their_own_choice(tmp_path):
     params_file(tmp_path, "native")
     env = {**clean_env(), "ATEN_CPU_CAPABILITY": "default", "OPENBLAS_CORETYPE": "Zen"}
@@ -112,85 +169,3 @@ def test_the_provenance_names_every_field_that_decides_the_bits():
         assert field in env, field
     assert env["aten_capability"] == torch.backends.cpu.get_cpu_capability()
     assert env["torch_threads"] == torch.get_num_threads()
-
-
-# ---------------------------------------------------------------------------
-# verify, on a committed lock and a workspace that differs from it
-# ---------------------------------------------------------------------------
-
-def lock(prepared: str, vqgan: str, tokens: str) -> dict:
-    def stage(deps, outs, timing):
-        return {"cmd": "x", "deps": [{"path": d, "md5": "d"} for d in deps],
-                "outs": [{"path": p, "md5": h} for p, h in outs] + [{"path": f"timings/{timing}.json", "md5": "t"}]}
-    # listed out of run order, as dvc.lock may be
-    return {"schema": "2.0", "stages": {
-        "tokenize": stage(["models/vqgan.pt", "data/prepared"], [("data/tokens", tokens)], "tokenize"),
-        "prepare": stage(["stages/prepare.py"], [("data/prepared", prepared)], "prepare"),
-        "train_vqgan": stage(["data/prepared/train"], [("models/vqgan.pt", vqgan)], "train_vqgan"),
-    }}
-
-
-def git(repo, *args):
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-
-@pytest.fixture
-def committed_run(tmp_path):
-    repo = tmp_path / "repo"
-    for path in ("data/prepared", "data/tokens", "models", "reports", "timings"):
-        (repo / path).mkdir(parents=True)
-    (repo / "models/vqgan.pt").write_bytes(b"")
-    (repo / "dvc.lock").write_text(json.dumps(lock("p1", "v1", "t1")))
-    numerics_there = {"mode": "portable", "aten_capability": "AVX2", "torch_threads": 2, "cpu": "A"}
-    (repo / "reports/provenance.json").write_text(json.dumps(
-        {"stages": {name: numerics_there for name in ("prepare", "train_vqgan", "tokenize")}}))
-    git(repo, "init", "-q")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "run", "--allow-empty")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "run")
-    return repo, numerics_there
-
-
-def test_verify_passes_a_clone_that_reproduces_every_stage(committed_run):
-    repo, _ = committed_run
-    same, lines = verify.verify(repo, "HEAD")
-    assert same and lines[-1].startswith("every stage's outputs match")
-
-
-def test_verify_names_the_first_differing_stage_in_run_order_and_the_field_that_differs(committed_run):
-    repo, there = committed_run
-    # run here natively: the same data, another VQGAN, hence other tokens
-    (repo / "dvc.lock").write_text(json.dumps(lock("p1", "v2", "t2")))
-    here = {**there, "mode": "native", "aten_capability": "AVX512"}
-    (repo / "timings/train_vqgan.json").write_text(json.dumps({"stage": "train_vqgan", "numerics": here}))
-    same, lines = verify.verify(repo, "HEAD")
-    assert not same
-    assert lines[:2] == ["prepare: identical", "train_vqgan: differs (models/vqgan.pt)"]
-    assert lines[-1] == "first difference: train_vqgan"
-    text = "\n".join(lines)
-    assert "mode: 'portable' there, 'native' here" in text and "aten_capability: 'AVX2' there, 'AVX512' here" in text
-    assert "cpu:" not in text and "torch_threads" not in text  # the same on both sides: not named
-
-
-def test_libraries_listed_in_another_load_order_are_the_same_field():
-    there = {"blas": "openblas 0.3.31 (Haswell, 1 threads); openblas 0.3.30 (Haswell, 1 threads)"}
-    here = {"blas": "openblas 0.3.30 (Haswell, 1 threads); openblas 0.3.31 (Haswell, 1 threads)"}
-    assert verify.differing_fields(there, here) == []
-    here["blas"] = "openblas 0.3.30 (SkylakeX, 1 threads); openblas 0.3.31 (Haswell, 1 threads)"
-    assert len(verify.differing_fields(there, here)) == 1
-
-
-def test_verify_says_when_the_outputs_are_not_here(committed_run):
-    repo, _ = committed_run
-    (repo / "models/vqgan.pt").unlink()
-    same, lines = verify.verify(repo, "HEAD")
-    assert not same and "train_vqgan: outputs not here (models/vqgan.pt)" in lines[1]
-
-
-def test_verify_without_a_committed_lock_is_one_line(tmp_path, capsys):
-    git(tmp_path, "init", "-q")
-    with pytest.raises(SystemExit) as e:
-        verify.main(["--repo", str(tmp_path)])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: verify: dvc.lock: not found at revision 'HEAD'") and "\n" not in err
