@@ -38,16 +38,25 @@ def run_stage(main: Callable[[], dict | None], name: str, record_time: bool = Tr
     with one_line_errors(name, f"{name}: interrupted; `dvc repro` resumes (training from its last checkpoint)",
                          debug="--debug" in sys.argv):
         workspace.refuse_concurrent_runs(f"stage {name}")
+        workspace.refuse_params_rewritten(name)
         for stale in remove_stale_tmp(OUTPUT_ROOTS):
             print(f"{name}: removed {stale} (left by a killed run)", file=sys.stderr)
         params_read = workspace.params_bytes()
         try:
             extra = main()
-        except Exception:
-            # a stage that failed because its params changed under it says so, not a traceback
             workspace.check_params_unchanged(params_read, name)
-            raise
-        workspace.check_params_unchanged(params_read, name)
+        except Exception as e:
+            changed = e if isinstance(e, workspace.ConcurrentRun) else None
+            if changed is None:
+                try:  # a stage that failed because its params changed under it says so, not a traceback
+                    workspace.check_params_unchanged(params_read, name)
+                except workspace.ConcurrentRun as c:
+                    changed = c
+            if changed is None:
+                raise
+            # made under params nobody asked this run for: nothing of it is kept
+            workspace.remove_stage_outputs()
+            raise changed from None
     seconds = time.perf_counter() - start
     if record_time and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         os.makedirs(paths.TIMINGS, exist_ok=True)
