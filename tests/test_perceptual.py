@@ -27,7 +27,7 @@ def images(n, seed, size=64):
 def test_whole_image_lpips_equals_torchmetrics_with_the_same_backbone(backbone):
     from torchmetrics.functional.image.lpips import _LPIPS
 
-    ours = perceptual.load(backbone)
+    ours = perceptual.from_backbone(torch.load(backbone, weights_only=True))
     other = _LPIPS(pretrained=True, net="alex", pnet_rand=True).eval()
     state = torch.load(backbone, weights_only=True)
     other.net.load_state_dict({name: state[f"features.{name.split('.', 2)[1]}.{name.split('.', 2)[2]}"]
@@ -43,7 +43,7 @@ def test_whole_image_lpips_equals_torchmetrics_with_the_same_backbone(backbone):
 
 
 def test_hole_lpips_reads_the_distance_inside_the_hole(backbone):
-    model = perceptual.load(backbone)
+    model = perceptual.from_backbone(torch.load(backbone, weights_only=True))
     gt = images(4, 3)
     known = np.ones((4, 64, 64), bool)
     known[:, 16:48, 16:48] = False
@@ -76,6 +76,18 @@ def test_a_file_that_is_not_an_alexnet_is_refused_naming_it(tmp_path):
     torch.save({"classifier.0.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(InputError, match="fid.lpips_backbone: .*vgg.pth: not a torchvision AlexNet state dict"):
         load_lpips(path, "cpu")
+
+
+@pytest.mark.parametrize("content", ["random", "truncated"])
+def test_random_bytes_or_a_truncated_backbone_are_one_line_naming_the_file(tmp_path, backbone, content):
+    # torch.load's own error on these is a 27-line traceback that never names the file
+    path = tmp_path / "alexnet.pth"
+    data = backbone.read_bytes()
+    path.write_bytes(np.random.default_rng(0).bytes(5000) if content == "random" else data[: len(data) // 3])
+    with pytest.raises(InputError) as e:
+        load_lpips(path, "cpu")
+    message = str(e.value)
+    assert message.startswith(f"fid.lpips_backbone: {path} cannot be read as torch weights (") and "\n" not in message
 
 
 def test_evidence_keeps_lpips_when_computed_and_evaluate_gives_it_intervals(tmp_path):

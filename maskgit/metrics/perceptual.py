@@ -21,7 +21,6 @@ torchmetrics' LPIPS fed the same backbone.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -30,8 +29,9 @@ import torch
 BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's name for its ImageNet AlexNet
 
 
-def load(backbone: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The lpips package's AlexNet LPIPS with its own linear heads and this backbone file."""
+def from_backbone(state: dict, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The lpips package's AlexNet LPIPS with its own linear heads and this backbone: a
+    torchvision AlexNet state dict (maskgit.pipeline.lpips_weights reads the file)."""
     import lpips
 
     with warnings.catch_warnings():
@@ -39,14 +39,13 @@ def load(backbone: str | os.PathLike, device: str | torch.device = "cpu") -> tor
         # torchvision reads as weights=None: no download, which is the point
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    state = torch.load(backbone, map_location="cpu", weights_only=True)
     # torchvision's keys are features.<i>.*; the package keeps the same layers as slices
     mapped = {}
     for name in model.net.state_dict():
         _, index, rest = name.split(".", 2)
         key = f"features.{index}.{rest}"
         if key not in state:
-            raise ValueError(f"{backbone}: not a torchvision AlexNet state dict (no {key})")
+            raise ValueError(f"not a torchvision AlexNet state dict (no {key})")
         mapped[name] = state[key]
     model.net.load_state_dict(mapped)
     return model.eval().to(device)

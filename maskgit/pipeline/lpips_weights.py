@@ -11,6 +11,7 @@ import torch
 
 from maskgit.metrics import perceptual
 from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.weights import read_weights
 
 PARAM_NAME = "fid.lpips_backbone"
 
@@ -30,8 +31,13 @@ def find_backbone(param_path: str | os.PathLike | None) -> tuple[Path | None, st
 
 
 def load_lpips(path: Path, device) -> torch.nn.Module:
-    """perceptual.load, a file that is not an AlexNet named in one line."""
+    """LPIPS on the AlexNet backbone in `path`; a file that is not torch weights (random
+    bytes, a truncated download) or not an AlexNet's is one line naming it."""
+    state = read_weights(path, PARAM_NAME)
+    if not isinstance(state, dict):
+        raise InputError(f"{PARAM_NAME}: {path} holds a {type(state).__name__}, expected torchvision's AlexNet "
+                         f"state dict ({perceptual.BACKBONE_FILE})")
     try:
-        return perceptual.load(path, device)
+        return perceptual.from_backbone(state, device)
     except ValueError as e:
-        raise InputError(f"{PARAM_NAME}: {e}") from None
+        raise InputError(f"{PARAM_NAME}: {path}: {e}") from None

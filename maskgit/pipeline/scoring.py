@@ -22,6 +22,12 @@ from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
 
 
+def images_per_forward(batch_size: int, device, n_images: int) -> int:
+    """Images in one Inception forward: the device's chunk of fid.batch_size, and never
+    more than the test set holds (a set of 4 needs memory for 4, not for the chunk)."""
+    return min(inception_chunk(batch_size, device), max(n_images, 1))
+
+
 class Scorer:
     """Inception (and LPIPS, when its backbone resolves) loaded once for a stage.
     `used` names the weights behind the scores, for the report's provenance."""
@@ -29,9 +35,17 @@ class Scorer:
     def __init__(self, params: dict, device, n_images: int, lpips: bool = True):
         self.size = params["data"]["image_size"]
         batch_size = params["fid"]["batch_size"]
-        per_forward = min(inception_chunk(batch_size, device), max(n_images, 1))
+        per_forward = images_per_forward(batch_size, device, n_images)
         check_fits(inception_batch_bytes(per_forward), device,
                    f"fid.batch_size {batch_size} ({per_forward} images per forward)")
+        # every weights file resolved and read before the first is put to work: a bad one
+        # stops the stage at once
+        self.lpips, backbone = None, None
+        if lpips:
+            backbone, skipped = find_backbone(params["fid"]["lpips_backbone"])
+            self.lpips = load_lpips(backbone, device) if backbone else None
+            if skipped:
+                print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)
         weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
         try:
             self.extract = InceptionFeatures(weights, device=device, batch_size=batch_size)
@@ -41,13 +55,8 @@ class Scorer:
             raise InputError(f"fid.inception_weights: {weights} does not fit torch-fidelity's inception-v3-compat "
                              f"network ({str(e).splitlines()[0][:120]})") from None
         self.used = {"inception_weights_sha256": sha256_file(weights) if weights is not None else None}
-        self.lpips = None
         if lpips:
-            backbone, skipped = find_backbone(params["fid"]["lpips_backbone"])
-            self.lpips = load_lpips(backbone, device) if backbone else None
             self.used["lpips_backbone_sha256"] = sha256_file(backbone) if backbone else None
-            if skipped:
-                print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)
 
     def features(self, name: str, images: np.ndarray) -> np.ndarray:
         return self.extract(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), desc=name)
