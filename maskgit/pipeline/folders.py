@@ -118,10 +118,12 @@ def read_mask_folder(folder, param: str, size: int, resize: bool = False):
         if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit: white is 65535, not 255
             im = to_rgb(im, path, convert=True)
         gray = np.asarray(_sized(im.convert("L"), path, size, resize, "mask", Image.NEAREST))
-        share = float(((gray > 15) & (gray < 240)).mean())
-        if share > GRAY_SHARE_MAX:
-            raise InputError(f"{path}: mask is not black and white ({share:.0%} of pixels gray, at most "
-                             f"{GRAY_SHARE_MAX:.0%} allowed; white >= 128 = known, black = missing)")
+        n_gray, allowed = int(((gray > 15) & (gray < 240)).sum()), int(GRAY_SHARE_MAX * gray.size)
+        if n_gray > allowed:
+            # in pixels, not a rounded share: 2.3% printed as "2%" reads as a mask within a 2% limit
+            raise InputError(f"{path}: mask is not black and white ({n_gray} of its {gray.size} pixels gray, "
+                             f"at most {allowed} ({GRAY_SHARE_MAX:.0%}) allowed; white >= 128 = known, "
+                             f"black = missing)")
         known = gray >= 128
         if known.all():
             raise InputError(f"{path}: mask masks nothing (all white = all known)")
