@@ -23,12 +23,11 @@ maskgit/pipeline/sweep_job.py.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import sys
 
 from maskgit.pipeline.errors import ParamError, UserError
-from maskgit.pipeline.params import check_params
+from maskgit.pipeline.params import check_overrides
 from maskgit.pipeline.yamlio import parse_yaml
 from maskgit.pipeline.sweep_job import JobResult, JobSpec, exp_ref, experiment_name
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, git, prepare, project_root,
@@ -68,30 +67,6 @@ def parse_grid(sets: list[str]) -> list[list[str]]:
     return [list(point) for point in itertools.product(*axes)] if axes else []
 
 
-def apply_overrides(params: dict, overrides: list[str]) -> dict:
-    """params with the overrides set, as DVC sets them (values parsed as YAML 1.2, as
-    DVC reads them: `1e-3` is a number, `on` a string); ParamError naming the key when
-    it is not a param of params.yaml."""
-    out = copy.deepcopy(params)
-    for o in overrides:
-        key, _, raw = o.partition("=")
-        node, parts = out, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ParamError(f"-S {o}: unknown param {key} (params.yaml has no {part!r} section there)")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ParamError(f"-S {o}: unknown param {key}; known in {'.'.join(parts[:-1]) or 'params.yaml'}: "
-                             f"{', '.join(node)}")
-        node[parts[-1]] = parse_yaml(raw)
-    return out
-
-
-def check_points(params: dict, points: list[list[str]]) -> None:
-    for point in points:
-        check_params(apply_overrides(params, point), f"params.yaml with {' '.join(point)}")
-
-
 def summary(results: list[JobResult]) -> str:
     ran = [s for r in results for s in r.ran]
     trained = sum(s.startswith("train_") for s in ran)
@@ -107,7 +82,7 @@ def submit(args) -> list[JobResult]:
     if not points:
         raise UserError("nothing to sweep: give at least one -S KEY=VALUE[,VALUE...]")
     root = project_root()
-    check_points(parse_yaml((root / "params.yaml").read_text()), points)
+    check_overrides(parse_yaml((root / "params.yaml").read_text()), points)
     executor, base = prepare(args, root)
     git_url, commit = base["git_remote"], base["commit"]
     named = [(experiment_name(p), p) for p in points]

@@ -34,7 +34,8 @@ from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError, ParamError, UserError
 from maskgit.pipeline.experiments_page import build_page
 from maskgit.pipeline.files import atomic_write_bytes, write_json
-from maskgit.pipeline.params import SCHEMA
+from maskgit.pipeline.gitrepo import git
+from maskgit.pipeline.params import SCHEMA, check_overrides, read_params_file
 from maskgit.pipeline.sweep_job import JobSpec
 from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
                                            run_common)
@@ -137,6 +138,11 @@ def cli(argv=None):
         problem = unknown_param(name)
         if problem:
             raise ParamError(f"{flag} {name}: {problem}")
+    # and every value: the trials' params, at both ends of the range, checked as a whole
+    # params.yaml (a scalar where a list belongs would otherwise be DVC's matrix error,
+    # in the middle of the study)
+    check_overrides(read_params_file(Path("params.yaml")),
+                    [[trial_override(args.param, v), *args.set] for v in (args.low, args.high)])
 
     try:
         import optuna
@@ -174,7 +180,7 @@ def cli(argv=None):
         refuse_concurrent_runs("tune")  # its trials are `dvc exp run`s in this workspace
         # each `dvc exp run` leaves its own params in the workspace: the user's file comes back
         params = Path("params.yaml")
-        before = params_bytes(params)
+        before, index = params_bytes(params), staged()
         try:
             run_here(args, study, suggest, report)
         finally:
@@ -182,6 +188,10 @@ def cli(argv=None):
                 atomic_write_bytes(params, before)
                 print("params.yaml: put back as it was before the study (apply a trial with "
                       "`dvc exp apply NAME`)", file=sys.stderr)
+            restored = restore_index(index)
+            if restored:
+                print(f"git index: {', '.join(restored)} put back as staged before the study (an interrupted "
+                      f"`dvc exp run` had staged its trial's)", file=sys.stderr)
     else:
         run_on_executor(args, study, suggest, report)
 
@@ -198,6 +208,33 @@ def cli(argv=None):
     })
     # trials run as jobs are experiments on the remote: pull them before the page reads them
     build_page(pull=args.executor != "here", git_remote=args.git_remote)
+
+
+def staged() -> dict[str, str] | None:
+    """{path: index entry} of every path whose staged content differs from HEAD's, or
+    None outside a git checkout."""
+    if not git("rev-parse", "--git-dir", check=False):
+        return None
+    names = git("diff", "--cached", "--name-only", "-z", check=False).split("\0")
+    entries = git("ls-files", "--stage", "-z", "--", *filter(None, names), check=False) if any(names) else ""
+    return {e.split("\t", 1)[1]: e.split("\t", 1)[0] for e in entries.split("\0") if "\t" in e}
+
+
+def restore_index(before: dict[str, str] | None) -> list[str]:
+    """Put git's index back as `before` (staged()) had it: a `dvc exp run` interrupted
+    by Ctrl-C leaves its trial's params.yaml and dvc.lock staged, which the user's next
+    `git commit` would commit. The paths put back."""
+    now = staged()
+    if before is None or now is None or now == before:
+        return []
+    changed = sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
+    for path in changed:
+        if path in before:  # the user's own staged version
+            mode, sha, _ = before[path].split()
+            git("update-index", "--cacheinfo", f"{mode},{sha},{path}", check=False)
+        else:
+            git("reset", "-q", "--", path, check=False)
+    return changed
 
 
 def check_journal(path: Path) -> None:

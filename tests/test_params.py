@@ -169,7 +169,7 @@ def test_a_set_value_means_to_the_sweep_what_it_means_to_dvc_exp_run(raw, tmp_pa
     # e.g. 1e-05). PyYAML read `1e-3` as a string and refused a value DVC accepts.
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    from maskgit.sweep import apply_overrides
+    from maskgit.pipeline.params import apply_overrides
     from maskgit.pipeline.yamlio import parse_yaml
 
     path = tmp_path / "params.yaml"
@@ -189,7 +189,7 @@ def test_a_tuned_value_means_to_dvc_exp_run_the_float_optuna_suggested(tmp_path)
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
     from maskgit.pipeline.yamlio import parse_yaml
-    from maskgit.sweep import apply_overrides
+    from maskgit.pipeline.params import apply_overrides
     from maskgit.tune import trial_override
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

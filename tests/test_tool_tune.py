@@ -13,6 +13,7 @@ from maskgit import tune
 
 
 def run_tune(tmp_path, *args):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     env = stage_env(tmp_path)
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "maskgit.tune", *args], cwd=tmp_path, env=env,
@@ -34,6 +35,20 @@ def test_bad_flags_are_one_line_and_exit_2_before_anything_runs(tmp_path, args, 
     assert not (tmp_path / "reports").exists() and not (tmp_path / ".sweep").exists(), "nothing written"
 
 
+@pytest.mark.parametrize("args, expected", [
+    # the value DVC would refuse inside its matrix, in the middle of the study
+    (["--set", "inpaint.schedules=cosine"], "error: tune: params.yaml with train_transformer.lr=0.0001 "
+                                            "inpaint.schedules=cosine: inpaint.schedules"),
+    # a float range for an integer param: every trial would fail the stage's check
+    (["--param", "inpaint.total_iter", "--low", "2", "--high", "9"],
+     "error: tune: params.yaml with inpaint.total_iter=2.0: inpaint.total_iter"),
+])
+def test_a_trial_value_params_yaml_would_refuse_is_one_line_before_any_trial(tmp_path, args, expected):
+    result = run_tune(tmp_path, *args)
+    assert result.returncode == 2 and result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_a_failed_trial_is_one_line_not_optunas_traceback(tmp_path):
     # not a DVC project: the trial's `dvc exp run` fails. Optuna's optimize() would log
     # the trial's exception with its traceback before the study's own error line
@@ -49,6 +64,7 @@ def no_dvc(monkeypatch, tmp_path):
     """tune in an empty folder with the trial's `dvc exp run` replaced by nothing: each
     trial then reads whatever objective file the test left."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     monkeypatch.delenv("MASKGIT_DEBUG", raising=False)
     ran = []
     monkeypatch.setattr(tune, "run_trial", lambda name, param, value, extra: ran.append(name))
@@ -103,7 +119,7 @@ def test_the_study_runs_every_trial_and_writes_its_table(no_dvc, tmp_path, monke
 
 def test_the_users_params_yaml_comes_back_after_the_study(no_dvc, tmp_path, monkeypatch, capsys):
     # each `dvc exp run` in the workspace leaves its trial's value (DVC rewrites the file)
-    mine = "inpaint:\n  sweet_spot: 8   # my own comment\n"
+    mine = (ROOT / "params.yaml").read_text() + "# my own comment\n"
     (tmp_path / "params.yaml").write_text(mine)
     monkeypatch.setattr(tune, "run_trial", lambda name, param, value, extra: (tmp_path / "params.yaml").write_text(
         f"train_transformer:\n  lr: {value}\n"))
