@@ -135,6 +135,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
         lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
     else:
         lines += ["Nothing: the params are the same (a difference can only come from code or data).", ""]
+    lines += [f"{note}.\n" for note in layout_notes(a, b)]
     lines += ["## Metrics", "", *metric_sections(result, "the table above", "the bins above")]
     for f, r in result["families"].items():
         lines += [f"## Under {f} masks", "",
@@ -175,6 +176,22 @@ def metric_sections(result: dict, table_family: str, bins_family: str, level: st
     return lines + [correction_line(result["bucket_correction"], bins_family), ""]
 
 
+def layout_notes(*runs: Run) -> list[str]:
+    """What reading an older run took: the params it predates (read at today's defaults),
+    the ones today's code no longer knows, the sets its evidence lacks."""
+    notes = []
+    for run in runs:
+        if run.predates:
+            notes.append(f"{run.rev} predates {', '.join(f'`{k}`' for k in run.predates)}: read at today's defaults "
+                         "(its run was made before these params existed)")
+        if run.unknown:
+            notes.append(f"{run.rev} has {', '.join(f'`{k}`' for k in run.unknown)}, which this code no longer knows: "
+                         "left out")
+        if run.skipped:
+            notes.append(f"{run.rev} scored no {', '.join(run.skipped)}: compared on the sets both runs scored")
+    return notes
+
+
 def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
@@ -197,6 +214,8 @@ def cli(argv=None) -> Path:
     except (FileNotFoundError, InputError) as e:  # images not in the cache: the numbers still stand
         print(f"compare: no side-by-side figure ({e})", file=sys.stderr)
         fig_name = None
+    for note in layout_notes(a, b):
+        print(f"compare: {note}", file=sys.stderr)
     page = out / f"{stem}.md"
     atomic_write_bytes(page, render(a, b, result, settings, fig_name).encode())
     print(page)

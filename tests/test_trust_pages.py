@@ -31,6 +31,7 @@ class FakeRun:
     def __init__(self, rev, params, sets, gt, families=None):
         self.rev, self.params, self.sets, self.gt = rev, params, sets, gt
         self.families = families or {}
+        self.predates, self.unknown, self.skipped = [], [], []
 
     def load(self):
         return self.params, self.sets, self.gt
@@ -227,3 +228,50 @@ def test_an_experiment_with_the_best_s_own_evidence_is_tied(experiments):
                       ignore_index=True)
     marks = page.paired_marks(frame, params_path=params)
     assert marks["good"] == "**best**" and marks["copy"] == "tied"
+
+
+def test_a_run_made_before_a_param_existed_is_compared_with_the_param_at_its_default(tmp_path):
+    # `compare <an old revision> HEAD` once said `params.yaml: missing reproducibility`,
+    # read as a broken file; a run that predates a param is read at today's default and
+    # says so, and the sets it never scored (here the Halton decoders, which inpaint.orders
+    # added) are left out by name, not a missing-file error
+    from maskgit.pipeline.evidence import write_evidence
+    from maskgit.pipeline.params import defaults
+    from maskgit.pipeline.runs import Run
+    from maskgit.pipeline.sets import BASELINES
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["reproducibility"], params["inpaint"]["orders"]
+    params["inpaint"]["old_knob"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(N, 4))
+    np.save(tmp_path / "gt.npy", gt)
+    (tmp_path / "outputs/fid").mkdir(parents=True)
+    np.save(tmp_path / "outputs/fid/gt_features.npy", gt)
+    for name in [*params["inpaint"]["schedules"], *BASELINES]:
+        folder = "baselines" if name in BASELINES else "schedules"
+        e = evidence(rng, gt, 0.5, rng.normal(15, 1, N))
+        write_evidence(tmp_path / "outputs/fid" / folder / f"{name}.npz", **e)
+    run = Run("workspace", str(tmp_path))
+    read, sets, _ = run.load()
+    assert read["reproducibility"] == defaults()["reproducibility"]
+    assert run.predates == ["reproducibility", "inpaint.orders"] and run.unknown == ["inpaint.old_knob"]
+    assert list(sets) == [*params["inpaint"]["schedules"], *BASELINES]
+    assert run.skipped == [f"{s}-halton" for s in params["inpaint"]["schedules"]]
+    notes = compare.layout_notes(run)
+    assert notes[0].startswith("workspace predates `reproducibility`, `inpaint.orders`: read at today's defaults")
+    assert "scored no cosine-halton, linear-halton, square-halton" in notes[2]
+    # a run whose params lack nothing gets no such leniency: a missing file stays an error
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    with pytest.raises(InputError, match="per-image evidence"):
+        Run("workspace", str(tmp_path)).load()
+
+
+def test_compare_names_a_scalar_where_a_list_belongs_before_dvc_reads_the_params(tmp_path, capsys):
+    text = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("  schedules: [cosine, linear, square]", "  schedules: cosine"))
+    with pytest.raises(SystemExit) as stop:
+        compare.main(["HEAD", "workspace", "--repo", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "inpaint.schedules" in err, err

@@ -15,7 +15,7 @@ import numpy as np
 from maskgit.pipeline import paths
 from maskgit.pipeline.errors import InputError
 from maskgit.pipeline.evidence import evidence_path, parse_evidence, run_sets
-from maskgit.pipeline.params import check_params
+from maskgit.pipeline.params import check_params, in_current_layout
 from maskgit.pipeline.sets import decoders
 from maskgit.pipeline.yamlio import parse_yaml
 
@@ -25,6 +25,9 @@ class Run:
 
     def __init__(self, rev: str, repo: str = "."):
         self.rev, self.repo = rev, repo
+        self.predates: list[str] = []  # params this run was made before, read at their defaults
+        self.unknown: list[str] = []  # params this run has that today's code does not know
+        self.skipped: list[str] = []  # sets its params list but its evidence lacks (a run that predates them)
         self.hint = ("run `dvc repro`" if rev == "workspace" else
                      f"`dvc exp apply {rev}` then `dvc repro`, or `dvc pull` if its outputs were pushed")
 
@@ -46,10 +49,16 @@ class Run:
             raise FileNotFoundError(f"{path} ({type(e).__name__})") from None
 
     def params(self) -> dict:
+        """The run's params, checked, in today's layout: a param the run predates is read at
+        its default and named in `self.predates` (one it has that the code no longer
+        knows, in `self.unknown`), so that runs made before a param existed can be compared."""
         try:
             params = parse_yaml(self.read("params.yaml").decode())
         except FileNotFoundError:
             raise InputError(f"{self.rev}: params.yaml not found") from None
+        if not isinstance(params, dict):
+            raise InputError(f"{self.rev}:params.yaml: expected a mapping of sections")
+        params, self.predates, self.unknown = in_current_layout(params)
         return check_params(params, f"{self.rev}:params.yaml")
 
     def evidence(self, name: str, kind: str, family: str | None = None) -> dict:
@@ -88,12 +97,25 @@ class Run:
     def load(self) -> tuple[dict, dict[str, dict], np.ndarray]:
         """params, {set: evidence} (schedules in params order, then the baselines), gt features."""
         params = self.params()
-        sets = {name: self.evidence(name, kind) for name, kind in run_sets(decoders(params["inpaint"]))}
-        return params, sets, self.gt_features()
+        return params, self._sets(params), self.gt_features()
 
     def family(self, params: dict, family: str) -> dict[str, dict]:
         """{set: evidence} under mask family `family` (one of its inpaint.mask_families)."""
-        return {name: self.evidence(name, kind, family) for name, kind in run_sets(decoders(params["inpaint"]))}
+        return self._sets(params, family)
+
+    def _sets(self, params: dict, family: str | None = None) -> dict[str, dict]:
+        """Every set's evidence. A run that predates a param lists sets by today's defaults
+        (inpaint.orders: the Halton decoders too): a set its evidence lacks is left out and
+        named in `self.skipped`, not an error."""
+        sets = {}
+        for name, kind in run_sets(decoders(params["inpaint"])):
+            try:
+                sets[name] = self.evidence(name, kind, family)
+            except InputError:
+                if not self.predates:
+                    raise
+                self.skipped.append(name if family is None else f"{family}: {name}")
+        return sets
 
 
 def _git(repo, *args) -> str:
