@@ -7,8 +7,8 @@
 - ``maskgit.pipeline``: what the DVC stages in ``stages/`` share, and what the tools
   share (``tool.run_tool``, the sweep's submitting, the experiments page). File I/O
   lives here, in the stage scripts and in the tools;
-- ``maskgit.bench``, ``.compare``, ``.experiments``, ``.preset``, ``.sweep``, ``.tune``,
-  ``.verify``: the command-line tools, side by side on one floor: no tool imports
+- ``maskgit.bench``, ``.compare``, ``.experiments``, ``.preset``, ``.prune``, ``.sweep``,
+  ``.tune``, ``.verify``: the command-line tools, side by side on one floor: no tool imports
   another (``bench_lab_loop`` is bench's own helper), and each runs its ``main`` under
   ``run_tool``.
 """

@@ -20,6 +20,7 @@ from maskgit.pipeline.numerics import pin_numerics
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -30,9 +31,11 @@ from maskgit.pipeline.evidence import read_run
 from maskgit.pipeline.files import write_json
 from maskgit.pipeline.params import load_params
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.sets import decoders, pairs_to_compare
+from maskgit.pipeline.sets import decoders, pairs_to_compare, stale_matrix_stages
+from maskgit.pipeline.yamlio import parse_yaml
 
 FIGURE = paths.EVALUATION_FIGURES / "mask_area.png"
+LOCK = Path("dvc.lock")  # DVC's record of the last runs: read for a message, never a dep
 FAMILIES_FIGURE = paths.EVALUATION_FIGURES / "families.png"
 
 
@@ -77,6 +80,10 @@ def main():
     if families:
         plotting.families_figure({params["prepare"]["test_masks"]: main_set, **families}, FAMILIES_FIGURE,
                                  confidence=settings.confidence)
+    stale = stale_matrix_stages(params["inpaint"], parse_yaml(LOCK.read_text()) if LOCK.is_file() else {})
+    if stale:
+        print(f"evaluate: dvc.lock keeps {', '.join(stale)}, which params.yaml no longer asks for, and their outputs "
+              f"stay in the workspace: `python -m maskgit.prune --remove` removes them", file=sys.stderr)
     for name, e in {"main test set": main_set, **families}.items():
         print(f"evaluate {name}: {e['images']} images, {settings.replicates} replicates; tied for best FID: "
               f"{', '.join(e['tied_for_best']['fid'])}; {e['correction']['decided']} of "

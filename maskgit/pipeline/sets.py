@@ -75,6 +75,21 @@ def inpaint_dir(name: str) -> Path:
     return paths.INPAINT / order / schedule
 
 
+def matrix_stages(inpaint: dict) -> set[str]:
+    """The names of the matrix stages dvc.yaml expands from `inpaint`: inpaint@<key> per
+    decoder, family@<family> per mask family."""
+    return ({f"inpaint@{stage_key(d)}" for d in decoders(inpaint)}
+            | {f"family@{f}" for f in inpaint.get("mask_families", [])})
+
+
+def stale_matrix_stages(inpaint: dict, lock: dict) -> list[str]:
+    """The matrix stages dvc.lock (parsed) still holds that `inpaint` no longer asks for:
+    DVC keeps their entries and outputs, and `dvc status` does not mention them."""
+    wanted = matrix_stages(inpaint)
+    return [name for name in (lock or {}).get("stages", {})
+            if name.startswith(("inpaint@", "family@")) and name not in wanted]
+
+
 def describe(name: str) -> str:
     """A decoder's set in a sentence: "cosine schedule", "cosine schedule, halton order"."""
     schedule, order = decoder(name)
