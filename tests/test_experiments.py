@@ -239,3 +239,33 @@ def test_failed_queued_and_running_experiments_are_listed_not_scored(tmp_path):
     page = render(frame, tmp_path / "reports/experiments.md")
     assert "Not scored (3): e (failed), f (queued), c (running)." in page
     assert "99" not in page.split("Not scored")[1].split("\n", 1)[1]
+
+
+def test_no_baseline_is_read_as_a_decoder_or_crowned_best_the_harmonic_fill_included(tmp_path):
+    # the harmonic fill scores the lowest FID here: it stays a baseline column, and the
+    # best FID and its mark go to the decoders alone, read from the evaluation or, for a
+    # commit from before it, from the FID stages' own files
+    from maskgit.pipeline.experiments_page import experiments_frame
+    from maskgit.pipeline.sets import BASELINES
+
+    def fid(value):
+        return {"fid": {"value": value, "low": value - 5, "high": value + 5}}
+
+    baselines = {"masked_input": 100.0, "onestep": 70.0, "recon": 20.0, "harmonic": 30.0}
+    new = {"name": "new", "rev": "1" * 40, "data": {
+        "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": 4}}}},
+        "metrics": {"metrics/evaluation.json": {"data": {"images": 150, "sets": {
+            "cosine": fid(60.0), "cosine-halton": fid(58.0), **{b: fid(v) for b, v in baselines.items()}}}}}}}
+    old = {"name": "old", "rev": "2" * 40, "data": {
+        "params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": 8}}}},
+        "metrics": {"metrics/fid_schedules.json": {"data": {"cosine": {"fid": 62.0}}},
+                    "metrics/fid_baselines.json": {"data": {b: {"fid": v} for b, v in baselines.items()}}}}}
+    frame = experiments_frame([{"rev": "a" * 40, "data": {}, "experiments": [{"revs": [new]}, {"revs": [old]}]}])
+    assert sorted(c for c in frame.columns if c.startswith(FID)) == ["FID cosine", "FID cosine-halton"]
+    assert set(BASELINES) == {"masked_input", "onestep", "recon", "harmonic"}
+    for b, v in baselines.items():
+        assert list(frame[f"baseline FID {b}"]) == [v, v]
+    page = render(frame, tmp_path / "reports/experiments.md")
+    best = [line for line in page.splitlines() if line.startswith("| **best**")]
+    assert len(best) >= 1 and all("| new " in line and "58" in line for line in best), page
+    assert "| 30 " not in page.split("## FID against")[0]  # the harmonic fill's FID is nobody's best FID

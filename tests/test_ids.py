@@ -67,3 +67,25 @@ def test_summarise_gives_intervals_and_paired_verdicts_only_from_ids_min_images_
     fewer = Settings(**{**settings.__dict__, "ids_min_images": 301})
     _, _, table, verdicts = summarise(sets, gt, fewer, pairs=[("far", "close")])
     assert "u_ids" not in table["close"] and not any(v["metric"] == "p_ids" for v in verdicts)
+
+
+def test_p_ids_and_u_ids_are_never_fitted_per_mask_area_bucket():
+    # a linear SVM fitted on a bucket's few images would separate them by chance: the
+    # buckets carry the per-image metrics and KID, never P-IDS or U-IDS
+    from maskgit.metrics.evaluation import by_mask_area
+
+    rng = np.random.default_rng(6)
+    n = 300
+    gt = rng.normal(size=(n, 6))
+    sets = {name: {"features": gt + shift + rng.normal(size=gt.shape), "hole_psnr": rng.normal(15, 1, n),
+                   "missing_fraction": np.r_[np.full(150, 0.1), np.full(150, 0.7)]}
+            for name, shift in (("a", 0.0), ("b", 0.3))}
+    settings = Settings(replicates=100, confidence=0.95, seed=0, mask_buckets=(0.0, 0.5, 1.0), kid_min_images=4,
+                        ids_min_images=100)  # every bucket holds enough images for IDS, were it fitted there
+    _, _, table, _ = summarise(sets, gt, settings)
+    assert "p_ids" in table["a"] and "u_ids" in table["a"]  # the whole set gets them
+    buckets = by_mask_area(sets, gt, settings, pairs=[("b", "a")])
+    assert [b["images"] for b in buckets] == [150, 150]
+    for b in buckets:
+        assert "kid" in b["sets"]["a"] and not {"p_ids", "u_ids"} & set(b["sets"]["a"])
+        assert not any(v["metric"] in ("p_ids", "u_ids") for v in b["pairs"])

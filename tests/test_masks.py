@@ -94,6 +94,18 @@ def test_lama_masks_never_miss_more_than_half(family, batches):
     assert area.max() > 0.4, "the distribution should reach up to the cap"
 
 
+@pytest.mark.parametrize("family", LAMA_FAMILIES)
+def test_a_mask_exactly_at_the_cap_is_lamas_to_accept_and_one_pixel_more_is_not(family):
+    # LaMa keeps a mask while its area is <= max_tamper_area: the boundary belongs to it
+    p = M.LAMA[family]
+    known = np.ones((64, 64), bool)
+    known.flat[: int(p["max_tamper_area"] * known.size)] = False
+    assert M.missing_fraction(known) == p["max_tamper_area"] and M._lama_accepts(p, known)
+    known.flat[int(p["max_tamper_area"] * known.size)] = False
+    assert not M._lama_accepts(p, known)
+    assert not M._lama_accepts(p, np.ones((64, 64), bool))  # nothing missing: no mask
+
+
 def test_the_cap_binds_without_the_redraw():
     d = P._Draws(np.random.default_rng(1))
     raw = np.array([M._lama(d, 64, M.LAMA["thick"]).mean() for _ in range(100)])

@@ -154,3 +154,19 @@ def test_the_order_table_reads_each_order_against_confidence():
     assert "better, -3.00 [-5.00, -1.00]" in row  # halton against confidence
     assert "indistinguishable, -0.50 [-1.10, +0.20]" in row
     assert order_table(ev, ["cosine"], ["confidence"]) == []
+
+
+def test_every_roll_of_the_grid_is_reachable_and_none_other():
+    # the offset is drawn uniformly over the side x side rolls: with 600 images of a 4 x 4
+    # grid each of the 16 rolls is drawn (a miss has probability below 16 (15/16)^600),
+    # the last row and column included
+    plain = reveal_priority("halton", (1, 16), None, "cpu")[0].view(4, 4)
+    shifted = reveal_priority("halton", (600, 16), image_generators(0, range(600), "cpu"), "cpu", halton_shift=True)
+    rolls = {}
+    for row in shifted:
+        found = [(dy, dx) for dy in range(4) for dx in range(4) if torch.equal(torch.roll(plain, (dy, dx), (0, 1)),
+                                                                             row.view(4, 4))]
+        assert len(found) == 1
+        rolls[found[0]] = rolls.get(found[0], 0) + 1
+    assert set(rolls) == {(dy, dx) for dy in range(4) for dx in range(4)}
+    assert max(rolls.values()) < 3 * min(rolls.values())  # roughly uniform, no roll favoured

@@ -38,6 +38,8 @@ EVAL, BOOT, INFL = "maskgit/metrics/evaluation.py", "maskgit/metrics/bootstrap.p
 IDS, IMG = "maskgit/metrics/ids.py", "maskgit/metrics/image.py"
 REVIEW, EXPP = "maskgit/compare.py", "maskgit/pipeline/experiments_page.py"
 SWEEP, SJOB = "maskgit/sweep.py", "maskgit/pipeline/sweep_job.py"
+NUM, VERIFY, MASKS = "maskgit/pipeline/numerics.py", "maskgit/verify.py", "maskgit/data/masks.py"
+SCORING, FAMILY, EVALUATE = "maskgit/pipeline/scoring.py", "stages/family.py", "stages/evaluate.py"
 # the experiments page's tests that start no `dvc` process
 NO_DVC = "not only_the_last_commit and not what_dvc_says and not refuse_unknown"
 
@@ -59,6 +61,12 @@ TESTS = {
     "review": (["tests/test_trust_pages.py"], None),
     "experiments": (["tests/test_trust_pages.py", "tests/test_experiments.py"], NO_DVC),
     "sweep": (["tests/test_trust_sweep.py"], None),
+    "numerics": (["tests/test_numerics.py"], None),
+    "verify": (["tests/test_verify.py"], None),
+    "masks": (["tests/test_masks.py"], None),
+    "scoring": (["tests/test_scoring.py"], None),
+    "family": (["tests/test_family.py"], None),
+    "evaluate": (["tests/test_evaluate.py"], None),
 }
 
 
@@ -290,6 +298,41 @@ MUTANTS = [
     m("sweep.pushed_points_resubmitted", SWEEP, "if not _on_remote(git_url, commit, n)]", "if _on_remote(git_url, commit, n)]"),
     m("sweep.job_on_remote_runs_again", SJOB, "if exists and not spec.read:", "if exists and spec.read:"),
     m("sweep.name_depends_on_order", SJOB, "ordered = sorted(overrides)", "ordered = list(overrides)"),
+    # the portable pin: a process that loaded numpy first, and MKL's branch
+    m("numerics.pinned_after_numpy", NUM, 'if "numpy" in sys.modules or "torch" in sys.modules:',
+      'if "torch" in sys.modules:'),
+    m("numerics.mkl_branch_dropped", NUM, '        "MKL_CBWR": "COMPATIBLE",', ''),
+    # verify: what is promised, params one side sets, the stage that wrote a difference, the bytes
+    m("verify.report_promised", VERIFY, 'UNPROMISED = (TIMINGS, "reports/report.md", PROVENANCE)',
+      'UNPROMISED = (TIMINGS, PROVENANCE)'),
+    m("verify.params_both_sides_only", VERIFY, "for k in sorted(set(theirs) | set(ours)):",
+      "for k in sorted(set(theirs) & set(ours)):"),
+    m("verify.reader_before_writer", VERIFY, 'd["path"] == o or d["path"].startswith(o.rstrip("/") + "/") or',
+      'd["path"] == o or'),
+    m("verify.lock_trusted", VERIFY, "actual, tree = workspace.hash(path)", "actual, tree = outputs(ours).get(path), None"),
+    # the Halton shift: every roll reachable
+    m("order.shift_never_last_row", DEC, "offsets = (_uniform((b, 2), generator, device) * side).long()",
+      "offsets = (_uniform((b, 2), generator, device) * (side - 1)).long()"),
+    # LaMa's area cap belongs to LaMa
+    m("masks.lama_cap_excluded", MASKS, 'return 0.0 < missing_fraction(known) <= p["max_tamper_area"]',
+      'return 0.0 < missing_fraction(known) < p["max_tamper_area"]'),
+    # P-IDS / U-IDS never per bucket
+    m("evaluation.ids_fitted_per_bucket", EVAL, "ids=False)", "ids=True)"),
+    # scoring: images paired by name; memory for the images one forward really holds
+    m("scoring.paired_by_count", SCORING, "if names != gt_names:", "if len(names) != len(gt_names):"),
+    m("scoring.memory_of_a_whole_chunk", SCORING, "return min(inception_chunk(batch_size, device), max(n_images, 1))",
+      "return inception_chunk(batch_size, device)"),
+    # the family stage: its own masks, for filling and for scoring
+    m("family.filled_under_the_main_masks", FAMILY, 'desc=f"{family}: inpaint {name}", files=files)',
+      'desc=f"{family}: inpaint {name}")'),
+    m("family.scored_with_the_main_masks", FAMILY, "files.gt, files.mask64, tmp / \"evidence\"",
+      "files.gt, paths.TEST / \"mask64\", tmp / \"evidence\""),
+    # the experiments page: the harmonic fill is a baseline
+    m("experiments.harmonic_read_as_a_decoder", EXPP, "if k not in BASELINES} or {",
+      'if k not in ("masked_input", "onestep", "recon")} or {'),
+    # the evaluate stage: each family on its own evidence
+    m("evaluate.family_on_the_main_evidence", EVALUATE, "judge(read_run(schedules, family=f), gt,",
+      "judge(read_run(schedules), gt,"),
 ]
 
 
