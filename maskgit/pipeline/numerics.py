@@ -132,9 +132,11 @@ def _torch_settings(setting: dict) -> None:
     if setting["mode"] != "portable":
         return
     torch.set_num_threads(setting["threads"])
-    # on CPU every kernel this project uses is deterministic already; on CUDA this
-    # picks the deterministic kernels (and raises for an op that has none)
-    torch.use_deterministic_algorithms(True)
+    # on CUDA: the deterministic kernels (and an error for an op that has none). Only
+    # there: on CPU every kernel this project uses is deterministic already, and the call
+    # imports torch's compiler, a second or more for every stage process
+    if torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     # TF32 rounds float32 matmul inputs to 10 mantissa bits, on Ampere and later only
