@@ -6,6 +6,7 @@ import ast
 import errno
 import os
 import re
+import subprocess
 import sys
 import tomllib
 
@@ -188,3 +189,29 @@ def test_a_killed_run_s_temporary_files_go_when_any_stage_next_runs(capsys, tmp_
     assert live.is_dir() and all(p.exists() for p in kept)
     err = capsys.readouterr().err
     assert f"x: removed {stale[0]} (left by a killed run)" in err.splitlines()
+
+
+STAGE_SCRIPT = """import atexit, sys
+sys.path.insert(0, {root!r})
+from maskgit.pipeline.errors import InputError
+from maskgit.pipeline.runtime import run_stage
+
+atexit.register(lambda: print("teardown ran", flush=True))
+
+def main():
+    raise InputError("fid.lpips_backbone points to a missing file: /nowhere.pth")
+
+run_stage(main, "fid-baselines", record_time=False)
+"""
+
+
+def test_a_stage_script_leaves_at_once_after_its_one_line(tmp_path):
+    # the interpreter's teardown with torch loaded took seconds between the error line and
+    # the exit status; every finally has run by then, so a stage script leaves with os._exit
+    # (a test calling run_stage in-process still gets SystemExit: the test above)
+    (tmp_path / "stage.py").write_text(STAGE_SCRIPT.format(root=str(ROOT)))
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, "stage.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: fid-baselines: fid.lpips_backbone points to a missing file: /nowhere.pth"]
+    assert "teardown ran" not in result.stdout

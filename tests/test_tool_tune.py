@@ -148,3 +148,35 @@ def test_without_optuna_the_extra_is_named(no_dvc, monkeypatch, capsys):
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: tune: maskgit.tune needs optuna, an optional extra: pip install -e '.[tune]'"]
+
+
+def test_an_interrupted_trial_leaves_gits_index_as_the_study_found_it(no_dvc, tmp_path, monkeypatch, capsys):
+    # a `dvc exp run` stopped by Ctrl-C was seen to leave its trial's params.yaml and
+    # dvc.lock staged, so the user's next `git commit` committed the trial; the user's own
+    # staged file stays staged as it was
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    (tmp_path / "notes.txt").write_text("mine, edited and staged\n")
+    git("add", "notes.txt")
+    before = git("ls-files", "--stage")
+
+    def interrupted_trial(name, param, value, extra):
+        (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text() + f"# trial {value}\n")
+        (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+        (tmp_path / "notes.txt").write_text("changed by the trial\n")
+        git("add", "params.yaml", "dvc.lock", "notes.txt")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "run_trial", interrupted_trial)
+    with pytest.raises(SystemExit) as stop:
+        tune.main(["--trials", "1", "--study", "i"])
+    assert stop.value.code == 130
+    assert git("ls-files", "--stage") == before  # the index: HEAD's params.yaml and dvc.lock, the user's notes.txt
+    err = capsys.readouterr().err
+    assert "git index: dvc.lock, notes.txt, params.yaml put back as staged before the study" in err

@@ -47,11 +47,24 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _leave(code: int, now: bool) -> None:
+    if now:
+        # every `finally` of the work has run: what is left is the interpreter's teardown
+        # of torch and its pools, seconds on a busy machine, between the error line and
+        # the exit status the user (or DVC) waits for
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 @contextlib.contextmanager
-def one_line_errors(name: str, interrupted: str, debug: bool = False):
+def one_line_errors(name: str, interrupted: str, debug: bool = False, exit_now: bool = False):
     """Bad input: `error: <name>: <message>` on one line, exit 2. Ctrl-C or SIGTERM (a CI
     timeout, a `kill`): `interrupted` on one line, exit 130, after every `finally` has
-    removed what it wrote half-way. Anything else passes with its traceback."""
+    removed what it wrote half-way. Anything else passes with its traceback. exit_now: the
+    process is the stage script itself, which leaves at once (os._exit) instead of raising
+    SystemExit, skipping a teardown that has nothing left to clean."""
     debug = debug or bool(os.environ.get("MASKGIT_DEBUG"))
     previous = None
     if threading.current_thread() is threading.main_thread():  # only the main thread may set a handler
@@ -64,17 +77,17 @@ def one_line_errors(name: str, interrupted: str, debug: bool = False):
         # one line even when the message carries a command's multi-line output
         message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         print(f"error: {name}: {message}", file=sys.stderr)
-        sys.exit(2)
+        _leave(2, exit_now)
     except KeyboardInterrupt:
         if debug:
             raise
         print(interrupted, file=sys.stderr)
-        sys.exit(130)
+        _leave(130, exit_now)
     except OSError as e:
         if e.errno not in ENVIRONMENT_ERRNOS or debug:
             raise
         print(f"error: {name}: {e.filename or 'a file'}: {e.strerror} ({ENVIRONMENT_ERRNOS[e.errno]})", file=sys.stderr)
-        sys.exit(2)
+        _leave(2, exit_now)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

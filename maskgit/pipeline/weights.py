@@ -27,7 +27,12 @@ def read_weights(path: str | Path, what: str) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and EOF errors span pages; one line instead
         text = str(e)
-        first = (text.strip().splitlines() or [type(e).__name__])[0][:120]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        # torch's weights_only refusal opens with a paragraph on its own defaults; the
+        # reason is the line after "WeightsUnpickler error:"
+        marker = next((i for i, line in enumerate(lines) if line.startswith("Please file an issue")), None)
+        first = (lines[marker + 1] if marker is not None and marker + 1 < len(lines) else
+                 (lines or [type(e).__name__])[0])[:120]
         if "Unsupported global" in text:  # weights_only refused a class: an object, not tensors
             cause = "it holds pickled Python objects (a whole model saved with torch.save(model)?), not a state dict"
         else:
