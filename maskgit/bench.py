@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from maskgit.algorithms.decoding import decode_set, forward_chunk, forward_in_chunks, image_generators, reveal_priority
+from maskgit.algorithms.decoding import Decoding, decode_set, forward_chunk, forward_in_chunks, image_generators, reveal_priority
 from maskgit.algorithms.devices import autocast, keep_freed_memory
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
@@ -109,15 +109,20 @@ def test_batch(n: int, codebook: int, device, seed: int = 0):
     return tokens.to(device), unknown.to(device)
 
 
-DECODE = dict(schedule="cosine", sampling="argmax", choice_temperature=0.0)
+SCHEDULE = "cosine"
+
+
+def decoding(total_iter: int, order: str = "confidence") -> Decoding:
+    """argmax at temperature 0: no noise, so ours and the lab's loop must give the same tokens."""
+    return Decoding(schedule=SCHEDULE, total_iter=total_iter, sweet_spot=total_iter, choice_temperature=0.0,
+                    order=order)
 
 
 def ours(transformer, vqgan, tokens, unknown, total_iter, precision, batch_size, order="confidence", seed=None):
     """This project: decode_set, batched decoding, one VQGAN decode per batch at the end."""
     with autocast(tokens.device, precision):
-        filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
-                                   total_iter=total_iter, sweet_spot=total_iter, desc="bench", order=order,
-                                   seed=seed, **DECODE)
+        filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, decoding(total_iter, order),
+                                   batch_size=batch_size, device=tokens.device, desc="bench", seed=seed)
     return filled
 
 
@@ -126,7 +131,7 @@ def lab_style(transformer, vqgan, tokens, unknown, total_iter, precision):
     one image at a time, the image decoded after every step."""
     with autocast(tokens.device, precision):
         return lab_inpaint(transformer, vqgan, tokens, unknown, total_iter=total_iter, sweet_spot=total_iter,
-                           schedule=DECODE["schedule"])
+                           schedule=SCHEDULE)
 
 
 def bench_inpainting(size, device, n, total_iter, repeats, batch_size, n_lab_style=None):
@@ -430,9 +435,8 @@ def _scaling_child(kind, n, batch_size, queue):
         names = [f"{i:05d}.png" for i in range(n)]
         with tempfile.TemporaryDirectory() as tmp, image_folder(Path(tmp) / "images") as write, \
                 autocast(tokens.device, "bf16"):
-            decode_set(vqgan, transformer, tokens, unknown, batch_size=batch_size, device=tokens.device,
-                        total_iter=8, sweet_spot=8, desc="bench", **DECODE,
-                        on_batch=lambda batch, _t, x: write(to_uint8(x, [0.5] * 3, [0.5] * 3), names[batch]))
+            decode_set(vqgan, transformer, tokens, unknown, decoding(8), batch_size=batch_size, device=tokens.device,
+                       desc="bench", on_batch=lambda batch, _t, x: write(to_uint8(x, [0.5] * 3, [0.5] * 3), names[batch]))
     else:
         from maskgit.metrics.fid import statistics as stats
 

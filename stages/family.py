@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from maskgit.algorithms.decoding import Decoding
 from maskgit.data.procedural import apply_mask
 from maskgit.pipeline import paths, sets
 from maskgit.pipeline.files import list_images, make_tmp_dir, read_images, replace_dir, save_npy, write_images
@@ -64,8 +65,8 @@ def main():
         for name in sets.decoders(ip):
             schedule, order = sets.decoder(name)
             folder = tmp / "inpaint" / order / schedule
-            run_inpainting(params, folder, schedule=schedule, order=order, total_iter=ip["total_iter"],
-                           sweet_spot=ip["sweet_spot"], history_images=0, desc=f"{family}: inpaint {name}", files=files)
+            run_inpainting(params, folder, Decoding.from_params(ip, schedule, order), history_images=0,
+                           desc=f"{family}: inpaint {name}", files=files)
             image_sets[name] = folder / "images"
         run_baselines(params, tmp / "baselines", files)
         image_sets["masked_input"] = files.masked_image

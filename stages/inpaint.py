@@ -14,6 +14,7 @@ pin_numerics()  # before numpy and torch load: they read their kernel settings t
 
 import sys
 
+from maskgit.algorithms.decoding import Decoding
 from maskgit.pipeline import sets
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.params import ParamError, load_params
@@ -30,8 +31,8 @@ def main():
         if value not in ip[key]:
             raise ParamError(f"params.yaml: {value!r} is not in inpaint.{key} {ip[key]}")
     name = sets.decoder_name(schedule, order)
-    return run_inpainting(params, sets.inpaint_dir(name), schedule=schedule, order=order, total_iter=ip["total_iter"],
-                          sweet_spot=ip["sweet_spot"], history_images=ip["n_figure_images"], desc=f"inpaint {name}")
+    return run_inpainting(params, sets.inpaint_dir(name), Decoding.from_params(ip, schedule, order),
+                          history_images=ip["n_figure_images"], desc=f"inpaint {name}")
 
 
 if __name__ == "__main__":

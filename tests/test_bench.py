@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskgit import bench
-from maskgit.algorithms.decoding import DECODE_CHUNK, iterative_decode
+from maskgit.algorithms.decoding import DECODE_CHUNK, Decoding, iterative_decode
 from maskgit.bench_lab_loop import lab_inpaint
 
 
@@ -72,9 +72,10 @@ def test_the_lab_loop_written_apart_agrees_with_the_decoder(schedule, total_iter
     unknown[1, 17] = True
     unknown[2] = False
     unknown[3, :200] = True
-    args = dict(total_iter=total_iter, sweet_spot=sweet_spot, schedule=schedule)
-    lab = lab_inpaint(transformer, vqgan, tokens, unknown, decode_every_step=False, **args)
-    ours = iterative_decode(transformer, tokens, unknown, choice_temperature=0.0, **args)
+    lab = lab_inpaint(transformer, vqgan, tokens, unknown, decode_every_step=False, total_iter=total_iter,
+                      sweet_spot=sweet_spot, schedule=schedule)
+    ours = iterative_decode(transformer, tokens, unknown, Decoding(total_iter=total_iter, sweet_spot=sweet_spot,
+                                                                   schedule=schedule, choice_temperature=0.0))
     assert torch.equal(lab, ours)
     assert torch.equal(lab[2], tokens[2]) and not torch.equal(lab[3], tokens[3])
 

@@ -12,20 +12,20 @@ import pytest
 import torch
 
 from maskgit.pipeline.runtime import maybe_compile
-from maskgit.algorithms.decoding import iterative_decode
+from maskgit.algorithms.decoding import Decoding, iterative_decode
 from maskgit.algorithms.decoding import decode_set, image_generators
 from test_decode import batch_with_different_masks, record_steps, toy_transformer
 from test_resume import make_project, run_stage, tiny_params
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI machines have none)")
 CUDA = torch.device("cuda")
-DECODE = dict(schedule="cosine", total_iter=7, sweet_spot=7, choice_temperature=4.5, sampling="sample")
+DECODE = Decoding(schedule="cosine", total_iter=7, sweet_spot=7, choice_temperature=4.5, sampling="sample")
 
 
 def decode_on_cuda(model, tokens, unknown, seeds, on_step=None):
     generators = [torch.Generator(device=CUDA).manual_seed(s) for s in seeds]
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        return iterative_decode(model, tokens.to(CUDA), unknown.to(CUDA), generator=generators, on_step=on_step, **DECODE)
+        return iterative_decode(model, tokens.to(CUDA), unknown.to(CUDA), DECODE, generator=generators, on_step=on_step)
 
 
 def test_rules_hold_on_cuda_under_bf16():
@@ -33,13 +33,13 @@ def test_rules_hold_on_cuda_under_bf16():
     steps, on_step = record_steps()
     out = decode_on_cuda(toy_transformer().to(CUDA), tokens, unknown, range(4), on_step)
     cpu_steps, cpu_on_step = record_steps()
-    iterative_decode(toy_transformer(), tokens, unknown, generator=torch.Generator().manual_seed(0), on_step=cpu_on_step,
-                   **DECODE)
+    iterative_decode(toy_transformer(), tokens, unknown, DECODE, generator=torch.Generator().manual_seed(0),
+                     on_step=cpu_on_step)
     assert out.device.type == "cuda" and out.dtype == torch.long
     unknown_cuda = unknown.to(CUDA)
     assert torch.equal(out[~unknown_cuda], tokens.to(CUDA)[~unknown_cuda])  # known tokens unchanged
     assert (out < toy_transformer().codebook_size).all()  # the mask id is never left in or predicted
-    assert len(steps) == DECODE["total_iter"] and not steps[-1][2].any()
+    assert len(steps) == DECODE.total_iter and not steps[-1][2].any()
     previous = unknown_cuda
     for (_, chosen, masked), (_, _, cpu_masked) in zip(steps, cpu_steps, strict=True):
         # the same number left masked per image and step as on CPU, whatever the GPU chose
@@ -66,11 +66,11 @@ def test_inpaint_set_on_cuda_returns_host_tensors_and_keeps_known_tokens():
     tokens, unknown = batch_with_different_masks()
     vqgan = VQGAN(dict(image_channels=3, enc_channels=[16, 16, 16, 16], dec_channels=[16, 16, 16], latent_dim=8,
                        img_resolution=32, latent_resolution=8, num_codebook_vectors=32, beta=0.25, norm_groups=4))
-    filled, images, history = decode_set(vqgan.to(CUDA).eval(), toy_transformer().to(CUDA), tokens, unknown,
-                                          batch_size=3, device=CUDA, seed=0, history_images=2, **DECODE)
+    filled, images, history = decode_set(vqgan.to(CUDA).eval(), toy_transformer().to(CUDA), tokens, unknown, DECODE,
+                                         batch_size=3, device=CUDA, seed=0, history_images=2)
     assert filled.device.type == "cpu" and images.device.type == "cpu" and images.shape == (4, 3, 32, 32)
     assert torch.equal(filled[~unknown], tokens[~unknown])
-    assert history["masked"].shape == (2, DECODE["total_iter"], tokens.shape[1])
+    assert history["masked"].shape == (2, DECODE.total_iter, tokens.shape[1])
 
 
 def test_compiled_transformer_matches_eager():

@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from maskgit.algorithms.decoding import (forward_chunk, forward_in_chunks, image_generators, iterative_decode,
+from maskgit.algorithms.decoding import (Decoding, forward_chunk, forward_in_chunks, image_generators, iterative_decode,
                                          num_masked_after_step)
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.algorithms.schedules import gamma
@@ -127,9 +127,9 @@ def test_exact_number_left_masked_per_image_and_step(schedule, total_iter, order
     """The schedule decides how many, whichever order decides which."""
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
-    iterative_decode(toy_transformer(), tokens, unknown, schedule=schedule, total_iter=total_iter,
-                   sweet_spot=total_iter, choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
-                   on_step=on_step, order=order)
+    iterative_decode(toy_transformer(), tokens, unknown,
+                     Decoding(schedule=schedule, total_iter=total_iter, sweet_spot=total_iter, choice_temperature=4.5, order=order),
+                     generator=torch.Generator().manual_seed(0), on_step=on_step)
     assert len(steps) == total_iter
     for i in range(tokens.shape[0]):
         n0 = int(unknown[i].sum())  # this image's own count, not N nor image 0's
@@ -146,9 +146,9 @@ def test_exact_number_left_masked_per_image_and_step(schedule, total_iter, order
 def test_known_tokens_never_change_and_masks_only_shrink():
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
-    out = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=8, sweet_spot=8,
-                         choice_temperature=4.5, sampling="sample", generator=torch.Generator().manual_seed(3),
-                         on_step=on_step)
+    out = iterative_decode(toy_transformer(), tokens, unknown,
+                           Decoding(schedule="cosine", total_iter=8, sweet_spot=8, choice_temperature=4.5, sampling="sample"),
+                           generator=torch.Generator().manual_seed(3), on_step=on_step)
     assert torch.equal(out[~unknown], tokens[~unknown])
     previous = unknown
     for _, chosen, masked in steps:
@@ -163,12 +163,13 @@ def test_rules_hold_under_bf16_autocast():
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
-                             choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+        out = iterative_decode(toy_transformer(), tokens, unknown,
+                               Decoding(schedule="cosine", total_iter=7, sweet_spot=7, choice_temperature=4.5),
+                               generator=torch.Generator().manual_seed(0), on_step=on_step)
     reference_steps, reference_on_step = record_steps()
-    reference = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=7, sweet_spot=7,
-                               choice_temperature=4.5, generator=torch.Generator().manual_seed(0),
-                               on_step=reference_on_step)
+    reference = iterative_decode(toy_transformer(), tokens, unknown,
+                                 Decoding(schedule="cosine", total_iter=7, sweet_spot=7, choice_temperature=4.5),
+                                 generator=torch.Generator().manual_seed(0), on_step=reference_on_step)
     assert out.dtype == torch.long and torch.equal(out[~unknown], tokens[~unknown]) and (out < K).all()
     for (_, _, masked), (_, _, ref_masked) in zip(steps, reference_steps, strict=True):
         assert torch.equal(masked.sum(1), ref_masked.sum(1))  # the same number left masked per image and step
@@ -180,8 +181,9 @@ def test_revealed_tokens_are_not_resampled():
     tokens, unknown = batch_with_different_masks()
     model = CountingModel(toy_transformer())
     steps, on_step = record_steps()
-    iterative_decode(model, tokens, unknown, schedule="linear", total_iter=6, sweet_spot=6, choice_temperature=2.0,
-                   sampling="sample", generator=torch.Generator().manual_seed(5), on_step=on_step)
+    iterative_decode(model, tokens, unknown,
+                     Decoding(schedule="linear", total_iter=6, sweet_spot=6, choice_temperature=2.0, sampling="sample"),
+                     generator=torch.Generator().manual_seed(5), on_step=on_step)
     for (_, chosen_a, masked_a), (_, chosen_b, _) in zip(steps, steps[1:]):
         revealed = ~masked_a
         assert torch.equal(chosen_b[revealed], chosen_a[revealed])
@@ -196,8 +198,8 @@ def test_nothing_masked_after_last_step_and_mask_id_never_predicted():
     logits[..., K] = 100.0
     logits[..., 3] = 1.0
     tokens, unknown = batch_with_different_masks()
-    out = iterative_decode(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=5, sweet_spot=5,
-                         choice_temperature=4.5)
+    out = iterative_decode(FixedLogits(logits), tokens, unknown,
+                           Decoding(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5))
     assert (out != K).all()
     assert (out[unknown] == 3).all()
     assert out.dtype == torch.long
@@ -207,8 +209,9 @@ def test_sweet_spot_stops_early_and_fills_everything():
     tokens, unknown = batch_with_different_masks()
     model = CountingModel(toy_transformer())
     steps, on_step = record_steps()
-    out = iterative_decode(model, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=3,
-                         choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+    out = iterative_decode(model, tokens, unknown,
+                           Decoding(schedule="cosine", total_iter=10, sweet_spot=3, choice_temperature=4.5),
+                           generator=torch.Generator().manual_seed(0), on_step=on_step)
     assert len(model.inputs) == 3
     assert (out != K).all()
     # the output is the choice of the third step, at a point where tokens were still masked
@@ -216,13 +219,15 @@ def test_sweet_spot_stops_early_and_fills_everything():
     assert int(steps[1][2].sum()) > 0
     # early steps are those of the full run: r uses total_iter, not sweet_spot
     full = CountingModel(toy_transformer())
-    iterative_decode(full, tokens, unknown, schedule="cosine", total_iter=10, sweet_spot=10,
-                   choice_temperature=4.5, generator=torch.Generator().manual_seed(0))
+    iterative_decode(full, tokens, unknown,
+                     Decoding(schedule="cosine", total_iter=10, sweet_spot=10, choice_temperature=4.5),
+                     generator=torch.Generator().manual_seed(0))
     assert len(full.inputs) == 10
     for a, b in zip(model.inputs, full.inputs[:3]):
         assert torch.equal(a, b)
     more = CountingModel(toy_transformer())
-    iterative_decode(more, tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=99, choice_temperature=1.0)
+    iterative_decode(more, tokens, unknown,
+                     Decoding(schedule="cosine", total_iter=4, sweet_spot=99, choice_temperature=1.0))
     assert len(more.inputs) == 4
 
 
@@ -235,7 +240,8 @@ def test_confidence_uses_log_probabilities_not_raw_logits():
     model = FixedLogits(logits)
     steps, on_step = record_steps()
     iterative_decode(model, torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool),
-                   schedule="linear", total_iter=2, sweet_spot=2, choice_temperature=0.0, on_step=on_step)
+                     Decoding(schedule="linear", total_iter=2, sweet_spot=2, choice_temperature=0.0),
+                     on_step=on_step)
     # after step 0 one token stays masked: the less confident one by probability
     assert steps[0][2].tolist() == [[True, False]]
 
@@ -246,8 +252,9 @@ def test_ties_broken_by_lower_index():
     unknown = torch.zeros(1, N, dtype=torch.bool)
     unknown[0, 20:40] = True
     steps, on_step = record_steps()
-    iterative_decode(FixedLogits(logits), tokens, unknown, schedule="linear", total_iter=4, sweet_spot=4,
-                   choice_temperature=0.0, on_step=on_step)
+    iterative_decode(FixedLogits(logits), tokens, unknown,
+                     Decoding(schedule="linear", total_iter=4, sweet_spot=4, choice_temperature=0.0),
+                     on_step=on_step)
     n = math.floor(20 * 0.75)
     assert steps[0][2][0].nonzero().flatten().tolist() == list(range(20, 20 + n))
 
@@ -261,8 +268,8 @@ def test_temperature_is_annealed_in_the_confidence_of_each_step():
     logits = torch.randn(1, n, K + 1, generator=g)  # the chosen token's log p differs per position
     unknown = torch.ones(1, n, dtype=torch.bool)
     steps, on_step = record_steps()
-    iterative_decode(FixedLogits(logits), torch.zeros(1, n, dtype=torch.long), unknown, schedule="linear",
-                     total_iter=total_iter, sweet_spot=total_iter, choice_temperature=base,
+    iterative_decode(FixedLogits(logits), torch.zeros(1, n, dtype=torch.long), unknown,
+                     Decoding(schedule="linear", total_iter=total_iter, sweet_spot=total_iter, choice_temperature=base),
                      generator=[torch.Generator().manual_seed(seed)], on_step=on_step)
 
     logp = torch.log_softmax(logits[0, :, :K].double(), -1).max(-1).values
@@ -297,9 +304,9 @@ def test_the_forward_chunk_changes_the_speed_never_the_bits(attention):
         for chunk in (1, 3, 8, 0):
             assert torch.equal(forward_in_chunks(model, tokens, chunk), whole), f"chunk {chunk}"
     unknown = torch.rand(20, N, generator=g) < 0.5
-    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
-    fills = [iterative_decode(model, tokens.clamp(max=K - 1), unknown, chunk=chunk,
-                              generator=image_generators(0, range(20), "cpu"), **kwargs) for chunk in (None, 3, 0)]
+    decoding = Decoding(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
+    fills = [iterative_decode(model, tokens.clamp(max=K - 1), unknown, decoding, chunk=chunk,
+                              generator=image_generators(0, range(20), "cpu")) for chunk in (None, 3, 0)]
     assert torch.equal(fills[0], fills[1]) and torch.equal(fills[0], fills[2])
 
 
@@ -316,10 +323,10 @@ def test_the_cpu_chunk_holds_the_score_budget():
 def test_batched_equals_one_image_at_a_time():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
-    kwargs = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=0.0)
-    batched = iterative_decode(model, tokens, unknown, **kwargs)
+    decoding = Decoding(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=0.0)
+    batched = iterative_decode(model, tokens, unknown, decoding)
     for i in range(tokens.shape[0]):
-        single = iterative_decode(model, tokens[i:i + 1], unknown[i:i + 1], **kwargs)
+        single = iterative_decode(model, tokens[i:i + 1], unknown[i:i + 1], decoding)
         assert torch.equal(single[0], batched[i]), f"image {i}"
 
 
@@ -328,8 +335,9 @@ def test_images_with_nothing_or_everything_unknown():
     unknown = torch.zeros(2, N, dtype=torch.bool)
     unknown[1] = True
     steps, on_step = record_steps()
-    out = iterative_decode(toy_transformer(), tokens, unknown, schedule="square", total_iter=5, sweet_spot=5,
-                         choice_temperature=4.5, generator=torch.Generator().manual_seed(0), on_step=on_step)
+    out = iterative_decode(toy_transformer(), tokens, unknown,
+                           Decoding(schedule="square", total_iter=5, sweet_spot=5, choice_temperature=4.5),
+                           generator=torch.Generator().manual_seed(0), on_step=on_step)
     assert torch.equal(out[0], tokens[0])
     assert all(int(m[0].sum()) == 0 for _, _, m in steps)
     assert [int(m[1].sum()) for _, _, m in steps] == [max(1, math.floor(N * gamma("square", (t + 1) / 5)))
@@ -351,8 +359,9 @@ def test_sampling_draws_from_the_softmax():
     logits = torch.full((1, N, K + 1), -30.0)
     logits[..., 3], logits[..., 5] = math.log(0.7), math.log(0.3)
     tokens, unknown = torch.zeros(16, N, dtype=torch.long), torch.ones(16, N, dtype=torch.bool)
-    out = iterative_decode(FixedLogits(logits), tokens, unknown, schedule="cosine", total_iter=1, sweet_spot=1,
-                           choice_temperature=0.0, sampling="sample", generator=torch.Generator().manual_seed(0))
+    out = iterative_decode(FixedLogits(logits), tokens, unknown,
+                           Decoding(schedule="cosine", total_iter=1, sweet_spot=1, choice_temperature=0.0, sampling="sample"),
+                           generator=torch.Generator().manual_seed(0))
     assert set(out.unique().tolist()) == {3, 5}
     share = (out == 3).double().mean().item()
     assert abs(share - 0.7) < 0.05  # 1024 draws: standard error 0.014
@@ -361,10 +370,10 @@ def test_sampling_draws_from_the_softmax():
 def test_sampling_is_reproducible_with_a_generator():
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
-    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
-    a = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
-    b = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(7), **kwargs)
-    c = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(8), **kwargs)
+    decoding = Decoding(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
+    a = iterative_decode(model, tokens, unknown, decoding, generator=torch.Generator().manual_seed(7))
+    b = iterative_decode(model, tokens, unknown, decoding, generator=torch.Generator().manual_seed(7))
+    c = iterative_decode(model, tokens, unknown, decoding, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -374,15 +383,15 @@ def test_one_generator_per_image_makes_each_row_its_own():
     image decoded alone with a generator seeded the same (sampling and Gumbel noise)."""
     tokens, unknown = batch_with_different_masks()
     model = toy_transformer()
-    kwargs = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
-    together = iterative_decode(model, tokens, unknown, generator=[torch.Generator().manual_seed(10 + b)
-                                                                 for b in range(len(tokens))], **kwargs)
+    decoding = Decoding(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5, sampling="sample")
+    together = iterative_decode(model, tokens, unknown, decoding,
+                                generator=[torch.Generator().manual_seed(10 + b) for b in range(len(tokens))])
     for b in range(len(tokens)):
-        alone = iterative_decode(model, tokens[b:b + 1], unknown[b:b + 1],
-                               generator=[torch.Generator().manual_seed(10 + b)], **kwargs)
+        alone = iterative_decode(model, tokens[b:b + 1], unknown[b:b + 1], decoding,
+                                 generator=[torch.Generator().manual_seed(10 + b)])
         assert torch.equal(alone[0], together[b])
     with pytest.raises(ValueError, match="one per image"):
-        iterative_decode(model, tokens, unknown, generator=[torch.Generator()], **kwargs)
+        iterative_decode(model, tokens, unknown, decoding, generator=[torch.Generator()])
 
 
 def test_num_masked_clamps():
@@ -407,11 +416,9 @@ def test_num_masked_clamps():
     ],
 )
 def test_bad_arguments_name_the_param(kwargs, param):
-    args = dict(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=1.0, sampling="argmax")
-    args.update(kwargs)
-    tokens, unknown = batch_with_different_masks()
-    with pytest.raises(ValueError, match=param):
-        iterative_decode(toy_transformer(), tokens, unknown, **args)
+    settings = dict(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=1.0, sampling="argmax")
+    with pytest.raises(ValueError, match=param):  # refused where the settings are made, before any decoding
+        Decoding(**{**settings, **kwargs})
 
 
 # --- a prior over codes (pixel guidance) -----------------------------------------
@@ -430,8 +437,9 @@ def test_prior_chooses_where_the_model_is_indifferent_and_keeps_the_rules():
     favourite = torch.randint(0, K, tokens.shape, generator=torch.Generator().manual_seed(5))
     model = FixedLogits(torch.zeros(1, N, K + 1))
     steps, on_step = record_steps()
-    out = iterative_decode(model, tokens, unknown, schedule="linear", total_iter=5, sweet_spot=5,
-                         choice_temperature=0.0, prior=peaked_prior(favourite), on_step=on_step)
+    out = iterative_decode(model, tokens, unknown,
+                           Decoding(schedule="linear", total_iter=5, sweet_spot=5, choice_temperature=0.0),
+                           prior=peaked_prior(favourite), on_step=on_step)
     assert torch.equal(out[unknown], favourite[unknown])
     assert torch.equal(out[~unknown], tokens[~unknown])
     for i in range(tokens.shape[0]):
@@ -451,24 +459,26 @@ def test_prior_enters_the_confidence():
     sure[torch.randperm(N, generator=torch.Generator().manual_seed(2))[:16]] = True
     prior = peaked_prior(torch.zeros(1, N, dtype=torch.long), 20.0) * sure[None, :, None]
     steps, on_step = record_steps()
-    iterative_decode(FixedLogits(torch.zeros(1, N, K + 1)), tokens, unknown, schedule="linear", total_iter=4,
-                   sweet_spot=4, choice_temperature=0.0, prior=prior, on_step=on_step)
+    iterative_decode(FixedLogits(torch.zeros(1, N, K + 1)), tokens, unknown,
+                     Decoding(schedule="linear", total_iter=4, sweet_spot=4, choice_temperature=0.0), prior=prior,
+                     on_step=on_step)
     revealed = ~steps[0][2][0]
     assert revealed.sum() == 16 and torch.equal(revealed, sure)
 
 
 def test_zero_prior_is_the_decoding_without_one():
     tokens, unknown = batch_with_different_masks()
-    args = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, sampling="sample")
+    decoding = Decoding(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, sampling="sample")
     model = toy_transformer()
-    plain = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(9), **args)
-    zero = iterative_decode(model, tokens, unknown, generator=torch.Generator().manual_seed(9),
-                          prior=torch.zeros(*tokens.shape, K), **args)
+    plain = iterative_decode(model, tokens, unknown, decoding, generator=torch.Generator().manual_seed(9))
+    zero = iterative_decode(model, tokens, unknown, decoding, generator=torch.Generator().manual_seed(9),
+                            prior=torch.zeros(*tokens.shape, K))
     assert torch.equal(plain, zero)
 
 
 def test_prior_of_the_wrong_shape_is_refused():
     tokens, unknown = batch_with_different_masks()
     with pytest.raises(ValueError, match="prior"):
-        iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=4, sweet_spot=4,
-                       choice_temperature=1.0, prior=torch.zeros(*tokens.shape, K + 1))
+        iterative_decode(toy_transformer(), tokens, unknown,
+                         Decoding(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=1.0),
+                         prior=torch.zeros(*tokens.shape, K + 1))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskgit.algorithms.compositing import composite, harmonic_fill
-from maskgit.algorithms.decoding import decode_set
+from maskgit.algorithms.decoding import Decoding, decode_set
 from maskgit.algorithms.guidance import pixel_prior
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
 from maskgit.models.transformer import BidirectionalTransformer
@@ -38,24 +38,25 @@ def test_with_noise_an_image_is_filled_the_same_in_any_batch(sampling):
     (seed, index): the fill of an image does not depend on batch_size, while another
     seed changes the order in which tokens are revealed (so the noise is really used)."""
     vqgan, transformer, tokens, unknown = holes(5)
-    args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=4.5,
-                sampling=sampling)
-    t_all, x_all, h_all = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=3, history_images=5,
-                                      **args)
-    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, seed=3, **args)
-    t_one, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=1, seed=3, **args)
+    decoding = Decoding(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=4.5, sampling=sampling)
+    args = dict(device="cpu")
+    t_all, x_all, h_all = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=5, seed=3,
+                                      history_images=5, **args)
+    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=2, seed=3, **args)
+    t_one, _, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=1, seed=3, **args)
     assert torch.equal(t_all, t_two) and torch.equal(t_all, t_one) and torch.allclose(x_all, x_two, atol=1e-5)
-    t_other, _, h_other = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, seed=4, history_images=5,
-                                      **args)
+    t_other, _, h_other = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=5, seed=4,
+                                      history_images=5, **args)
     assert not torch.equal(h_all["masked"], h_other["masked"])
     assert torch.equal(t_all[~unknown], t_other[~unknown])
 
 
 def test_batch_size_does_not_change_the_result_and_history_is_kept():
     vqgan, transformer, tokens, unknown = holes(5)
-    args = dict(device="cpu", schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=0.0)
-    t_all, x_all, hist = decode_set(vqgan, transformer, tokens, unknown, batch_size=5, history_images=2, **args)
-    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, **args)
+    decoding = Decoding(schedule="cosine", total_iter=4, sweet_spot=4, choice_temperature=0.0)
+    t_all, x_all, hist = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=5, history_images=2,
+                                    device="cpu")
+    t_two, x_two, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=2, device="cpu")
     assert torch.equal(t_all, t_two) and torch.allclose(x_all, x_two, atol=1e-5)
     assert torch.equal(t_all[~unknown], tokens[~unknown])
     assert hist["masked"].shape == (2, 4, 64) and hist["images"].shape == (2, 4, 3, 16, 16)
@@ -133,11 +134,11 @@ def test_streaming_batches_gives_the_in_memory_result_and_keeps_no_images():
         known[i, i : i + 5, 1 : 3 + i] = False
     tokens = vqgan.encode_to_tokens(images)
     unknown = token_unknown_from_pixel_mask(known, 2)
-    args = dict(device="cpu", schedule="linear", total_iter=3, sweet_spot=3, choice_temperature=0.0)
-    t_all, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
+    decoding = Decoding(schedule="linear", total_iter=3, sweet_spot=3, choice_temperature=0.0)
+    t_all, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=7, device="cpu")
     seen = []
-    t_stream, x_stream, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=3,
-                                        on_batch=lambda b, t, x: seen.append((b, t, x)), **args)
+    t_stream, x_stream, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=3, device="cpu",
+                                        on_batch=lambda b, t, x: seen.append((b, t, x)))
     assert x_stream is None and torch.equal(t_stream, t_all)
     assert [(b.start, b.stop) for b, _, _ in seen] == [(0, 3), (3, 6), (6, 7)]
     assert torch.equal(torch.cat([t for _, t, _ in seen]), t_all)
@@ -202,8 +203,9 @@ def test_prior_fn_is_called_per_batch_and_reaches_the_decoder():
         prior[..., 3] = 1e4
         return prior
 
-    filled, _, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=2, device="cpu", schedule="cosine",
-                               total_iter=3, sweet_spot=3, choice_temperature=0.0, prior_fn=force_code_3)
+    filled, _, _ = decode_set(vqgan, transformer, tokens, unknown,
+                              Decoding(schedule="cosine", total_iter=3, sweet_spot=3, choice_temperature=0.0),
+                              batch_size=2, device="cpu", prior_fn=force_code_3)
     assert calls == [(0, 2), (2, 4), (4, 5)]
     assert (filled[unknown] == 3).all() and torch.equal(filled[~unknown], tokens[~unknown])
 
@@ -238,9 +240,9 @@ def test_a_fill_is_the_same_bits_in_any_batch():
                                                {"dim": 16, "n_layers": 1, "n_heads": 2, "mlp_dim": 32}).eval()
         tokens = torch.randint(0, config["num_codebook_vectors"], (n, 256))
         unknown = torch.from_numpy(np.repeat(np.repeat(~make_masks(5, n)[:, ::4, ::4], 1, 1), 1, 2)).reshape(n, 256)
-        args = dict(device="cpu", schedule="cosine", total_iter=2, sweet_spot=2, choice_temperature=0.0)
-        _, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=n, **args)
-        _, x_seven, _ = decode_set(vqgan, transformer, tokens, unknown, batch_size=7, **args)
+        decoding = Decoding(schedule="cosine", total_iter=2, sweet_spot=2, choice_temperature=0.0)
+        _, x_all, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=n, device="cpu")
+        _, x_seven, _ = decode_set(vqgan, transformer, tokens, unknown, decoding, batch_size=7, device="cpu")
         assert torch.equal(x_all, x_seven)
 
         # the baselines' VQGAN reconstruction, batched by inpaint.batch_size in the stage

@@ -1,12 +1,13 @@
 """Decoding order (inpaint.orders): which tokens a step reveals, against values
 written out by hand; the schedule's count rule and the known tokens under every order."""
 
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 import torch
 
-from maskgit.algorithms.decoding import (halton_order, image_generators, iterative_decode, radical_inverse,
+from maskgit.algorithms.decoding import (Decoding, halton_order, image_generators, iterative_decode, radical_inverse,
                                          reveal_priority)
 from maskgit.choices import ORDERS
 from maskgit.pipeline import sets
@@ -49,8 +50,9 @@ def test_halton_reveals_the_unknown_tokens_in_halton_order_whatever_the_model():
     for seed in (0, 1):  # two unrelated models
         logits = torch.randn(1, N, K + 1, generator=torch.Generator().manual_seed(seed))
         steps, on_step = record_steps()
-        iterative_decode(FixedLogits(logits), tokens, unknown, schedule="linear", total_iter=4, sweet_spot=4,
-                         choice_temperature=4.5, order="halton", on_step=on_step)
+        iterative_decode(FixedLogits(logits), tokens, unknown,
+                         Decoding(schedule="linear", total_iter=4, sweet_spot=4, choice_temperature=4.5, order="halton"),
+                         on_step=on_step)
         masks.append([m for _, _, m in steps])
         for image in range(2):
             own = [p for p in sequence if unknown[image, p]]
@@ -89,9 +91,9 @@ def test_a_random_order_is_the_images_own_and_uniform():
 def test_every_order_fills_every_unknown_token_and_keeps_the_known(order):
     tokens, unknown = batch_with_different_masks()
     steps, on_step = record_steps()
-    out = iterative_decode(toy_transformer(), tokens, unknown, schedule="cosine", total_iter=8, sweet_spot=8,
-                           choice_temperature=4.5, order=order, generator=image_generators(0, range(4), "cpu"),
-                           on_step=on_step)
+    out = iterative_decode(toy_transformer(), tokens, unknown,
+                           Decoding(schedule="cosine", total_iter=8, sweet_spot=8, choice_temperature=4.5, order=order),
+                           generator=image_generators(0, range(4), "cpu"), on_step=on_step)
     assert torch.equal(out[~unknown], tokens[~unknown])
     assert (out < K).all(), "the mask id survived or was predicted"
     previous = unknown
@@ -104,24 +106,24 @@ def test_every_order_fills_every_unknown_token_and_keeps_the_known(order):
 @pytest.mark.parametrize("order", ["random", "halton"])
 def test_an_order_fill_does_not_depend_on_the_batch(order):
     tokens, unknown = batch_with_different_masks()
-    args = dict(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, order=order,
-                halton_shift=True)
-    whole = iterative_decode(toy_transformer(), tokens, unknown, generator=image_generators(0, range(4), "cpu"), **args)
-    alone = torch.cat([iterative_decode(toy_transformer(), tokens[i:i + 1], unknown[i:i + 1],
-                                        generator=image_generators(0, range(i, i + 1), "cpu"), **args)
+    decoding = Decoding(schedule="cosine", total_iter=6, sweet_spot=6, choice_temperature=4.5, order=order,
+                        halton_shift=True)
+    whole = iterative_decode(toy_transformer(), tokens, unknown, decoding, generator=image_generators(0, range(4), "cpu"))
+    alone = torch.cat([iterative_decode(toy_transformer(), tokens[i:i + 1], unknown[i:i + 1], decoding,
+                                        generator=image_generators(0, range(i, i + 1), "cpu"))
                        for i in range(4)])
     assert torch.equal(whole, alone)
 
 
 def test_confidence_is_the_default_and_an_unknown_order_names_the_param():
     tokens, unknown = batch_with_different_masks()
-    args = dict(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
-    default = iterative_decode(toy_transformer(), tokens, unknown, generator=torch.Generator().manual_seed(0), **args)
-    named = iterative_decode(toy_transformer(), tokens, unknown, generator=torch.Generator().manual_seed(0),
-                             order="confidence", **args)
+    decoding = Decoding(schedule="cosine", total_iter=5, sweet_spot=5, choice_temperature=4.5)
+    default = iterative_decode(toy_transformer(), tokens, unknown, decoding, generator=torch.Generator().manual_seed(0))
+    named = iterative_decode(toy_transformer(), tokens, unknown, replace(decoding, order="confidence"),
+                             generator=torch.Generator().manual_seed(0))
     assert torch.equal(default, named)
     with pytest.raises(ValueError, match="inpaint.orders: unknown order 'zigzag'"):
-        iterative_decode(toy_transformer(), tokens, unknown, order="zigzag", **args)
+        replace(decoding, order="zigzag")
 
 
 def test_a_set_name_gives_back_its_schedule_order_stage_and_folder():

@@ -81,10 +81,11 @@ def m(name, path, old, new, *alternatives):
 
 
 MUTANTS = [
-    # decoding: the rules of ../shared/GUIDE.md section 1
-    m("decoding.tau_not_annealed", DEC, "tau = annealed_temperature(choice_temperature, r)", "tau = choice_temperature"),
+    # decoding: the rules of the decoding loop (maskgit/algorithms/decoding.py's docstring)
+    m("decoding.tau_not_annealed", DEC, "tau = annealed_temperature(decoding.choice_temperature, r)",
+      "tau = decoding.choice_temperature"),
     m("decoding.base_tau_in_confidence", DEC, "confidence = chosen_log_prob + tau * _gumbel(",
-      "confidence = chosen_log_prob + choice_temperature * _gumbel("),
+      "confidence = chosen_log_prob + decoding.choice_temperature * _gumbel("),
     m("decoding.tau_grows", DEC, "return choice_temperature * (1.0 - r)", "return choice_temperature * r"),
     m("decoding.confidence_from_raw_logits", DEC, "chosen_log_prob = log_probs.gather(", "chosen_log_prob = logits.gather("),
     m("decoding.known_tokens_replaced", DEC, "chosen = torch.where(masked, sampled, current)", "chosen = sampled"),
@@ -110,8 +111,8 @@ MUTANTS = [
     m("order.shift_ignored", DEC, "if not halton_shift:", "if True:"),
     m("order.one_random_order_for_the_batch", DEC, "        return _uniform(shape, generator, device)",
       "        return _uniform((1, n), generator[0] if _per_image(generator) else generator, device).expand(b, n).clone()"),
-    m("order.halton_decided_by_confidence", DEC, 'priority = None if order == "confidence" else',
-      'priority = None if order != "random" else'),
+    m("order.halton_decided_by_confidence", DEC, 'priority = (None if decoding.order == "confidence" else',
+      'priority = (None if decoding.order != "random" else'),
     m("sets.pairs_across_both_axes", "maskgit/pipeline/sets.py",
       "if decoder(a)[0] == decoder(b)[0] or decoder(a)[1] == decoder(b)[1]]", "]"),
     m("sets.confidence_named_with_order", "maskgit/pipeline/sets.py",
@@ -125,7 +126,7 @@ MUTANTS = [
       "order = torch.sort(-confidence, dim=1, stable=True).indices"),
     m("decoding.ties_to_higher_index", DEC, "order = torch.sort(confidence, dim=1, stable=True).indices",
       "order = (confidence.shape[1] - 1 - torch.sort(confidence.flip(1), dim=1, stable=True).indices)"),
-    m("decoding.sweet_spot_ignored", DEC, "steps = min(sweet_spot, total_iter)", "steps = total_iter"),
+    m("decoding.sweet_spot_ignored", DEC, "return min(self.sweet_spot, self.total_iter)", "return self.total_iter"),
     m("decoding.last_step_leaves_masks", DEC, "if t == steps - 1:", "if t == steps:"),
     m("decoding.gumbel_sign", DEC, "return -torch.log(-torch.log(u))", "return torch.log(-torch.log(u))"),
     m("decoding.sampling_ignored", DEC, "sampled = _sample(log_probs.exp(), generator)", "sampled = log_probs.argmax(dim=-1)"),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -43,22 +44,48 @@ from maskgit.algorithms.schedules import SCHEDULES, gamma
 from maskgit.choices import ORDERS, SAMPLING
 
 
-def check_decode_args(schedule: str, total_iter, sweet_spot, choice_temperature, sampling: str,
-                      order: str = "confidence") -> None:
-    """Raise ValueError naming the offending argument (as its inpaint.* param)."""
-    if order not in ORDERS:
-        raise ValueError(f"inpaint.orders: unknown order {order!r}; known: {', '.join(ORDERS)}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"inpaint.schedules: unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
-    for name, value in (("total_iter", total_iter), ("sweet_spot", sweet_spot)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"inpaint.{name} must be an integer >= 1, got {value!r}")
-    if isinstance(choice_temperature, bool) or not isinstance(choice_temperature, (int, float)) or not (
-        math.isfinite(choice_temperature) and choice_temperature >= 0
-    ):
-        raise ValueError(f"inpaint.choice_temperature must be a finite number >= 0, got {choice_temperature!r}")
-    if sampling not in SAMPLING:
-        raise ValueError(f"inpaint.sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
+@dataclass(frozen=True)
+class Decoding:
+    """How a decoder fills a set: the settings of MaskGIT's loop, checked once (a
+    ValueError naming the inpaint.* param), then handed to iterative_decode and
+    decode_set whole. `schedule` and `order` make the decoder; the rest is shared by
+    every decoder of a run."""
+
+    schedule: str
+    total_iter: int
+    sweet_spot: int
+    choice_temperature: float
+    sampling: str = "argmax"
+    order: str = "confidence"
+    halton_shift: bool = False  # the Halton order rolled per image (halton only)
+
+    def __post_init__(self):
+        if self.order not in ORDERS:
+            raise ValueError(f"inpaint.orders: unknown order {self.order!r}; known: {', '.join(ORDERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"inpaint.schedules: unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        for name in ("total_iter", "sweet_spot"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"inpaint.{name} must be an integer >= 1, got {value!r}")
+        t = self.choice_temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"inpaint.choice_temperature must be a finite number >= 0, got {t!r}")
+        if self.sampling not in SAMPLING:
+            raise ValueError(f"inpaint.sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
+
+    @property
+    def steps(self) -> int:
+        """Steps run: the lab's sweet spot stops the loop early."""
+        return min(self.sweet_spot, self.total_iter)
+
+    @classmethod
+    def from_params(cls, inpaint: dict, schedule: str, order: str = "confidence") -> "Decoding":
+        """One decoder's settings from params.yaml's inpaint section. halton_shift is read
+        only where it matters (the Halton order), so that no other decoder depends on it."""
+        return cls(schedule=schedule, total_iter=inpaint["total_iter"], sweet_spot=inpaint["sweet_spot"],
+                   choice_temperature=inpaint["choice_temperature"], sampling=inpaint["sampling"], order=order,
+                   halton_shift=order == "halton" and inpaint["halton_shift"])
 
 
 def num_masked_after_step(n0: torch.Tensor, currently_unknown: torch.Tensor, schedule: str, r: float) -> torch.Tensor:
@@ -196,14 +223,8 @@ def iterative_decode(
     transformer: torch.nn.Module,
     tokens: torch.Tensor,
     unknown: torch.Tensor,
+    decoding: Decoding,
     *,
-    schedule: str,
-    total_iter: int,
-    sweet_spot: int,
-    choice_temperature: float,
-    sampling: str = "argmax",
-    order: str = "confidence",
-    halton_shift: bool = False,
     chunk: int | None = 0,
     generator: Generators = None,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
@@ -222,12 +243,11 @@ def iterative_decode(
     evidence about the unknown tokens from outside the token grid (see
     maskgit.algorithms.guidance.pixel_prior). The choice and its confidence then come from the
     softmax of the sum, p(code | context) * prior. None: the lab's decoding.
-    `order`: which tokens a step reveals (module docstring); `halton_shift` rolls the
-    Halton order per image. choice_temperature only matters to the confidence order.
+    `decoding`: the schedule, order and loop settings (Decoding); its choice_temperature
+    only matters to the confidence order.
     `chunk`: images per transformer forward (0: maskgit's choice for the device,
     forward_chunk(); None: the whole batch at once); it changes the speed, never the result.
     """
-    check_decode_args(schedule, total_iter, sweet_spot, choice_temperature, sampling, order)
     if tokens.shape != unknown.shape or tokens.dim() != 2:
         raise ValueError(f"tokens {tuple(tokens.shape)} and unknown {tuple(unknown.shape)} must both be (B, N)")
     codebook_size = transformer.codebook_size
@@ -242,12 +262,12 @@ def iterative_decode(
     n0 = unknown.sum(dim=1)  # per image, fixed for the whole loop
     masked = unknown.clone()
     current = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
-    steps = min(sweet_spot, total_iter)
+    steps, total_iter = decoding.steps, decoding.total_iter
     positions = torch.arange(tokens.shape[1], device=device)
     # drawn before the first step so that a random order's draw comes first from each
     # image's generator, whatever the steps draw after it
-    priority = None if order == "confidence" else reveal_priority(order, tuple(tokens.shape), generator, device,
-                                                                  halton_shift)
+    priority = (None if decoding.order == "confidence" else
+                reveal_priority(decoding.order, tuple(tokens.shape), generator, device, decoding.halton_shift))
 
     for t in range(steps):
         r = (t + 1) / total_iter
@@ -255,7 +275,7 @@ def iterative_decode(
         if prior is not None:
             logits = logits + prior
         log_probs = torch.log_softmax(logits, dim=-1)
-        if sampling == "argmax":
+        if decoding.sampling == "argmax":
             sampled = log_probs.argmax(dim=-1)
         else:
             sampled = _sample(log_probs.exp(), generator)
@@ -267,13 +287,13 @@ def iterative_decode(
 
         if priority is None:
             chosen_log_prob = log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-            tau = annealed_temperature(choice_temperature, r)
+            tau = annealed_temperature(decoding.choice_temperature, r)
             confidence = chosen_log_prob + tau * _gumbel(chosen.shape, generator, device)
         else:
             confidence = priority
         confidence = torch.where(masked, confidence, torch.full_like(confidence, math.inf))
 
-        n_keep = num_masked_after_step(n0, masked.sum(dim=1), schedule, r)
+        n_keep = num_masked_after_step(n0, masked.sum(dim=1), decoding.schedule, r)
         # Stable ascending sort: equal confidences are ordered by position, so the
         # lower index is re-masked first and the result does not depend on the kernel.
         order = torch.sort(confidence, dim=1, stable=True).indices
@@ -282,7 +302,7 @@ def iterative_decode(
         current = torch.where(masked, torch.full_like(chosen, mask_id), chosen)
         if on_step is not None:
             on_step(t, chosen, masked)
-    return current  # only reached when steps == 0, which check_decode_args forbids
+    return current  # only reached when steps == 0, which Decoding forbids
 
 
 def image_generators(seed: int, indices: range, device) -> list[torch.Generator]:
@@ -332,6 +352,7 @@ def decode_set(
     transformer,
     tokens: torch.Tensor,
     unknown: torch.Tensor,
+    decoding: Decoding,
     *,
     batch_size: int,
     device,
@@ -340,7 +361,6 @@ def decode_set(
     desc: str = "inpaint",
     on_batch: Callable[[slice, torch.Tensor, torch.Tensor], None] | None = None,
     prior_fn: Callable[[slice], torch.Tensor] | None = None,
-    **decode_args,
 ):
     """Inpaint N images in batches of `batch_size`. Returns (tokens (N, n) long,
     images, history) where history, for the first `history_images` images, holds per
@@ -373,10 +393,10 @@ def decode_set(
             transformer,
             to_device(tokens[batch], device),
             to_device(unknown[batch], device),
+            decoding,
             generator=None if seed is None else image_generators(seed, range(batch.start, batch.stop), device),
             on_step=record if want_history else None,
             prior=None if prior_fn is None else to_device(prior_fn(batch), device),
-            **decode_args,
         )
         release_free_heap()  # the decoding loop's logits and activations
         images = decode_in_fixed_chunks(vqgan, filled).float().cpu()

@@ -19,7 +19,7 @@ from maskgit.algorithms.devices import autocast
 from maskgit.pipeline.memory import check_fits, transformer_step_bytes, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device
 from maskgit.algorithms.compositing import composite, harmonic_fill
-from maskgit.algorithms.decoding import decode_set, reconstruct_in_fixed_chunks
+from maskgit.algorithms.decoding import Decoding, decode_set, reconstruct_in_fixed_chunks
 from maskgit.algorithms.guidance import pixel_prior
 from maskgit.pipeline.params import test_normalisation
 from tqdm import tqdm
@@ -93,11 +93,13 @@ class PreparedTestSet:
         return to_uint8(images, norm["mean"], norm["std"])
 
 
-def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, history_images, desc, order="confidence",
+def run_inpainting(params, out_dir: Path, decoding: Decoding, *, history_images: int, desc: str,
                    files: TestSetFiles = MAIN):
-    """Inpaint the whole test set with one setting; write images/, the per-step
-    arrays of the first `history_images` images, and info.json into out_dir.
-    Returns the timings: decoding (transformer and VQGAN) and image I/O apart."""
+    """Inpaint the whole test set with one decoder; write images/, the per-step arrays
+    of the first `history_images` images, and info.json into out_dir. `decoding` says
+    how tokens are chosen; params say where and how fast (device, precision, batch,
+    compositing, pixel guidance, the noise's seed). Returns the timings: decoding
+    (transformer and VQGAN) and image I/O apart."""
     ip = params["inpaint"]
     device = resolve_device(params["device"])
     numerics.check_precision(ip["precision"], device, "inpaint.precision")
@@ -122,12 +124,9 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
             io_seconds += time.perf_counter() - io_start
 
         _, _, history = decode_set(
-            vqgan, transformer, test.tokens, test.unknown,
+            vqgan, transformer, test.tokens, test.unknown, decoding,
             batch_size=ip["batch_size"], device=device, seed=ip["seed"], history_images=history_images,
-            desc=desc, schedule=schedule, total_iter=total_iter, sweet_spot=sweet_spot,
-            choice_temperature=ip["choice_temperature"], sampling=ip["sampling"], on_batch=write_batch,
-            # read only where it matters: the baselines stage does not depend on it
-            order=order, halton_shift=order == "halton" and ip["halton_shift"],
+            desc=desc, on_batch=write_batch,
             prior_fn=test.pixel_prior_fn(vqgan, test_normalisation(params, norm), ip["pixel_guidance"]),
         )
     # decoding alone (transformer + VQGAN decode), without reading and writing PNGs
@@ -139,7 +138,8 @@ def run_inpainting(params, out_dir: Path, *, schedule, total_iter, sweet_spot, h
         save_npy(out_dir / "steps_masked.npy", history["masked"].numpy())
     # what was run, and nothing that varies from run to run (see run_stage)
     write_json(out_dir / "info.json", {
-        "schedule": schedule, "order": order, "total_iter": total_iter, "sweet_spot": sweet_spot,
+        "schedule": decoding.schedule, "order": decoding.order, "total_iter": decoding.total_iter,
+        "sweet_spot": decoding.sweet_spot,
         "images": len(test), "device": str(device), "precision": ip["precision"],
         "pixel_guidance": ip["pixel_guidance"],
     })
@@ -155,8 +155,9 @@ def run_baselines(params, out: Path, files: TestSetFiles = MAIN) -> dict:
     ip = params["inpaint"]
     # with total_iter 1 the only step is the last one, which never evaluates gamma:
     # the schedule named here does not matter, so the stage does not depend on the list
-    onestep = run_inpainting(params, out / "onestep", schedule="cosine", total_iter=1, sweet_spot=1,
-                             history_images=0, desc="one-step", files=files)
+    one_step = Decoding(schedule="cosine", total_iter=1, sweet_spot=1, choice_temperature=ip["choice_temperature"],
+                        sampling=ip["sampling"])
+    onestep = run_inpainting(params, out / "onestep", one_step, history_images=0, desc="one-step", files=files)
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan(paths.VQGAN, device)
     test = PreparedTestSet(params, files)
