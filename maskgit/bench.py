@@ -49,27 +49,22 @@ from maskgit.algorithms.devices import autocast, keep_freed_memory
 from maskgit.algorithms.masking import random_token_mask
 from maskgit.bench_lab_loop import lab_inpaint
 from maskgit.choices import ORDERS
-from maskgit.pipeline.errors import UserError
+from maskgit.project.errors import UserError
 from maskgit.pipeline.perf import forward_flops, matmul_peak, timed, train_step_flops
-from maskgit.pipeline.tool import run_tool
+from maskgit.project.tool import run_tool
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
+from maskgit.project.params import defaults
+from maskgit.project.presets import with_preset
 
-SIZES = {
-    "demo": {
-        "codebook": 128,
-        "transformer": dict(dim=128, n_layers=4, n_heads=4, mlp_dim=512, dropout=0.0),
-        "vqgan": dict(image_channels=3, enc_channels=[32, 32, 32, 32], dec_channels=[32, 32, 32], latent_dim=16,
-                      img_resolution=64, latent_resolution=16, num_codebook_vectors=128, beta=0.25, norm_groups=8),
-    },
-    "lab5": {
-        "codebook": 1024,
-        "transformer": dict(dim=768, n_layers=15, n_heads=16, mlp_dim=1536, dropout=0.1),
-        "vqgan": dict(image_channels=3, enc_channels=[128, 128, 128, 256, 256, 512],
-                      dec_channels=[128, 128, 256, 256, 512], latent_dim=256, img_resolution=64,
-                      latent_resolution=16, num_codebook_vectors=1024, beta=0.25),
-    },
-}
+def architecture(preset: str) -> dict:
+    """The models of a preset ("demo": the defaults), as configs/ and params.py state them."""
+    params, _, _ = with_preset(defaults(), [preset])
+    vqgan = {k: v for k, v in params["vqgan"].items() if k != "checkpoint"}
+    return {"codebook": vqgan["num_codebook_vectors"], "transformer": params["transformer"], "vqgan": vqgan}
+
+
+SIZES = {size: architecture(size) for size in ("demo", "lab5")}
 NUM_TOKENS = 256
 
 
@@ -358,7 +353,7 @@ def bench_allocator(train_batch, forward_batch, repeats):
 
 def _extractor():
     from maskgit.metrics.fid import InceptionFeatures
-    from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
+    from maskgit.project.inception_weights import CACHE_DIR, resolve_inception_weights
 
     path, _ = resolve_inception_weights(None, CACHE_DIR)
     return InceptionFeatures(path, progress=False, batch_size=50)
@@ -428,7 +423,7 @@ def _scaling_child(kind, n, batch_size, queue):
     start = time.perf_counter()
     if kind == "inpaint":
         # the stages' path: decode a batch, convert, write its PNGs, drop it
-        from maskgit.pipeline.files import image_folder, to_uint8
+        from maskgit.project.files import image_folder, to_uint8
 
         transformer, vqgan = build("demo", torch.device("cpu"))
         tokens, unknown = test_batch(n, SIZES["demo"]["codebook"], torch.device("cpu"))
@@ -623,7 +618,7 @@ def cli(argv=None):
         + ([(30_000, 1000, 7, "linear")] if args.full else []), fid_s))
     result["seconds"] = time.perf_counter() - start  # this invocation
     args.out.mkdir(parents=True, exist_ok=True)
-    from maskgit.pipeline.files import atomic_write_bytes, write_json
+    from maskgit.project.files import atomic_write_bytes, write_json
 
     write_json(args.out / "benchmark.json", result)
     atomic_write_bytes(args.out / "benchmark.md", markdown(result).encode())

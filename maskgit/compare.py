@@ -3,13 +3,13 @@
     python -m maskgit.compare A B      # experiment names, git revisions, or `workspace`
 
 Writes reports/compare/<A>_vs_<B>.md (and a figure beside it) and prints its path:
-the params that differ, the code revisions, every metric of both runs per schedule and
+the params that differ, the code revisions, every metric of both runs per decoder and
 baseline with the paired difference (B - A), its interval and a verdict, the same per
 bucket of mask area, all of it again per mask family both runs scored
 (inpaint.mask_families), and the same test images under A and B beside the ground truth.
 
 Both runs are read through DVC's own API (dvc.api) at their revisions: the per-image
-evidence the FID stages stored (maskgit.pipeline.evidence), so nothing is recomputed
+evidence the FID stages stored (maskgit.project.evidence), so nothing is recomputed
 but the bootstrap. Paired: both runs must have scored the same test images, paired by name.
 """
 
@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from maskgit.metrics import evaluation, registry
-from maskgit.pipeline import paths, plotting, sets
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evaluation_markdown import correction_line, fmt_interval, signed
-from maskgit.pipeline.sets import BASELINES, label
-from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import flatten
-from maskgit.pipeline.runs import Run
-from maskgit.pipeline.tool import run_tool
+from maskgit.pages import figures
+from maskgit.project import paths
+from maskgit.project.errors import InputError
+from maskgit.pages.markdown import correction_line, fmt_interval, markdown_table, signed
+from maskgit.project.grid import BASELINES, MAIN, TestSet, label
+from maskgit.project.files import atomic_write_bytes
+from maskgit.project.params import flatten
+from maskgit.pages.runs import Run
+from maskgit.project.tool import run_tool
 
 OUT = paths.REPORTS / "compare"
 N_FIGURE = 6
@@ -75,7 +76,7 @@ def compare(a: Run, b: Run, settings: evaluation.Settings) -> dict:
     result = {"params_a": pa, "params_b": pb, **compare_sets(a, b, sa, sb, ga, gb, settings), "families": {}}
     # runs from before inpaint.mask_families have none
     for f in (f for f in pa["inpaint"].get("mask_families", []) if f in pb["inpaint"].get("mask_families", [])):
-        result["families"][f] = compare_sets(a, b, a.family(pa, f), b.family(pb, f), ga, gb, settings)
+        result["families"][f] = compare_sets(a, b, a.sets(pa, TestSet(f)), b.sets(pb, TestSet(f)), ga, gb, settings)
     return result
 
 
@@ -113,14 +114,14 @@ def compare_sets(a: Run, b: Run, sa: dict, sb: dict, ga: np.ndarray, gb: np.ndar
 
 def figure(a: Run, b: Run, result: dict, path: Path) -> None:
     names = [str(n) for n in result["names"]]
-    picked = [names[i] for i in plotting.spread_indices(len(names), N_FIGURE)]
-    sched = [s for s in result["common"] if s not in BASELINES]
-    columns = [("masked input", [a.image(paths.TEST / "masked_image" / n) for n in picked])]
-    for s in sched:
-        columns.append((f"A: {s}", [a.image(sets.inpaint_dir(s) / "images" / n) for n in picked]))
-        columns.append((f"B: {s}", [b.image(sets.inpaint_dir(s) / "images" / n) for n in picked]))
-    columns.append(("ground truth", [a.image(paths.TEST / "gt" / n) for n in picked]))
-    plotting.image_grid(columns, picked, path, title=f"A = {a.rev}, B = {b.rev}: the same test images")
+    picked = [names[i] for i in figures.spread_indices(len(names), N_FIGURE)]
+    decoders = [s for s in result["common"] if s not in BASELINES]
+    columns = [("masked input", [a.image(MAIN.masked_image / n) for n in picked])]
+    for d in decoders:
+        columns.append((f"A: {d}", [a.image(MAIN.images(d) / n) for n in picked]))
+        columns.append((f"B: {d}", [b.image(MAIN.images(d) / n) for n in picked]))
+    columns.append(("ground truth", [a.image(MAIN.gt / n) for n in picked]))
+    figures.image_grid(columns, picked, path, title=f"A = {a.rev}, B = {b.rev}: the same test images")
 
 
 def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_name: str | None) -> str:
@@ -132,7 +133,7 @@ def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_n
              "worse only when the interval of B - A excludes 0 and the verdict survives its family's correction.",
              "", "## What differs in params", ""]
     if diff:
-        lines += [plotting.markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
+        lines += [markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
     else:
         lines += ["Nothing: the params are the same (a difference can only come from code or data).", ""]
     lines += [f"{note}.\n" for note in layout_notes(a, b)]
@@ -155,10 +156,11 @@ def metric_sections(result: dict, table_family: str, bins_family: str, level: st
         table.append([label(r["set"]), registry.label(r["metric"]),
                       fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
                       fmt_diff(r["metric"], r["diff"], *r["interval"]), verdict_cell(r)])
-    lines = [plotting.markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
+    lines = [markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
     lines += [correction_line(result["correction"], table_family), ""]
-    fid = [r for r in result["rows"] if r["metric"] == "fid" and r["set"] not in BASELINES]
-    lines += ["Per schedule (FID): " + "; ".join(f"{r['set']}: B {r['verdict']}" for r in fid) + ".", ""]
+    head = [r for r in result["rows"] if r["metric"] == registry.HEADLINE and r["set"] not in BASELINES]
+    lines += [f"Per decoder ({registry.METRICS[registry.HEADLINE].label}): "
+              + "; ".join(f"{r['set']}: B {r['verdict']}" for r in head) + ".", ""]
     lines += [f"{level} By mask area (B - A)", ""]
     header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
     for m in registry.BY_AREA:
@@ -172,7 +174,7 @@ def metric_sections(result: dict, table_family: str, bins_family: str, level: st
                 row.append(f"{fmt_diff(m, c['diff'], *c['interval'])} {verdict_cell(c)}" if c else "—")
             rows.append(row)
         lines += [f"**{registry.label(m)}** by missing-pixel fraction", "",
-                  plotting.markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
+                  markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
     return lines + [correction_line(result["bucket_correction"], bins_family), ""]
 
 

@@ -1,6 +1,6 @@
 """Finished DVC experiments -> reports/experiments.md, the ablation tables of the lab
 reports: FID per schedule for every experiment, and for every swept param a table
-and a plot of FID against it, best row marked (maskgit/pipeline/experiments_page.py).
+and a plot of FID against it, best row marked (maskgit/pages/experiments.py).
 
     dvc exp run --queue -S 'inpaint.total_iter=5,8,10' && dvc queue start
     python -m maskgit.experiments          # reads `dvc exp show --json`: HEAD and its experiments
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from maskgit.pipeline.experiments_page import add_page_args, build_page
-from maskgit.pipeline.tool import run_tool
+from maskgit.pages.experiments import add_page_args, build_page
+from maskgit.project.tool import run_tool
 
 
 def main(argv=None):

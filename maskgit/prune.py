@@ -21,10 +21,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.params import load_params
-from maskgit.pipeline.tool import run_tool
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.errors import InputError
+from maskgit.project.params import load_params
+from maskgit.project.tool import run_tool
+from maskgit.project.yamlio import parse_yaml
 
 
 def stale_stages(root: Path) -> dict[str, list[str]]:

@@ -16,8 +16,8 @@ once per point. Jobs that find their experiment on the remote do nothing, so a
 re-submitted sweep runs only what is missing.
 
 This module is the grid; submitting it (the checks, the executors, the stages run once)
-is maskgit/pipeline/sweep_submit.py, which maskgit.tune shares, and one job is
-maskgit/pipeline/sweep_job.py.
+is maskgit/sweeps/submit.py, which maskgit.tune shares, and one job is
+maskgit/sweeps/job.py.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import argparse
 import itertools
 import sys
 
-from maskgit.pipeline.errors import ParamError, UserError
-from maskgit.pipeline.params import check_overrides
-from maskgit.pipeline.yamlio import parse_yaml
-from maskgit.pipeline.sweep_job import JobResult, JobSpec, exp_ref, experiment_name
-from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, git, prepare, project_root,
+from maskgit.project.errors import ParamError, UserError
+from maskgit.project.params import check_overrides
+from maskgit.project.yamlio import parse_yaml
+from maskgit.sweeps.job import JobResult, JobSpec, exp_ref, experiment_name
+from maskgit.project.gitrepo import git
+from maskgit.sweeps.submit import (add_executor_args, check_executor_args, prepare, project_root,
                                            run_all, run_common)
-from maskgit.pipeline.tool import run_tool
+from maskgit.project.tool import run_tool
 
 
 # --- the grid ---------------------------------------------------------------------
@@ -106,7 +107,7 @@ def _on_remote(url: str, commit: str, name: str) -> bool:
 
 def collect(argv: list[str]) -> None:
     """`sweep collect [FLAGS]`: `maskgit.experiments --pull [FLAGS]`, the page of the sweep's experiments."""
-    from maskgit.pipeline.experiments_page import add_page_args, build_page
+    from maskgit.pages.experiments import add_page_args, build_page
 
     parser = argparse.ArgumentParser(prog="python -m maskgit.sweep collect",
                                      description="Pull the sweep's experiments and build reports/experiments.md.")

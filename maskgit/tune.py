@@ -1,7 +1,7 @@
 """An Optuna study whose every trial is a real DVC experiment.
 
     python -m maskgit.tune --param train_transformer.lr --low 1e-4 --high 1e-2 --trials 10 \
-        --objective val_loss                  # or fid:cosine (FID of that schedule)
+        --objective val_loss                  # or fid:cosine (FID of that decoder)
     python -m maskgit.tune ... --executor local --jobs 4         # trials as sweep jobs
     python -m maskgit.tune ... --executor slurm --partition gpu --gpus 1 --jobs 8
 
@@ -30,24 +30,25 @@ import sys
 import time
 from pathlib import Path
 
-from maskgit.pipeline import paths
-from maskgit.pipeline.errors import InputError, ParamError, UserError
-from maskgit.pipeline.experiments_page import build_page
-from maskgit.pipeline.files import atomic_write_bytes, write_json
-from maskgit.pipeline.gitrepo import git
-from maskgit.pipeline.params import SCHEMA, check_overrides, read_params_file
-from maskgit.pipeline.sweep_job import JobSpec
-from maskgit.pipeline.sweep_submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
+from maskgit.metrics.registry import HEADLINE
+from maskgit.project import paths
+from maskgit.project.errors import InputError, UserError
+from maskgit.pages.experiments import build_page
+from maskgit.project.files import atomic_write_bytes, write_json
+from maskgit.project.gitrepo import git
+from maskgit.project.params import check_overrides, defaults, get_param, read_params_file
+from maskgit.sweeps.job import JobSpec
+from maskgit.sweeps.submit import (add_executor_args, check_executor_args, prepare, project_root, run_all,
                                            run_common)
-from maskgit.pipeline.tool import run_tool
+from maskgit.project.tool import run_tool
 from maskgit.pipeline.workspace import params_bytes, refuse_concurrent_runs
 
-OBJECTIVES = "val_loss | fid:<schedule>"
+OBJECTIVES = "val_loss | fid:<decoder>"
 STORAGE_DIR = Path(".sweep/optuna")
 
 
 def objective_path(objective: str) -> Path:
-    return paths.LIVE_TRANSFORMER / "metrics.json" if objective == "val_loss" else paths.FID_SCHEDULES
+    return paths.LIVE_TRANSFORMER / "metrics.json" if objective == "val_loss" else paths.FID_DECODERS
 
 
 def objective_value(objective: str, text: str) -> float:
@@ -61,10 +62,10 @@ def objective_value(objective: str, text: str) -> float:
     if objective == "val_loss":
         return float(data["val_loss"])
     if objective.startswith("fid:"):
-        schedule = objective.split(":", 1)[1]
-        if schedule not in data:
-            raise UserError(f"--objective {objective}: no FID for schedule {schedule!r} (have {', '.join(data)})")
-        return float(data[schedule]["fid"])
+        decoder = objective.split(":", 1)[1]
+        if decoder not in data:
+            raise UserError(f"--objective {objective}: no FID for decoder {decoder!r} (have {', '.join(data)})")
+        return float(data[decoder][HEADLINE])
     # cli() refuses any other --objective before the first trial: reaching here is a bug
     raise ValueError(f"--objective {objective}: expected {OBJECTIVES}")
 
@@ -90,17 +91,6 @@ def run_trial(name: str, param: str, value: float, extra: list[str]) -> None:
         # stage printed why; the study stops with the line that says so
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
         raise UserError(f"trial {name}: `{' '.join(cmd)}` failed: {tail}")
-
-
-def unknown_param(name: str) -> str | None:
-    """What is wrong with a dotted param name (section.key), or None."""
-    section, _, key = name.partition(".")
-    if section not in SCHEMA:
-        return f"unknown section {section!r}; known: {', '.join(SCHEMA)}"
-    if key and (callable(SCHEMA[section]) or key not in SCHEMA[section]):
-        known = "" if callable(SCHEMA[section]) else f"; known: {', '.join(SCHEMA[section])}"
-        return f"unknown key {key!r} in {section}{known}"
-    return None
 
 
 def main(argv=None):
@@ -135,9 +125,7 @@ def cli(argv=None):
         raise UserError(f"--set {bad[0]}: expected KEY=VALUE")
     # every name checked before the first trial: a typo must not cost a finished experiment
     for name, flag in [(args.param, "--param"), *((s.partition("=")[0], "--set") for s in args.set)]:
-        problem = unknown_param(name)
-        if problem:
-            raise ParamError(f"{flag} {name}: {problem}")
+        get_param(defaults(), name, flag)
     # and every value: the trials' params, at both ends of the range, checked as a whole
     # params.yaml (a scalar where a list belongs would otherwise be DVC's matrix error,
     # in the middle of the study)

@@ -29,11 +29,11 @@ import json
 import sys
 from pathlib import Path
 
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.gitrepo import resolve, show
-from maskgit.pipeline.params import flatten, load_params
-from maskgit.pipeline.tool import run_tool
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.errors import InputError
+from maskgit.project.gitrepo import resolve, show
+from maskgit.project.params import flatten, load_params
+from maskgit.project.tool import run_tool
+from maskgit.project.yamlio import parse_yaml
 
 TIMINGS = "timings/"
 PROVENANCE = "reports/provenance.json"

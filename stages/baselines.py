@@ -13,14 +13,13 @@ from maskgit.pipeline.numerics import pin_numerics
 
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
-from maskgit.pipeline import paths
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.params import load_params
+from maskgit.project.params import load_params
 from maskgit.pipeline.runner import run_baselines
 
 
 def main():
-    onestep = run_baselines(load_params(), paths.BASELINES)
+    onestep = run_baselines(load_params())
     return {f"onestep_{key}": value for key, value in onestep.items()}
 
 

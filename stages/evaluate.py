@@ -25,21 +25,23 @@ from pathlib import Path
 import numpy as np
 
 from maskgit.metrics import evaluation
-from maskgit.pipeline import paths, plotting
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evidence import read_run
-from maskgit.pipeline.files import write_json
-from maskgit.pipeline.params import load_params
+from maskgit.metrics.registry import HEADLINE
+from maskgit.pages import figures
+from maskgit.project import paths
+from maskgit.project.errors import InputError
+from maskgit.project.evidence import read_run
+from maskgit.project.files import write_json
+from maskgit.project.params import load_params
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.sets import decoders, pairs_to_compare, stale_matrix_stages
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.grid import TestSet, decoder_names, pairs_to_compare, stale_matrix_stages
+from maskgit.project.yamlio import parse_yaml
 
 FIGURE = paths.EVALUATION_FIGURES / "mask_area.png"
 LOCK = Path("dvc.lock")  # DVC's record of the last runs: read for a message, never a dep
 FAMILIES_FIGURE = paths.EVALUATION_FIGURES / "families.png"
 
 
-def judge(sets: dict, gt: np.ndarray, settings: evaluation.Settings, schedules: list[str], where: str) -> dict:
+def judge(sets: dict, gt: np.ndarray, settings: evaluation.Settings, decoders: list[str], where: str) -> dict:
     """Everything evaluation.json says of one test set's scored sets. Its verdicts are
     one family of comparisons: with dozens at 95% each, a few would be chance."""
     n = len(gt)
@@ -47,7 +49,7 @@ def judge(sets: dict, gt: np.ndarray, settings: evaluation.Settings, schedules: 
         if len(e["features"]) != n:
             raise InputError(f"{where}{name}: {len(e['features'])} scored images but {paths.GT_FEATURES} holds {n} "
                              "(re-run the FID stages)")
-    point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(schedules))
+    point, reps, table, verdicts = evaluation.summarise(sets, gt, settings, pairs=pairs_to_compare(decoders))
     correction = evaluation.correct(verdicts, settings.alpha, "holm")
     buckets = evaluation.by_mask_area(sets, gt, settings)
     fraction = next(iter(sets.values()))["missing_fraction"]
@@ -55,30 +57,30 @@ def judge(sets: dict, gt: np.ndarray, settings: evaluation.Settings, schedules: 
         "images": n, "missing_fraction": {"mean": float(fraction.mean()), "min": float(fraction.min()),
                                           "max": float(fraction.max())},
         "resampling": "exact" if n <= settings.exact_up_to else "linear",
-        "ids": evaluation.computes_ids(settings, n), "lpips": all("lpips" in e for e in sets.values()),
+        **evaluation.computed_groups(sets, settings, n),
         "sets": table, "pairs": verdicts, "correction": correction,
-        "tied_for_best": evaluation.tied_for_best(point, reps, schedules, settings),
-        "decisive": evaluation.decisive(point, reps, schedules, n, settings),
+        "tied_for_best": evaluation.tied_for_best(point, reps, decoders, settings),
+        "decisive": evaluation.decisive(point, reps, decoders, n, settings),
         "mask_buckets": buckets, "images_outside_buckets": int(n - sum(b["images"] for b in buckets)),
     }
 
 
 def main():
     params = load_params()
-    settings, schedules = evaluation.Settings.from_params(params["evaluate"]), decoders(params["inpaint"])
+    settings, decoders = evaluation.Settings.from_params(params["evaluate"]), decoder_names(params["inpaint"])
     gt = np.load(paths.GT_FEATURES)
-    sets = read_run(schedules)
-    main_set = judge(sets, gt, settings, schedules, "")
-    families = {f: judge(read_run(schedules, family=f), gt, settings, schedules, f"{f}: ")
+    sets = read_run(decoders)
+    main_set = judge(sets, gt, settings, decoders, "")
+    families = {f: judge(read_run(decoders, TestSet(f)), gt, settings, decoders, f"{f}: ")
                 for f in params["inpaint"]["mask_families"]}
     write_json(paths.EVALUATION, {
         "replicates": settings.replicates, "confidence": settings.confidence, "seed": settings.seed,
         "exact_up_to": settings.exact_up_to, "ids_min_images": settings.ids_min_images,
         "test_masks": params["prepare"]["test_masks"], **main_set, "mask_families": families,
     })
-    plotting.mask_area_figure(main_set["mask_buckets"], list(sets), FIGURE, confidence=settings.confidence)
+    figures.mask_area_figure(main_set["mask_buckets"], list(sets), FIGURE, confidence=settings.confidence)
     if families:
-        plotting.families_figure({params["prepare"]["test_masks"]: main_set, **families}, FAMILIES_FIGURE,
+        figures.families_figure({params["prepare"]["test_masks"]: main_set, **families}, FAMILIES_FIGURE,
                                  confidence=settings.confidence)
     stale = stale_matrix_stages(params["inpaint"], parse_yaml(LOCK.read_text()) if LOCK.is_file() else {})
     if stale:
@@ -86,7 +88,7 @@ def main():
               f"stay in the workspace: `python -m maskgit.prune --remove` removes them", file=sys.stderr)
     for name, e in {"main test set": main_set, **families}.items():
         print(f"evaluate {name}: {e['images']} images, {settings.replicates} replicates; tied for best FID: "
-              f"{', '.join(e['tied_for_best']['fid'])}; {e['correction']['decided']} of "
+              f"{', '.join(e['tied_for_best'][HEADLINE])}; {e['correction']['decided']} of "
               f"{e['correction']['comparisons']} verdicts decided", file=sys.stderr)
 
 

@@ -15,9 +15,9 @@ pin_numerics()  # before numpy and torch load: they read their kernel settings t
 import sys
 
 from maskgit.algorithms.decoding import Decoding
-from maskgit.pipeline import sets
+from maskgit.project.grid import MAIN, Decoder
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.params import ParamError, load_params
+from maskgit.project.params import ParamError, load_params
 from maskgit.pipeline.runner import run_inpainting
 
 
@@ -30,9 +30,9 @@ def main():
     for key, value in (("schedules", schedule), ("orders", order)):
         if value not in ip[key]:
             raise ParamError(f"params.yaml: {value!r} is not in inpaint.{key} {ip[key]}")
-    name = sets.decoder_name(schedule, order)
-    return run_inpainting(params, sets.inpaint_dir(name), Decoding.from_params(ip, schedule, order),
-                          history_images=ip["n_figure_images"], desc=f"inpaint {name}")
+    decoder = Decoder(schedule, order)
+    return run_inpainting(params, MAIN.decoder_folder(decoder), Decoding.from_params(ip, schedule, order),
+                          history_images=ip["n_figure_images"], desc=f"inpaint {decoder.name}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import sys
 
 import numpy as np
 
-from maskgit.pipeline import paths
+from maskgit.project import paths
 from maskgit.data import procedural
-from maskgit.pipeline.folders import family_test_masks, load_folders
+from maskgit.project.folders import family_test_masks, load_folders
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.files import make_tmp_dir, replace_dir, write_images
-from maskgit.pipeline.params import load_params
+from maskgit.project.files import make_tmp_dir, replace_dir, write_images
+from maskgit.project.params import load_params
 
 OUT = paths.PREPARED
 

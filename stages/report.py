@@ -10,45 +10,33 @@ from maskgit.pipeline.numerics import pin_numerics
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
 import json
-import subprocess
 from pathlib import Path
 
 
-from maskgit.pipeline import paths
-from maskgit.pipeline import evaluation_markdown, plotting, sets
+from maskgit.project import paths
+from maskgit.algorithms.decoding import Decoding
+from maskgit.pages import markdown
+from maskgit.pages.markdown import markdown_table
+from maskgit.project.grid import decoders
 from maskgit.pipeline.runtime import run_stage
-from maskgit.pipeline.files import atomic_write_bytes, sha256_file
-from maskgit.pipeline.params import flatten, load_params
-from maskgit.pipeline.params import render as render_params
-from maskgit.pipeline.errors import InputError
+from maskgit.project.files import atomic_write_bytes, read_json, sha256_file
+from maskgit.project.params import flatten, load_params
+from maskgit.project.params import render as render_params
+from maskgit.project.errors import InputError
+from maskgit.project.gitrepo import SOURCE_PATHS, revision_state
 
 REPORTS = paths.REPORTS
 # the order stages run in; timings of other names follow alphabetically
 STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpaint", "baselines",
-               "fid-reference", "fid-baselines", "fid-schedules", "family", "plots"]
-# what counts as "the code and params" when telling whether the tree is dirty: the
-# pipeline's own outputs (dvc.lock, metrics, timings, reports) change on every
-# run and would otherwise always mark it dirty
-SOURCE_PATHS = ["params.yaml", "dvc.yaml", "pyproject.toml", "maskgit", "stages"]
+               "fid-reference", "fid-baselines", "fid-decoders", "family", "plots"]
 PREPARED = paths.PREPARED
 PACKAGES = ("torch", "torchvision", "dvc", "torch-fidelity", "torchmetrics", "numpy")
 
 
-def read_json(path):
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: not found (run the stage that writes it first)")
-    return json.loads(path.read_text())
-
 
 def git_state() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-
-    try:
-        revision = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_PATHS).splitlines()
-    except (OSError, subprocess.SubprocessError):
+    revision, changed = revision_state()
+    if not revision:
         return "git revision unknown (not a git checkout, or git not installed)"
     if changed:
         return (f"git revision `{revision}` with uncommitted changes in {len(changed)} file(s) "
@@ -69,18 +57,18 @@ def metrics_section(title: str, path: str) -> list[str]:
     # dvclive's "step" is the last log index, not a result
     rows = [[f"`{k}`", fmt(v)] for k, v in metrics.items() if k != "step"]
     return [f"### {title}", "", f"From `{path}` (the last logged values and the final summary).", "",
-            plotting.markdown_table(["metric", "value"], rows, "lr")]
+            markdown_table(["metric", "value"], rows, "lr")]
 
 
 def stale_timing(stage: str, inpaint: dict) -> bool:
     # a decoder or mask family removed from params leaves its old timing file behind: not part of this run
     if stage.startswith("family-"):
         return stage.removeprefix("family-") not in inpaint["mask_families"]
-    keys = map(sets.stage_key, sets.decoders(inpaint))
+    keys = [d.key for d in decoders(inpaint)]
     return stage.startswith("inpaint-") and stage.removeprefix("inpaint-") not in keys
 
 
-def timings_section(schedules: list[str], inpaint: dict) -> list[str]:
+def timings_section(inpaint: dict) -> list[str]:
     timings = {}
     for path in sorted(paths.TIMINGS.glob("*.json")):
         entry = json.loads(path.read_text())
@@ -95,7 +83,7 @@ def timings_section(schedules: list[str], inpaint: dict) -> list[str]:
 
     def order(name):
         base = name.split("-")[0] if name.startswith(("inpaint-", "family-")) else name
-        keys = [sets.stage_key(s) for s in schedules]
+        keys = [d.key for d in decoders(inpaint)]
         if base in STAGE_ORDER:
             return (STAGE_ORDER.index(base), keys.index(name.removeprefix("inpaint-")) if base == "inpaint" else 0, name)
         return (len(STAGE_ORDER), 0, name)
@@ -104,7 +92,7 @@ def timings_section(schedules: list[str], inpaint: dict) -> list[str]:
     rows = [[name, f"{s:.1f}", f"{s / 60:.1f}", f"{s / total * 100:.1f} %" if total else "—"]
             for name, s in sorted(timings.items(), key=lambda kv: order(kv[0]))]
     rows.append(["**total**", f"**{total:.1f}**", f"**{total / 60:.1f}**", "100 %" if total else "—"])
-    return [plotting.markdown_table(["stage", "seconds", "minutes", "share"], rows, "lrrr"),
+    return [markdown_table(["stage", "seconds", "minutes", "share"], rows, "lrrr"),
             "Wall time of each stage's last run (`timings/*.json`); a stage DVC skipped keeps its earlier time.", ""]
 
 
@@ -166,12 +154,12 @@ def numerics_lines(numerics: dict[str, dict]) -> list[str]:
     rows = [[f"`{f}`", str(numerics[stages[0]].get(f))] for f in same]
     lines = ["What decided the bits of every stage (`reports/provenance.json`; "
              "`python -m maskgit.verify` compares a clone's run with it):", "",
-             plotting.markdown_table(["field", "value"], rows, "ll")]
+             markdown_table(["field", "value"], rows, "ll")]
     differ = [f for f in fields if f not in same]
     if differ:
         rows = [[s, *[str(numerics[s].get(f, "—")) for f in differ]] for s in stages]
         lines += ["", "Fields that differ between stages:", "",
-                  plotting.markdown_table(["stage", *differ], rows, "l" * (len(differ) + 1))]
+                  markdown_table(["stage", *differ], rows, "l" * (len(differ) + 1))]
     return lines
 
 
@@ -186,11 +174,12 @@ def data_line(pr: dict, size: int) -> str:
 def main():
     params = load_params()
     ip, pr, vq = params["inpaint"], params["prepare"], params["vqgan"]
-    schedules = sets.decoders(ip)
+    grid = decoders(ip)
+    names = [d.name for d in grid]
     ev = read_json(paths.EVALUATION)
     # counted on disk: with user folders prepare.n_test does not apply
     n_scored = ev["images"]
-    steps = min(ip["sweet_spot"], ip["total_iter"])
+    steps = Decoding.from_params(ip, ip["schedules"][0]).steps
     tokens = vq["latent_resolution"] ** 2
 
     out = [
@@ -226,26 +215,26 @@ def main():
         f"{pr['test_masks']}" + (f"; more mask families below ({', '.join(ip['mask_families'])})."
                                  if ip["mask_families"] else "."),
         "",
-        evaluation_markdown.results_table(ev, schedules),
+        markdown.results_table(ev, names),
         "",
         *(["### Decoding order", "",
            "Which tokens a step reveals (`inpaint.orders`), on each schedule; the schedule decides how many.", "",
-           *evaluation_markdown.order_table(ev, ip["schedules"], ip["orders"])] if len(ip["orders"]) > 1 else []),
+           *markdown.order_table(ev, ip["schedules"], ip["orders"])] if len(ip["orders"]) > 1 else []),
         "### Reading",
         "",
-        *evaluation_markdown.tied_lines(ev),
-        *evaluation_markdown.verdict_lines(ev, schedules),
+        *markdown.tied_lines(ev),
+        *markdown.verdict_lines(ev),
         "",
-        *evaluation_markdown.how_sure(ev),
+        *markdown.how_sure(ev),
         "",
         "### By mask area",
         "",
-        *evaluation_markdown.buckets_table(ev),
+        *markdown.buckets_table(ev),
     ]
     if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
         caption = "Hole PSNR and SSIM against the missing-pixel fraction, with intervals."
         out += [f"![{caption}](evaluation/mask_area.png)", "", f"*{caption}*", ""]
-    families = evaluation_markdown.families_section(ev, schedules)
+    families = markdown.families_section(ev, names)
     if families:
         out += ["## Mask families", "", *families]
         if (paths.EVALUATION_FIGURES / "families.png").is_file():
@@ -257,9 +246,9 @@ def main():
         ("fid.png", "FID per decoder (schedule, and order where it is not confidence); the baselines as horizontal lines."),
         ("gamma.png", "The mask schedules; dots: fraction still masked after each decode step."),
         ("comparison.png", "The same test images under every decoder and the baselines."),
-        *[(f"grid_{s}.png", f"Inpainting with the {sets.describe(s)}.") for s in schedules],
-        *[(f"steps_{s}.png", f"Step-by-step decoding, {sets.describe(s)}: latent mask (white = masked) "
-                             "and the image decoded at each step.") for s in schedules],
+        *[(f"grid_{d.name}.png", f"Inpainting with the {d.describe()}.") for d in grid],
+        *[(f"steps_{d.name}.png", f"Step-by-step decoding, {d.describe()}: latent mask (white = masked) "
+                                  "and the image decoded at each step.") for d in grid],
         ("training.png", "Training curves of the transformer and the VQGAN."),
     ]
     out += ["## Figures", ""]
@@ -270,7 +259,7 @@ def main():
     out += ["## Training", ""]
     out += metrics_section("VQGAN", paths.LIVE_VQGAN / "metrics.json")
     out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
-    out += ["## Timings", "", *timings_section(schedules, ip)]
+    out += ["## Timings", "", *timings_section(ip)]
     out += ["## Provenance", "", *provenance(params)]
     atomic_write_bytes(REPORTS / "provenance.json",
                        (json.dumps({"stages": stage_numerics(params)}, indent=1, sort_keys=True) + "\n").encode())

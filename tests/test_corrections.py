@@ -1,13 +1,13 @@
 """Verdicts that control their error rate: p-values read off the bootstrap, Holm's and
 Benjamini-Hochberg's corrections, identical sets left untested, and what a page says of
-its family (maskgit.metrics.evaluation, maskgit.pipeline.evaluation_markdown)."""
+its family (maskgit.metrics.evaluation, maskgit.pages.markdown)."""
 
 import numpy as np
 import pytest
 
 from maskgit.metrics import bootstrap as bs
 from maskgit.metrics import evaluation as ev
-from maskgit.pipeline.evaluation_markdown import correction_line
+from maskgit.pages.markdown import correction_line
 
 
 def holm_by_definition(p, alpha):

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, load_stage
-from maskgit.pipeline import paths
-from maskgit.pipeline.evidence import evidence_path, run_sets, write_evidence
-from maskgit.pipeline.sets import decoders, stale_matrix_stages
+from maskgit.project import paths
+from maskgit.project.evidence import write_evidence
+from maskgit.project.grid import TestSet, decoder_names, set_names, stale_matrix_stages
 
 N = 12
 
@@ -19,8 +19,8 @@ N = 12
 def write_run(root, params, family=None, hole_psnr=15.0, fraction=0.2, seed=0):
     rng = np.random.default_rng(seed)
     gt = np.load(root / paths.GT_FEATURES)
-    for name, kind in run_sets(decoders(params["inpaint"])):
-        path = root / evidence_path(name, kind, family)
+    for name in set_names(decoder_names(params["inpaint"])):
+        path = root / TestSet(family).evidence(name)
         write_evidence(path, names=np.array([f"{i:03d}.png" for i in range(N)]),
                        features=gt + rng.normal(size=gt.shape), psnr=rng.normal(25, 1, N), ssim=rng.uniform(0.5, 1, N),
                        hole_psnr=rng.normal(hole_psnr, 1, N), hole_ssim=rng.uniform(0, 1, N),
@@ -49,9 +49,9 @@ def test_each_mask_family_is_judged_on_its_own_evidence(project):
     family = result["mask_families"]["thin"]
     assert result["missing_fraction"]["mean"] == pytest.approx(0.2)
     assert family["missing_fraction"]["mean"] == pytest.approx(0.45)
-    for name, kind in run_sets(decoders(params["inpaint"])):
-        main = np.load(root / evidence_path(name, kind))["hole_psnr"].mean()
-        own = np.load(root / evidence_path(name, kind, "thin"))["hole_psnr"].mean()
+    for name in set_names(decoder_names(params["inpaint"])):
+        main = np.load(root / TestSet().evidence(name))["hole_psnr"].mean()
+        own = np.load(root / TestSet("thin").evidence(name))["hole_psnr"].mean()
         assert result["sets"][name]["hole_psnr"]["value"] == pytest.approx(main)
         assert family["sets"][name]["hole_psnr"]["value"] == pytest.approx(own)
     assert (root / "reports/evaluation/families.png").is_file()

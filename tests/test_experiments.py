@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, stage_env
-from maskgit.pipeline.experiments_page import FID, render
+from maskgit.pages.experiments import FID, render
 
 
 def git_dvc_repo_with_two_runs(root, env):
@@ -88,8 +88,8 @@ def test_figures_go_beside_the_page_never_into_a_stage_output(tmp_path):
 
 
 @pytest.mark.parametrize("tool, argv, expected", [
-    ("tune", ["--param", "train_transformer.lrr"], "unknown key 'lrr' in train_transformer"),
-    ("tune", ["--set", "inpant.total_iter=4"], "unknown section 'inpant'"),
+    ("tune", ["--param", "train_transformer.lrr"], "unknown param train_transformer.lrr; known in train_transformer"),
+    ("tune", ["--set", "inpant.total_iter=4"], "unknown param inpant.total_iter (params.yaml has no 'inpant' section"),
     ("bench", ["--only", "decodee"], "--only: unknown section 'decodee'"),
 ])
 def test_tools_refuse_unknown_names_before_writing(tmp_path, monkeypatch, capsys, tool, argv, expected):
@@ -107,7 +107,7 @@ def test_tools_refuse_unknown_names_before_writing(tmp_path, monkeypatch, capsys
 
 def test_intervals_come_from_the_scalars_dvc_exp_show_keeps(tmp_path):
     # dvc exp show drops lists from metrics: the evaluation's low/high scalars carry the interval
-    from maskgit.pipeline.experiments_page import experiments_frame
+    from maskgit.pages.experiments import experiments_frame
 
     def exp(name, fid, low, high):
         return {"name": name, "rev": "0" * 40, "data": {
@@ -128,7 +128,7 @@ def test_fids_come_from_the_evaluation_git_keeps_when_the_fid_files_were_not_pul
     # the FID stages' files are in the DVC cache (a sweep point takes an unchanged FID stage
     # from the run cache); a machine that pulled only the experiment refs has
     # metrics/evaluation.json alone, and the page reads every FID from it
-    from maskgit.pipeline.experiments_page import experiments_frame
+    from maskgit.pages.experiments import experiments_frame
 
     def fid(value):
         return {"fid": {"value": value, "low": value - 5, "high": value + 5}}
@@ -174,7 +174,7 @@ def test_what_dvc_says_or_fails_to_say_is_one_line(tmp_path, dvc, expected):
 def test_the_sweep_plot_draws_each_fid_with_its_interval(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
-    from maskgit.pipeline import experiments_page as page
+    from maskgit.pages import experiments as page
 
     frame = pd.DataFrame({"experiment": ["a", "b", "c"], "inpaint.sweet_spot": [2, 4, 8],
                           "FID cosine": [70.0, 69.0, 71.5],
@@ -192,7 +192,7 @@ def test_the_sweep_plot_draws_each_fid_with_its_interval(tmp_path, monkeypatch):
 
 
 def test_the_image_count_stands_beside_every_fid_and_a_mixed_count_is_said_plainly(tmp_path):
-    from maskgit.pipeline.experiments_page import experiments_frame
+    from maskgit.pages.experiments import experiments_frame
 
     def entry(name, fid, images):
         return {"name": name, "rev": name, "data": {
@@ -219,7 +219,7 @@ def test_failed_queued_and_running_experiments_are_listed_not_scored(tmp_path):
     from dvc.commands.experiments.show import _format_json
     from dvc.repo.experiments.serialize import ExpExecutor, ExpRange, ExpState, SerializableError
 
-    from maskgit.pipeline.experiments_page import experiments_frame
+    from maskgit.pages.experiments import experiments_frame
 
     def data(sweet_spot, fid):
         return {"params": {"params.yaml": {"data": {"inpaint": {"sweet_spot": sweet_spot}}}},
@@ -245,8 +245,8 @@ def test_no_baseline_is_read_as_a_decoder_or_crowned_best_the_harmonic_fill_incl
     # the harmonic fill scores the lowest FID here: it stays a baseline column, and the
     # best FID and its mark go to the decoders alone, read from the evaluation or, for a
     # commit from before it, from the FID stages' own files
-    from maskgit.pipeline.experiments_page import experiments_frame
-    from maskgit.pipeline.sets import BASELINES
+    from maskgit.pages.experiments import experiments_frame
+    from maskgit.project.grid import BASELINES
 
     def fid(value):
         return {"fid": {"value": value, "low": value - 5, "high": value + 5}}

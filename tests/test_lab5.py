@@ -14,15 +14,17 @@ from PIL import Image
 
 from conftest import ROOT, SHARED, stage_env
 from test_resume import make_project, run_stage, tiny_params
+from maskgit.algorithms.decoding import Decoding
 from maskgit.algorithms.objective import training_steps
 from maskgit.algorithms.schedules import gamma
 from maskgit.data.procedural import make_dataset
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN
-from maskgit.pipeline import paths, runner
-from maskgit.pipeline.files import list_images, write_images
-from maskgit.pipeline.transformer_checkpoint import save_transformer
-from maskgit.pipeline.vqgan_checkpoint import save_vqgan
+from maskgit.pipeline import runner
+from maskgit.project import paths
+from maskgit.project.files import list_images, write_images
+from maskgit.project.transformer_checkpoint import save_transformer
+from maskgit.project.vqgan_checkpoint import save_vqgan
 
 FORMAT = SHARED / "lab5" / "FORMAT.md"
 LAB5 = ROOT / "configs" / "lab5.yaml"
@@ -236,8 +238,9 @@ def test_the_runner_encodes_as_the_tokens_and_decodes_with_the_training_norm(tok
 
     monkeypatch.setattr(runner, "pixel_prior", prior_spy)
     monkeypatch.setattr(runner, "composite", composite_spy)
-    runner.run_inpainting(params, project / "out", schedule="cosine", total_iter=2, sweet_spot=2, history_images=0,
-                          desc="test")
+    decoding = Decoding(schedule="cosine", total_iter=2, sweet_spot=2,
+                        choice_temperature=params["inpaint"]["choice_temperature"])
+    runner.run_inpainting(params, project / "out", decoding, history_images=0, desc="test")
     masked = read_pngs(project / "data" / "prepared" / "test" / "masked_image")
     torch.testing.assert_close(torch.cat(seen), lab_normalise(masked, **tokenized["lab_test"]), rtol=0, atol=0)
     known = np.stack([np.asarray(Image.open(p).convert("L")) >= 128

@@ -1,17 +1,23 @@
 """The package's layers, checked: imports point down only.
 
-    tools       maskgit/*.py (bench, compare, experiments, preset, sweep, tune, verify): one floor
+    tools       maskgit/*.py (bench, compare, experiments, preset, prune, sweep, tune, verify): one floor
       |
-    pipeline    maskgit/pipeline/   what the DVC stages and the tools share (params, files, the
-      |                             runner, the tools' run_tool, the sweep's submitting, the experiments page)
+    pages       maskgit/pages/      what a person reads: markdown, figures, runs at a revision, the experiments page
+    sweeps      maskgit/sweeps/     experiments as jobs: submitting them, one job
+      |
+    pipeline    maskgit/pipeline/   what the stages compute with: numerics, runtime, runner, scoring, training
+      |
+    project     maskgit/project/    the project's files and formats: params, paths, the grid, files, checkpoints, git
+      |
     algorithms  maskgit/algorithms/, maskgit/metrics/
       |
     models      maskgit/models/, maskgit/data/, maskgit/choices.py (the allowed values of choice params)
 
-A module may import from its own layer or any layer below it, never above. The tools
-are the exception to "its own layer": they sit side by side and never import each
-other; what two tools share lives in the pipeline. A tool's private helper module
-(TOOL_HELPERS) counts as part of its tool and serves no other.
+A module may import from its own layer or any layer below it, never above; pages and
+sweeps share a floor and never import each other. The tools are the exception to "its
+own layer": they sit side by side and never import each other; what two tools share
+lives below them. A tool's private helper module (TOOL_HELPERS) counts as part of its
+tool and serves no other.
 `python tests/test_layers.py` prints the import graph with each module's layer.
 """
 
@@ -21,8 +27,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RANK = {"choices": 0, "models": 0, "data": 0, "algorithms": 1, "metrics": 1, "pipeline": 2}
-TOOLS = 3
+RANK = {"choices": 0, "models": 0, "data": 0, "algorithms": 1, "metrics": 1, "project": 2, "pipeline": 3,
+        "pages": 4, "sweeps": 4}
+TOOLS = 5
+NAMES = {0: "models", 1: "algorithms", 2: "project", 3: "pipeline", 4: "pages/sweeps", 5: "tools"}
 # bench_lab_loop is the lab's loop written apart from this project's decoder, for the
 # benchmark to race against: no stage or other tool has a use for it, and in the
 # pipeline (shared code) or the algorithms (this project's decoding) it would invite
@@ -62,14 +70,26 @@ def graph() -> dict[str, set[str]]:
 def test_the_scan_resolves_absolute_relative_and_module_imports():
     g = graph()
     assert "maskgit.models.vqgan" in g["maskgit.algorithms.guidance"]
-    assert "maskgit.pipeline.paths" in g["maskgit.tune"]  # from maskgit.pipeline import paths
-    assert "maskgit.pipeline.experiments_page" in g["maskgit.experiments"]
+    assert "maskgit.project.paths" in g["maskgit.tune"]  # from maskgit.pipeline import paths
+    assert "maskgit.pages.experiments" in g["maskgit.experiments"]
 
 
 @pytest.mark.parametrize("module", sorted(graph()))
 def test_imports_point_down(module):
     upward = sorted(m for m in graph()[module] if layer(m) > layer(module))
     assert not upward, f"{module} (layer {layer(module)}) imports from a layer above it: {upward}"
+
+
+def package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else ""
+
+
+@pytest.mark.parametrize("module", sorted(m for m in graph() if package(m) in ("pages", "sweeps")))
+def test_pages_and_sweeps_share_a_floor_and_not_their_code(module):
+    other = {"pages": "sweeps", "sweeps": "pages"}[package(module)]
+    across = sorted(m for m in graph()[module] if package(m) == other)
+    assert not across, f"{module} imports {across}: what both need belongs in maskgit/project/"
 
 
 def tools() -> list[str]:
@@ -87,8 +107,8 @@ def test_the_tools_are_found():
 @pytest.mark.parametrize("module", tools())
 def test_no_tool_imports_another_tool(module):
     others = sorted(m for m in graph()[module] if layer(m) == TOOLS and tool_of(m) != tool_of(module))
-    assert not others, (f"{module} imports the tool(s) {others}: move what they share into maskgit/pipeline/ "
-                        f"(as maskgit.pipeline.sweep_submit for sweep and tune)")
+    assert not others, (f"{module} imports the tool(s) {others}: move what they share below the tools "
+                        f"(as maskgit.sweeps.submit for sweep and tune)")
 
 
 @pytest.mark.parametrize("helper, tool", sorted(TOOL_HELPERS.items()))
@@ -98,7 +118,7 @@ def test_a_tool_helper_serves_its_own_tool_only(helper, tool):
 
 
 if __name__ == "__main__":
-    names = {0: "models", 1: "algorithms", 2: "pipeline", 3: "tools"}
+    names = NAMES
     for module, deps in graph().items():
         for dep in sorted(deps):
             arrow = "UP" if layer(dep) > layer(module) else "down" if layer(dep) < layer(module) else "same"

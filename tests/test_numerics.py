@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from maskgit.pipeline import numerics
-from maskgit.pipeline.errors import ParamError
-from maskgit.pipeline.params import check_params, load_params
+from maskgit.project.errors import ParamError
+from maskgit.project.params import check_params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "stages").glob("*.py"))

@@ -10,7 +10,7 @@ import torch
 from maskgit.algorithms.decoding import (Decoding, halton_order, image_generators, iterative_decode, radical_inverse,
                                          reveal_priority)
 from maskgit.choices import ORDERS
-from maskgit.pipeline import sets
+from maskgit.project import grid
 
 from test_decode import K, N, FixedLogits, batch_with_different_masks, record_steps, toy_transformer
 
@@ -126,20 +126,24 @@ def test_confidence_is_the_default_and_an_unknown_order_names_the_param():
         replace(decoding, order="zigzag")
 
 
-def test_a_set_name_gives_back_its_schedule_order_stage_and_folder():
+def test_a_decoder_has_one_name_key_stage_and_folder():
     ip = {"schedules": ["cosine", "square"], "orders": ["confidence", "halton"]}
-    assert sets.decoders(ip) == ["cosine", "square", "cosine-halton", "square-halton"]
-    assert sets.decoder("square-halton") == ("square", "halton") and sets.decoder("cosine") == ("cosine", "confidence")
-    assert sets.stage_key("cosine") == "cosine-confidence"
-    assert str(sets.inpaint_dir("square-halton")) == "outputs/inpaint/halton/square"
+    assert grid.decoder_names(ip) == ["cosine", "square", "cosine-halton", "square-halton"]
+    assert grid.Decoder.parse("square-halton") == grid.Decoder("square", "halton")
+    assert grid.Decoder.parse("cosine") == grid.Decoder("cosine", "confidence")
+    cosine = grid.Decoder("cosine")
+    assert (cosine.name, cosine.key, cosine.stage) == ("cosine", "cosine-confidence", "inpaint@cosine-confidence")
+    assert all(grid.Decoder.parse(d.name) == d for d in grid.decoders(ip))  # a name gives its decoder back
+    assert str(grid.MAIN.decoder_folder(grid.Decoder.parse("square-halton"))) == "outputs/inpaint/halton/square"
+    assert str(grid.TestSet("thin").images("square-halton")) == "outputs/families/thin/inpaint/halton/square/images"
     # along the grid's axes only: no cosine-confidence against square-halton
-    pairs = [p for p in sets.pairs_to_compare(sets.decoders(ip)) if p[1] not in sets.BASELINES]
+    pairs = [p for p in grid.pairs_to_compare(grid.decoder_names(ip)) if p[1] not in grid.BASELINES]
     assert pairs == [("cosine", "square"), ("cosine", "cosine-halton"), ("square", "square-halton"),
                      ("cosine-halton", "square-halton")]
 
 
 def test_the_order_table_reads_each_order_against_confidence():
-    from maskgit.pipeline.evaluation_markdown import order_table
+    from maskgit.pages.markdown import order_table
 
     def cell(v, lo, hi):
         return {"value": v, "interval": [lo, hi]}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, stage_env
-from maskgit.pipeline.params import ParamError, check_params, load_params
+from maskgit.project.params import ParamError, check_params, load_params
 from maskgit.preset import apply_preset
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -169,8 +169,8 @@ def test_a_set_value_means_to_the_sweep_what_it_means_to_dvc_exp_run(raw, tmp_pa
     # e.g. 1e-05). PyYAML read `1e-3` as a string and refused a value DVC accepts.
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    from maskgit.pipeline.params import apply_overrides
-    from maskgit.pipeline.yamlio import parse_yaml
+    from maskgit.project.params import apply_overrides
+    from maskgit.project.yamlio import parse_yaml
 
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
@@ -188,8 +188,8 @@ def test_a_tuned_value_means_to_dvc_exp_run_the_float_optuna_suggested(tmp_path)
     import optuna
     from dvc.utils.hydra import apply_overrides as dvc_apply_overrides
 
-    from maskgit.pipeline.yamlio import parse_yaml
-    from maskgit.pipeline.params import apply_overrides
+    from maskgit.project.yamlio import parse_yaml
+    from maskgit.project.params import apply_overrides
     from maskgit.tune import trial_override
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

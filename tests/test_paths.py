@@ -1,4 +1,4 @@
-"""maskgit/pipeline/paths.py and dvc.yaml name the same files: a path renamed in one
+"""maskgit/project/paths.py and dvc.yaml name the same files: a path renamed in one
 and not the other would make a stage write where DVC does not look."""
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from maskgit.pipeline import paths
+from maskgit.project import paths
 
 # written by the tools or kept outside DVC on purpose, so dvc.yaml does not name them
 NOT_IN_DVC = {"CHECKPOINTS", "CONFIGS", "STUDY", "EXPERIMENTS_PAGE", "EXPERIMENTS_FIGURES"}

@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from maskgit.metrics import perceptual
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
+from maskgit.project.errors import InputError
+from maskgit.project.lpips_weights import find_backbone, load_lpips
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_random_bytes_or_a_truncated_backbone_are_one_line_naming_the_file(tmp_p
 
 def test_evidence_keeps_lpips_when_computed_and_evaluate_gives_it_intervals(tmp_path):
     from maskgit.metrics.evaluation import Settings, summarise
-    from maskgit.pipeline.evidence import read_evidence, write_evidence
+    from maskgit.project.evidence import read_evidence, write_evidence
 
     rng = np.random.default_rng(5)
     n = 40

@@ -304,9 +304,9 @@ def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedu
 
 def test_a_mask_family_is_one_more_stage_judged_on_its_own(tiny_project):
     # last in this file: it leaves the family's experiment applied in the workspace
-    from maskgit.pipeline.files import list_images, read_masks
-    from maskgit.pipeline.folders import family_test_masks
-    from maskgit.pipeline.params import load_params
+    from maskgit.project.files import list_images, read_masks
+    from maskgit.project.folders import family_test_masks
+    from maskgit.project.params import load_params
 
     project, env, _ = tiny_project
     out = run(["dvc", "exp", "run", "-n", "fam-thick", "-S", "inpaint.mask_families=[thick]"], project, env)

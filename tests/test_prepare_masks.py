@@ -10,8 +10,8 @@ from PIL import Image
 
 from maskgit.data import masks
 from maskgit.data.procedural import apply_mask
-from maskgit.pipeline.folders import load_folders
-from maskgit.pipeline.params import ParamError, check_params, defaults
+from maskgit.project.folders import load_folders
+from maskgit.project.params import ParamError, check_params, defaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 import prepare  # noqa: E402  (the stage script: its procedural_dataset)

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from conftest import NEEDS_LAB5, ROOT, SHARED
-from maskgit.pipeline.params import SCHEMA, Param, defaults, load_params, render
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.params import SCHEMA, Param, defaults, load_params, render
+from maskgit.project.yamlio import parse_yaml
 from maskgit.preset import apply_preset
 from maskgit.models.transformer import BidirectionalTransformer
 from maskgit.models.vqgan import VQGAN

@@ -65,7 +65,7 @@ EVALUATION = {
     "images_outside_buckets": 0,
 }
 TIMINGS = {"prepare": 1.5, "train_vqgan": 60.0, "inpaint-cosine-confidence": 10.0, "inpaint-linear-confidence": 8.5,
-           "inpaint-square-confidence": 999.0, "fid-schedules": 20.0}  # inpaint-square: stale, not in the params
+           "inpaint-square-confidence": 999.0, "fid-decoders": 20.0}  # inpaint-square: stale, not in the params
 
 
 def write_json(path, obj):
@@ -118,7 +118,7 @@ def workdir(tmp_path, monkeypatch):
     np.save(tmp_path / "outputs/inpaint/confidence/cosine/steps_images.npy",
             rng.integers(0, 256, (K, T, 64, 64, 3), dtype=np.uint8))
 
-    write_json(tmp_path / "metrics/fid_schedules.json", FID_SCHEDULES)
+    write_json(tmp_path / "metrics/fid_decoders.json", FID_SCHEDULES)
     write_json(tmp_path / "metrics/fid_baselines.json", FID_BASELINES)
     write_json(tmp_path / "metrics/evaluation.json", EVALUATION)
 
@@ -248,7 +248,7 @@ def test_plots_without_the_evaluation_is_a_one_line_error(workdir):
 
 
 def test_missing_schedule_metrics_is_a_one_line_error(workdir):
-    write_json(workdir / "metrics/fid_schedules.json", {"cosine": FID_SCHEDULES["cosine"]})
-    with pytest.raises(ValueError, match="fid_schedules.json: no complete entry for 'linear'"):
+    write_json(workdir / "metrics/fid_decoders.json", {"cosine": FID_SCHEDULES["cosine"]})
+    with pytest.raises(ValueError, match="fid_decoders.json: no complete entry for 'linear'"):
         load_stage("plots").main()
     assert not (workdir / "reports/figures").exists()

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import ROOT, stage_env
-from maskgit.pipeline.files import write_images
+from maskgit.project.files import write_images
 from maskgit.data.procedural import make_dataset
 from maskgit.pipeline.resume import Resumable, TrainingDiverged, fingerprint
 
@@ -199,7 +199,7 @@ def test_transformer_checkpoint_must_fit_the_tokenizer(tmp_path, change, expecte
 def test_equal_checkpoints_are_equal_bytes(tmp_path):
     """Models are saved under a temporary name and moved: the bytes must not depend
     on that name, or DVC sees a changed model after every identical run."""
-    from maskgit.pipeline.files import save_torch
+    from maskgit.project.files import save_torch
 
     state = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "steps": 3}
     save_torch(tmp_path / "a.pt", state)
@@ -212,7 +212,7 @@ def test_equal_checkpoints_are_equal_bytes(tmp_path):
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     """A crash while a file is written (here: an object torch cannot pickle, after
     some bytes went out) must leave the previous file intact and nothing beside it."""
-    from maskgit.pipeline.files import atomic_file, save_torch
+    from maskgit.project.files import atomic_file, save_torch
 
     target = tmp_path / "model.pt"
     save_torch(target, {"steps": 1})
@@ -231,7 +231,7 @@ def test_an_image_folder_that_fails_halfway_keeps_the_old_folder(tmp_path):
     """Image folders are written a batch at a time (inpainting streams): a crash
     after some batches went out leaves the previous folder as it was and no
     temporary sibling; a finished build replaces it whole (stale files gone)."""
-    from maskgit.pipeline.files import image_folder, read_images, write_images
+    from maskgit.project.files import image_folder, read_images, write_images
 
     folder = tmp_path / "images"
     old = np.zeros((2, 8, 8, 3), np.uint8)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from maskgit.pipeline.errors import InputError, ParamError
+from maskgit.project.errors import InputError, ParamError
 from maskgit.pipeline.runtime import run_stage
 from maskgit.pipeline.training import run_fingerprint
 
@@ -86,7 +86,7 @@ def test_every_third_party_package_the_code_imports_is_declared():
 
 
 def test_ctrl_c_is_one_line_and_removes_the_temporary_folder(capsys, tmp_path, monkeypatch):
-    from maskgit.pipeline.files import image_folder
+    from maskgit.project.files import image_folder
 
     monkeypatch.chdir(tmp_path)
 
@@ -105,7 +105,7 @@ def test_ctrl_c_is_one_line_and_removes_the_temporary_folder(capsys, tmp_path, m
 @pytest.mark.parametrize("code, hint", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only file system"),
                                         (errno.EACCES, "no permission")])
 def test_a_full_disk_or_read_only_folder_is_one_line_naming_the_path(code, hint, capsys, tmp_path, monkeypatch):
-    from maskgit.pipeline.files import write_json
+    from maskgit.project.files import write_json
 
     monkeypatch.chdir(tmp_path)
     real_open = open
@@ -144,7 +144,7 @@ def small_disk(tmp_path):
 
 
 def test_a_checkpoint_that_fills_the_disk_is_one_line_naming_it(small_disk, capsys, monkeypatch):
-    from maskgit.pipeline.files import save_torch
+    from maskgit.project.files import save_torch
 
     monkeypatch.chdir(small_disk.parent)
     target = small_disk / "checkpoints" / "state.pt"
@@ -162,7 +162,7 @@ def test_a_killed_run_s_temporary_files_go_when_any_stage_next_runs(capsys, tmp_
     import subprocess
     from pathlib import Path
 
-    from maskgit.pipeline.files import atomic_file, make_tmp_dir
+    from maskgit.project.files import atomic_file, make_tmp_dir
 
     monkeypatch.chdir(tmp_path)
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -193,7 +193,7 @@ def test_a_killed_run_s_temporary_files_go_when_any_stage_next_runs(capsys, tmp_
 
 STAGE_SCRIPT = """import atexit, sys
 sys.path.insert(0, {root!r})
-from maskgit.pipeline.errors import InputError
+from maskgit.project.errors import InputError
 from maskgit.pipeline.runtime import run_stage
 
 atexit.register(lambda: print("teardown ran", flush=True))

@@ -8,9 +8,10 @@ import yaml
 from conftest import ROOT
 from maskgit.metrics.fid import inception_chunk
 from maskgit.pipeline import scoring
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evidence import read_evidence
-from maskgit.pipeline.files import write_images
+from maskgit.project.errors import InputError
+from maskgit.project.evidence import read_evidence
+from maskgit.project.files import write_images
+from maskgit.project.grid import MAIN
 from maskgit.pipeline.memory import inception_batch_bytes
 
 
@@ -47,22 +48,21 @@ def images(n, seed):
     return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
 
 
-def test_a_sets_images_are_paired_with_the_ground_truth_by_name_not_by_count(scorer_parts, tmp_path):
+def test_a_sets_images_are_paired_with_the_ground_truth_by_name_not_by_count(scorer_parts, tmp_path, monkeypatch):
     params, _ = scorer_parts
+    monkeypatch.chdir(tmp_path)
     scorer = scoring.Scorer(params, "cpu", 4, lpips=False)
     gt = images(4, 0)
     names = [f"{i:03d}.png" for i in range(4)]
     known = np.ones((4, 64, 64), bool)
     known[:, 20:40, 20:40] = False
-    write_images(tmp_path / "gt", gt, names)
-    write_images(tmp_path / "mask64", known, names)
+    write_images(MAIN.gt, gt, names)
+    write_images(MAIN.mask64, known, names)
     write_images(tmp_path / "good", gt[::-1], names[::-1])  # written in another order: read back by name
     write_images(tmp_path / "renamed", gt, [f"img{i}.png" for i in range(4)])  # as many images, other names
     features = scorer.features("gt", gt)
-    scorer.score({"good": tmp_path / "good"}, features, tmp_path / "gt", tmp_path / "mask64", tmp_path / "out",
-                 point_values=False)
+    scorer.score({"good": tmp_path / "good"}, features, MAIN, tmp_path / "out", with_point_values=False)
     evidence = read_evidence("out/good.npz", tmp_path)
     assert list(evidence["names"]) == names and np.isinf(evidence["hole_psnr"]).all()  # each image its own truth
     with pytest.raises(InputError, match="renamed: 4 images whose names differ from the 4 of"):
-        scorer.score({"renamed": tmp_path / "renamed"}, features, tmp_path / "gt", tmp_path / "mask64",
-                     tmp_path / "out", point_values=False)
+        scorer.score({"renamed": tmp_path / "renamed"}, features, MAIN, tmp_path / "out", with_point_values=False)

@@ -80,4 +80,8 @@ def test_every_module_a_stage_runs_is_a_dependency(name):
     deps = {d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]}
     assert script in deps, f"dvc.yaml stage {name}: its script {script} is not a dependency"
     missing = sorted(closure(script) - deps)
-    assert not missing, f"dvc.yaml stage {name}: add to deps {missing} (imported when {script} runs)"
+    assert not missing, (f"dvc.yaml stage {name}: add to deps {missing} (imported when {script} runs; "
+                         "`python tools/stage_deps.py` rewrites them)")
+    # a module the stage does not run would re-run it for nothing; one that is gone stops `dvc repro`
+    extra = sorted(d for d in deps if d.startswith("maskgit/") and d not in closure(script))
+    assert not extra, f"dvc.yaml stage {name}: remove from deps {extra} (`python tools/stage_deps.py` rewrites them)"

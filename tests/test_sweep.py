@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import FID_WEIGHTS, ROOT, copy_project, stage_env
-from maskgit.pipeline.sweep_job import experiment_name
+from maskgit.sweeps.job import experiment_name
 
 SWEEP = ["-S", "inpaint.sweet_spot=1,2,3"]
 POINTS = [[f"inpaint.sweet_spot={v}"] for v in (1, 2, 3)]
@@ -147,7 +147,7 @@ def test_an_optuna_study_runs_its_trials_as_jobs_and_continues_from_its_journal(
     assert not any("Running stage 'train_transformer'" in t for t in logs(project) if "temp-" in t)
     # a trial's job run twice (a Slurm requeue): the second finds the experiment on the
     # remote and hands back the pushed objective instead of running it again
-    from maskgit.pipeline.sweep_job import JobSpec, run_job
+    from maskgit.sweeps.job import JobSpec, run_job
 
     path = "dvclive/transformer/metrics.json"
     duplicate = run_job(JobSpec(git_remote=str(remote), dvc_remote=str(store), commit=commit, name=name,
@@ -252,7 +252,7 @@ def test_the_slurm_flags_reach_the_sbatch_script(tmp_path, monkeypatch):
     # submitit would submit is read back, #SBATCH line by line
     import argparse
 
-    from maskgit.pipeline import sweep_submit
+    from maskgit.sweeps import submit
 
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -261,11 +261,11 @@ def test_the_slurm_flags_reach_the_sbatch_script(tmp_path, monkeypatch):
         (bin_ / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
     parser = argparse.ArgumentParser()
-    sweep_submit.add_executor_args(parser)
+    submit.add_executor_args(parser)
     args = parser.parse_args(["--executor", "slurm", "--partition", "gpu", "--time", "90", "--cpus-per-task", "8",
                               "--gpus", "2", "--mem", "32", "--jobs", "3", "--sbatch", "account=mylab",
                               "--sbatch", "qos=short"])
-    executor = sweep_submit.make_executor(args, tmp_path / "jobs")
+    executor = submit.make_executor(args, tmp_path / "jobs")
     script = executor._make_submission_file_text("python -c pass", "uid").splitlines()
     for line in ("--partition=gpu", "--time=90", "--cpus-per-task=8", "--gpus-per-node=2", "--mem=32G",
                  "--account=mylab", "--qos=short", "--job-name=maskgit-sweep"):

@@ -15,8 +15,8 @@ def run_tool_with(body: str, name: str = "mytool", env_extra: dict | None = None
     """A script whose main() runs `body`, started through run_tool."""
     script = textwrap.dedent("""
         import sys
-        from maskgit.pipeline.errors import InputError, ParamError, UserError
-        from maskgit.pipeline.tool import run_tool
+        from maskgit.project.errors import InputError, ParamError, UserError
+        from maskgit.project.tool import run_tool
 
         def main():
         {body}
@@ -82,8 +82,8 @@ def test_a_normal_return_and_an_explicit_exit_status_pass_through():
 def test_in_process_the_sigterm_handler_is_put_back(capsys):
     import signal
 
-    from maskgit.pipeline.errors import UserError
-    from maskgit.pipeline.tool import run_tool
+    from maskgit.project.errors import UserError
+    from maskgit.project.tool import run_tool
 
     before = signal.getsignal(signal.SIGTERM)
 
@@ -98,7 +98,7 @@ def test_in_process_the_sigterm_handler_is_put_back(capsys):
 
 def test_run_tool_is_light():
     # sweep and verify start fast: the contract must not pull in torch or numpy
-    code = "import sys, maskgit.pipeline.tool; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    code = "import sys, maskgit.project.tool; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert out.strip() == "[]"
@@ -106,7 +106,7 @@ def test_run_tool_is_light():
 
 @pytest.mark.parametrize("tool", ["maskgit.sweep", "maskgit.tune", "maskgit.experiments", "maskgit.verify"])
 def test_the_tools_read_yaml_only_as_dvc_does(tool):
-    # one YAML reader, maskgit.pipeline.params.parse_yaml (ruamel, YAML 1.2 as DVC reads
+    # one YAML reader, maskgit.project.params.parse_yaml (ruamel, YAML 1.2 as DVC reads
     # it): PyYAML reads `1e-3` as a string, so a tool on PyYAML would disagree with DVC
     # about a value the user set. Checked over every maskgit module the tool runs.
     import ast
@@ -119,7 +119,7 @@ def test_the_tools_read_yaml_only_as_dvc_does(tool):
         if module not in seen and module in g:
             seen.add(module)
             todo += g[module]
-    assert "maskgit.pipeline.params" in seen  # the closure is followed
+    assert "maskgit.project.params" in seen  # the closure is followed
     pyyaml = []
     for module in sorted(seen):
         path = ROOT / (module.replace(".", "/") + ".py")
@@ -128,4 +128,4 @@ def test_the_tools_read_yaml_only_as_dvc_does(tool):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             pyyaml += [module for n in names if n == "yaml" or n.startswith("yaml.")]
-    assert not pyyaml, f"{tool} runs PyYAML through {pyyaml}: use maskgit.pipeline.params.parse_yaml"
+    assert not pyyaml, f"{tool} runs PyYAML through {pyyaml}: use maskgit.project.params.parse_yaml"

@@ -21,10 +21,11 @@ def run_tune(tmp_path, *args):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--param", "train_transformer.lrr"], "error: tune: --param train_transformer.lrr: unknown key 'lrr'"),
+    (["--param", "train_transformer.lrr"], "error: tune: --param: unknown param train_transformer.lrr; known in "
+                                           "train_transformer: "),
     (["--set", "inpaint.total_iter"], "error: tune: --set inpaint.total_iter: expected KEY=VALUE"),
     (["--low", "0.1", "--high", "0.01"], "error: tune: --low 0.1 --high 0.01: need 0 < low < high"),
-    (["--objective", "psnr"], "error: tune: --objective psnr: expected val_loss | fid:<schedule>"),
+    (["--objective", "psnr"], "error: tune: --objective psnr: expected val_loss | fid:<decoder>"),
     (["--jobs", "0"], "error: tune: --jobs 0: must be >= 1"),
     (["--high", "inf"], "error: tune: --low 0.0001 --high inf: need 0 < low < high"),
 ])
@@ -91,7 +92,7 @@ def test_a_missing_key_in_the_objective_is_a_bug_with_its_traceback(no_dvc, tmp_
 
 @pytest.mark.parametrize("objective, text, expected", [
     ("val_loss", '{"val_loss": 1.', "dvclive/transformer/metrics.json: not JSON"),
-    ("fid:nosuch", json.dumps({"cosine": {"fid": 60.0}}), "--objective fid:nosuch: no FID for schedule 'nosuch' "
+    ("fid:nosuch", json.dumps({"cosine": {"fid": 60.0}}), "--objective fid:nosuch: no FID for decoder 'nosuch' "
                                                           "(have cosine)"),
 ])
 def test_a_bad_objective_file_or_schedule_is_one_line(no_dvc, tmp_path, capsys, objective, text, expected):

@@ -1,5 +1,5 @@
 """The review page (maskgit.compare) and the experiments page's marks
-(maskgit.pipeline.experiments_page) on runs made up here: which side is A and which B,
+(maskgit.pages.experiments) on runs made up here: which side is A and which B,
 the sign of a difference and the word for it, sets paired by name and images by
 identity, and the tie rule against a clearly worse experiment. Expected values are
 means and FIDs of the made-up evidence (torch-fidelity's FID, maskgit.metrics.fid),
@@ -17,8 +17,8 @@ from maskgit import compare
 from maskgit.metrics import evaluation as ev
 from maskgit.metrics import registry
 from maskgit.metrics.fid import fid_from_features
-from maskgit.pipeline import experiments_page as page
-from maskgit.pipeline.errors import InputError
+from maskgit.pages import experiments as page
+from maskgit.project.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 40
@@ -29,15 +29,15 @@ FRACTION = np.r_[np.full(19, 0.25), [0.5], np.full(20, 0.75)]
 
 class FakeRun:
     def __init__(self, rev, params, sets, gt, families=None):
-        self.rev, self.params, self.sets, self.gt = rev, params, sets, gt
+        self.rev, self.params, self.main, self.gt = rev, params, sets, gt
         self.families = families or {}
         self.predates, self.unknown, self.skipped = [], [], []
 
     def load(self):
-        return self.params, self.sets, self.gt
+        return self.params, self.main, self.gt
 
-    def family(self, params, family):
-        return self.families[family]
+    def sets(self, params, test_set):
+        return self.families[test_set.family] if test_set.family else self.main
 
     def git_revision(self):
         return self.rev
@@ -69,7 +69,7 @@ def test_the_review_page_says_b_against_a_with_the_sign_of_b_minus_a():
     a, b = two_runs()
     result = compare.compare(a, b, SETTINGS)
     rows = {(r["set"], r["metric"]): r for r in result["rows"]}
-    cos_a, cos_b = a.sets["cosine"], b.sets["cosine"]
+    cos_a, cos_b = a.main["cosine"], b.main["cosine"]
     hole = rows["cosine", "hole_psnr"]
     assert hole["a"]["value"] == pytest.approx(cos_a["hole_psnr"].mean())
     assert hole["b"]["value"] == pytest.approx(cos_b["hole_psnr"].mean())
@@ -90,7 +90,7 @@ def test_the_review_page_says_b_against_a_with_the_sign_of_b_minus_a():
     assert cells[2].startswith(f"{cos_a['hole_psnr'].mean():.2f}") and cells[3].startswith(
         f"{cos_b['hole_psnr'].mean():.2f}")
     assert cells[4].startswith(f"+{hole['diff']:.2f}") and cells[5].startswith("**better**")
-    assert "Per schedule (FID): cosine: B worse." in text
+    assert "Per decoder (FID): cosine: B worse." in text
     param = next(ln for ln in text.splitlines() if "`inpaint.total_iter`" in ln)
     assert [c.strip() for c in param.strip("|").split("|")] == ["`inpaint.total_iter`", "8", "12"]
 
@@ -102,8 +102,8 @@ def test_the_review_page_s_buckets_are_b_minus_a_over_each_bucket_s_images():
     for x, idx in zip(result["buckets"], (slice(0, 19), slice(19, N))):
         c = x["metrics"]["hole_psnr"]["cosine"]
         assert c["metric"] == "hole_psnr"
-        assert c["diff"] == pytest.approx(b.sets["cosine"]["hole_psnr"][idx].mean()
-                                          - a.sets["cosine"]["hole_psnr"][idx].mean())
+        assert c["diff"] == pytest.approx(b.main["cosine"]["hole_psnr"][idx].mean()
+                                          - a.main["cosine"]["hole_psnr"][idx].mean())
         assert c["verdict"] == "better"
         assert x["metrics"]["hole_psnr"]["onestep"]["verdict"] == "identical"
         # every metric the buckets hold is judged there, not hole PSNR alone
@@ -114,8 +114,8 @@ def test_each_mask_family_both_runs_scored_is_judged_apart_from_the_main_set():
     a, b = two_runs()
     # B is better on the main set's cosine; under "thick" masks it is A's very files
     a.params["inpaint"]["mask_families"], b.params["inpaint"]["mask_families"] = ["thick", "large"], ["thick"]
-    a.families = {"thick": a.sets, "large": a.sets}
-    b.families = {"thick": {s: {k: v.copy() for k, v in e.items()} for s, e in a.sets.items()}}
+    a.families = {"thick": a.main, "large": a.main}
+    b.families = {"thick": {s: {k: v.copy() for k, v in e.items()} for s, e in a.main.items()}}
     result = compare.compare(a, b, SETTINGS)
     assert list(result["families"]) == ["thick"]  # "large": A's alone, nothing to pair
     thick = result["families"]["thick"]
@@ -124,26 +124,26 @@ def test_each_mask_family_both_runs_scored_is_judged_apart_from_the_main_set():
     text = compare.render(a, b, result, SETTINGS, None)
     section = text[text.index("## Under thick masks"):]
     assert "## Under large masks" not in text and "the table on thick masks" in section
-    assert "### By mask area (B - A)" in section and "Per schedule (FID): cosine: B identical." in section
+    assert "### By mask area (B - A)" in section and "Per decoder (FID): cosine: B identical." in section
 
 
 def test_the_same_images_in_another_order_are_paired_by_name():
     # evidence rows follow each run's own ground-truth order: B's rows are put in A's
     a, b = two_runs()
     order = np.random.default_rng(1).permutation(N)
-    shuffled = FakeRun("B-rev", b.params, {s: {k: v[order] for k, v in e.items()} for s, e in b.sets.items()},
+    shuffled = FakeRun("B-rev", b.params, {s: {k: v[order] for k, v in e.items()} for s, e in b.main.items()},
                        b.gt[order])
     expected, result = compare.compare(a, b, SETTINGS), compare.compare(a, shuffled, SETTINGS)
     assert [(r["set"], r["metric"], r["diff"], r["interval"], r["verdict"]) for r in result["rows"]] == \
         [(r["set"], r["metric"], r["diff"], r["interval"], r["verdict"]) for r in expected["rows"]]
-    assert list(result["names"]) == list(a.sets["cosine"]["names"])
+    assert list(result["names"]) == list(a.main["cosine"]["names"])
     assert compare.render(a, shuffled, result, SETTINGS, None) == compare.render(a, b, expected, SETTINGS, None)
 
 
 @pytest.mark.parametrize("change", ["renamed", "other pixels", "one fewer"])
 def test_other_test_images_are_refused(change):
     a, b = two_runs()
-    names, gt = a.sets["cosine"]["names"].copy(), b.gt.copy()
+    names, gt = a.main["cosine"]["names"].copy(), b.gt.copy()
     keep = slice(None)
     if change == "renamed":
         names[0] = "new.png"
@@ -151,7 +151,7 @@ def test_other_test_images_are_refused(change):
         gt[0] += 1.0
     else:
         keep = slice(1, None)
-    sets = {s: {k: (names if k == "names" else v)[keep] for k, v in e.items()} for s, e in b.sets.items()}
+    sets = {s: {k: (names if k == "names" else v)[keep] for k, v in e.items()} for s, e in b.main.items()}
     with pytest.raises(InputError, match="scored different test images"):
         compare.compare(a, FakeRun("B-rev", b.params, sets, gt[keep]), SETTINGS)
 
@@ -159,7 +159,7 @@ def test_other_test_images_are_refused(change):
 def test_a_tiny_bin_difference_prints_like_every_other_cell():
     # B's cosine is A's plus 1e-5 dB on every image: a real difference that rounds to 0.00
     a, _ = two_runs()
-    sets = {s: dict(e) for s, e in a.sets.items()}
+    sets = {s: dict(e) for s, e in a.main.items()}
     sets["cosine"]["hole_psnr"] = sets["cosine"]["hole_psnr"] + 1e-5
     b = FakeRun("B-rev", a.params, sets, a.gt)
     text = compare.render(a, b, compare.compare(a, b, SETTINGS), SETTINGS, None)
@@ -179,7 +179,7 @@ class FakeExperiment:
     def __init__(self, rev, repo="."):
         self.rev = rev
 
-    def evidence(self, name, kind):
+    def evidence(self, name, test_set=None):
         return {"features": self.store[self.rev][name]}
 
     def gt_features(self):
@@ -191,7 +191,7 @@ def experiments(tmp_path, monkeypatch):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["evaluate"]["replicates"] = 200
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.setattr("maskgit.pipeline.runs.Run", FakeExperiment)
+    monkeypatch.setattr("maskgit.pages.runs.Run", FakeExperiment)
     rng = np.random.default_rng(3)
     gt = rng.normal(size=(60, 4))
 
@@ -235,10 +235,10 @@ def test_a_run_made_before_a_param_existed_is_compared_with_the_param_at_its_def
     # read as a broken file; a run that predates a param is read at today's default and
     # says so, and the sets it never scored (here the Halton decoders, which inpaint.orders
     # added) are left out by name, not a missing-file error
-    from maskgit.pipeline.evidence import write_evidence
-    from maskgit.pipeline.params import defaults
-    from maskgit.pipeline.runs import Run
-    from maskgit.pipeline.sets import BASELINES
+    from maskgit.project.evidence import write_evidence
+    from maskgit.project.params import defaults
+    from maskgit.pages.runs import Run
+    from maskgit.project.grid import BASELINES, MAIN
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     del params["reproducibility"], params["inpaint"]["orders"]
@@ -250,9 +250,8 @@ def test_a_run_made_before_a_param_existed_is_compared_with_the_param_at_its_def
     (tmp_path / "outputs/fid").mkdir(parents=True)
     np.save(tmp_path / "outputs/fid/gt_features.npy", gt)
     for name in [*params["inpaint"]["schedules"], *BASELINES]:
-        folder = "baselines" if name in BASELINES else "schedules"
         e = evidence(rng, gt, 0.5, rng.normal(15, 1, N))
-        write_evidence(tmp_path / "outputs/fid" / folder / f"{name}.npz", **e)
+        write_evidence(tmp_path / MAIN.evidence(name), **e)
     run = Run("workspace", str(tmp_path))
     read, sets, _ = run.load()
     assert read["reproducibility"] == defaults()["reproducibility"]

@@ -1,5 +1,5 @@
 """The sweep's lookup of a point already on the Git remote (maskgit.sweep,
-maskgit.pipeline.sweep_job), on a local bare repository: where DVC keeps an
+maskgit.sweeps.job), on a local bare repository: where DVC keeps an
 experiment's ref is taken from DVC's own ExpRefInfo, not from the code under test."""
 
 import argparse
@@ -12,8 +12,8 @@ from dvc.repo.experiments.refs import ExpRefInfo
 
 from conftest import ROOT
 from maskgit import sweep
-from maskgit.pipeline import sweep_job
-from maskgit.pipeline.sweep_job import JobResult, JobSpec
+from maskgit.sweeps import job
+from maskgit.sweeps.job import JobResult, JobSpec
 
 
 def git(*args, cwd):
@@ -40,14 +40,14 @@ def remote(tmp_path):
 
 def test_the_experiment_ref_is_where_dvc_keeps_it():
     commit = "0123456789abcdef0123456789abcdef01234567"
-    assert sweep_job.exp_ref(commit, "sw-a-1") == str(ExpRefInfo(baseline_sha=commit, name="sw-a-1"))
+    assert job.exp_ref(commit, "sw-a-1") == str(ExpRefInfo(baseline_sha=commit, name="sw-a-1"))
 
 
 def test_the_same_overrides_in_any_order_name_the_same_experiment():
     # a re-submitted sweep may list its -S flags in another order: it must find its points
-    one = sweep_job.experiment_name(["inpaint.total_iter=4", "inpaint.sweet_spot=2"])
-    assert one == sweep_job.experiment_name(["inpaint.sweet_spot=2", "inpaint.total_iter=4"])
-    assert one != sweep_job.experiment_name(["inpaint.sweet_spot=4", "inpaint.total_iter=2"])
+    one = job.experiment_name(["inpaint.total_iter=4", "inpaint.sweet_spot=2"])
+    assert one == job.experiment_name(["inpaint.sweet_spot=2", "inpaint.total_iter=4"])
+    assert one != job.experiment_name(["inpaint.sweet_spot=4", "inpaint.total_iter=2"])
 
 
 def test_a_point_is_on_the_remote_only_under_its_own_commit_and_name(remote):
@@ -56,25 +56,25 @@ def test_a_point_is_on_the_remote_only_under_its_own_commit_and_name(remote):
     assert not sweep._on_remote(url, base, "sw-y")
     assert not sweep._on_remote(url, base, "x")  # a name that ends another's is not it
     assert not sweep._on_remote(url, other, "sw-x")  # the same point swept from another commit
-    assert sweep_job.remote_has(url, sweep_job.exp_ref(base, "sw-x"))
-    assert not sweep_job.remote_has(url, sweep_job.exp_ref(base, "sw-y"))
-    assert not sweep_job.remote_has(url, sweep_job.exp_ref(other, "sw-x"))
+    assert job.remote_has(url, job.exp_ref(base, "sw-x"))
+    assert not job.remote_has(url, job.exp_ref(base, "sw-y"))
+    assert not job.remote_has(url, job.exp_ref(other, "sw-x"))
 
 
 def test_a_job_whose_point_is_on_the_remote_does_nothing(remote, tmp_path):
     url, base, _ = remote
-    result = sweep_job.run_job(JobSpec(git_remote=url, dvc_remote=str(tmp_path / "none"), commit=base, name="sw-x",
+    result = job.run_job(JobSpec(git_remote=url, dvc_remote=str(tmp_path / "none"), commit=base, name="sw-x",
                                        scratch=str(tmp_path / "scratch")))
     assert result.status == "exists" and result.ran == []
     assert not (tmp_path / "scratch").exists()  # nothing cloned
-    with pytest.raises(sweep_job.JobFailed, match="ls-remote"):
-        sweep_job.remote_has(str(tmp_path / "nowhere.git"), "refs/exps/x")
+    with pytest.raises(job.JobFailed, match="ls-remote"):
+        job.remote_has(str(tmp_path / "nowhere.git"), "refs/exps/x")
 
 
 def test_a_resubmitted_sweep_submits_only_the_points_not_on_the_remote(remote, tmp_path, monkeypatch, capsys):
     url, base, other = remote
     # the point inpaint.sweet_spot=2 is already there, under the name the sweep gives it
-    done = sweep_job.experiment_name(["inpaint.sweet_spot=2"])
+    done = job.experiment_name(["inpaint.sweet_spot=2"])
     git("push", "-q", url, f"{other}:{ExpRefInfo(baseline_sha=base, name=done)}", cwd=Path(tmp_path / "work"))
     project = tmp_path / "project"
     project.mkdir()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import NEEDS_LAB5
-from maskgit.pipeline.vqgan_checkpoint import load_lab_checkpoint
+from maskgit.project.vqgan_checkpoint import load_lab_checkpoint
 from maskgit.models.vqgan import (
     VQGAN,
     DownSampleBlock,

@@ -78,7 +78,7 @@ def main(argv=None):
     rev = subprocess.run(["git", "rev-parse", args.rev], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
     a = clone(rev, args.out / "a", None)
-    b = clone(rev, args.out / "b", ALTERNATIVE[a])
+    clone(rev, args.out / "b", ALTERNATIVE[a])
     settings = {a: args.out / "a", ALTERNATIVE[a]: args.out / "b"}
     results = {name: [] for name in settings}
     for round_ in range(args.rounds):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.yamlio import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fingerprints"

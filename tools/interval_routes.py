@@ -48,7 +48,7 @@ def procedural_features(n: int, cache: Path, weights: str | None) -> tuple[dict,
     from maskgit.algorithms.compositing import harmonic_fill
     from maskgit.data import procedural as pr
     from maskgit.metrics.fid import InceptionFeatures
-    from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
+    from maskgit.project.inception_weights import CACHE_DIR, resolve_inception_weights
 
     images, known = pr.make_dataset(1234, n), pr.make_masks(1234, n)
     masked = np.stack([pr.apply_mask(im, k) for im, k in zip(images, known)])
@@ -132,7 +132,7 @@ def scale(sets: dict, gt: np.ndarray) -> None:
     evaluate.ids_min_images), and how long it takes."""
     from maskgit.metrics import evaluation
     from maskgit.metrics.registry import METRICS
-    from maskgit.pipeline.params import defaults
+    from maskgit.project.params import defaults
 
     settings = evaluation.Settings.from_params(defaults()["evaluate"])
     names = list(sets)
@@ -143,7 +143,7 @@ def scale(sets: dict, gt: np.ndarray) -> None:
     seconds = time.perf_counter() - start
     route = "linear" if len(gt) > settings.exact_up_to else "exact"
     print(f"{len(gt)} images, {settings.replicates} replicates, {route} route, P-IDS/U-IDS "
-          f"{'computed' if evaluation.computes_ids(settings, len(gt)) else 'not computed'}: {seconds:.1f} s\n")
+          f"{'computed' if evaluation.fits(settings, len(gt)) else 'not computed'}: {seconds:.1f} s\n")
     metrics = [m for m in METRICS if all(m in table[k] for k in names)]
     print("| set | " + " | ".join(METRICS[m].label for m in metrics) + " |")
     print("| --- |" + " ---: |" * len(metrics))

@@ -36,8 +36,9 @@ OBJ, FID = "maskgit/algorithms/objective.py", "maskgit/metrics/fid.py"
 STAGE = "stages/train_transformer.py"
 EVAL, BOOT, INFL = "maskgit/metrics/evaluation.py", "maskgit/metrics/bootstrap.py", "maskgit/metrics/influence.py"
 IDS, IMG = "maskgit/metrics/ids.py", "maskgit/metrics/image.py"
-REVIEW, EXPP = "maskgit/compare.py", "maskgit/pipeline/experiments_page.py"
-SWEEP, SJOB = "maskgit/sweep.py", "maskgit/pipeline/sweep_job.py"
+REVIEW, EXPP = "maskgit/compare.py", "maskgit/pages/experiments.py"
+SWEEP, SJOB = "maskgit/sweep.py", "maskgit/sweeps/job.py"
+GRID_PY = "maskgit/project/grid.py"
 NUM, VERIFY, MASKS = "maskgit/pipeline/numerics.py", "maskgit/verify.py", "maskgit/data/masks.py"
 SCORING, FAMILY, EVALUATE = "maskgit/pipeline/scoring.py", "stages/family.py", "stages/evaluate.py"
 # the experiments page's tests that start no `dvc` process
@@ -48,7 +49,7 @@ TESTS = {
     "decoding": (["tests/test_decode.py", "tests/test_inpaint.py", "tests/test_bench.py"], "not quick_run"),
     "schedules": (["tests/test_decode.py", "tests/test_transformer.py"], None),
     "order": (["tests/test_order.py", "tests/test_decode.py"], None),
-    "sets": (["tests/test_order.py", "tests/test_bootstrap.py"], None),
+    "grid": (["tests/test_order.py", "tests/test_bootstrap.py", "tests/test_family.py"], None),
     "masking": (["tests/test_decode.py", "tests/test_transformer.py", "tests/test_inpaint.py"], None),
     "objective": (["tests/test_objective.py", "tests/test_transformer.py"], None),
     "metrics": (["tests/test_metric_values.py", "tests/test_fid.py"], None),
@@ -113,10 +114,13 @@ MUTANTS = [
       "        return _uniform((1, n), generator[0] if _per_image(generator) else generator, device).expand(b, n).clone()"),
     m("order.halton_decided_by_confidence", DEC, 'priority = (None if decoding.order == "confidence" else',
       'priority = (None if decoding.order != "random" else'),
-    m("sets.pairs_across_both_axes", "maskgit/pipeline/sets.py",
-      "if decoder(a)[0] == decoder(b)[0] or decoder(a)[1] == decoder(b)[1]]", "]"),
-    m("sets.confidence_named_with_order", "maskgit/pipeline/sets.py",
-      'return schedule if order == "confidence" else f"{schedule}-{order}"', 'return f"{schedule}-{order}"'),
+    m("grid.pairs_across_both_axes", GRID_PY, "if a.schedule == b.schedule or a.order == b.order]", "]"),
+    m("grid.confidence_named_with_order", GRID_PY,
+      'return self.schedule if self.order == "confidence" else f"{self.schedule}-{self.order}"',
+      'return f"{self.schedule}-{self.order}"'),
+    m("grid.family_reads_the_main_masks", GRID_PY,
+      'return paths.TEST / "mask64" if self.family is None else self.folder / "test" / "mask64"',
+      'return paths.TEST / "mask64"'),
     m("decoding.no_reveal_at_least_one", DEC, "n = torch.minimum(n.clamp(min=1), currently_unknown - 1)",
       "n = torch.minimum(n, currently_unknown - 1)"),
     m("decoding.no_keep_at_least_one", DEC, "n = torch.minimum(n.clamp(min=1), currently_unknown - 1)", "n = n.clamp(min=1)"),
@@ -201,8 +205,8 @@ MUTANTS = [
     m("evaluation.best_ignores_direction", EVAL, "best = (min if lower else max)(names, key=lambda s: point[s][m])",
       "best = min(names, key=lambda s: point[s][m])"),
     m("evaluation.worse_is_tied", EVAL, 'if v["verdict"] == "indistinguishable"]', 'if v["verdict"] != "better"]'),
-    m("evaluation.decisive_worst_pair", EVAL, 'a, b = sorted(schedules, key=lambda s: point[s]["fid"])[:2]',
-      'a, b = sorted(schedules, key=lambda s: point[s]["fid"])[-2:]'),
+    m("evaluation.decisive_worst_pair", EVAL, "a, b = sorted(decoders, key=lambda s: point[s][HEADLINE])[:2]",
+      "a, b = sorted(decoders, key=lambda s: point[s][HEADLINE])[-2:]"),
     m("evaluation.decisive_2_wide", EVAL, "bs.images_for_width(samples, n, 1.0, settings.confidence)",
       "bs.images_for_width(samples, n, 2.0, settings.confidence)"),
     # (decisive's interval without its centring is left out: equivalent, a shift leaves the width as it is)
@@ -211,7 +215,8 @@ MUTANTS = [
     m("evaluation.bin_edges_closed", EVAL, "((fraction <= hi) if last else (fraction < hi))", "(fraction <= hi)"),
     m("evaluation.kid_min_images_excluded", EVAL, 'len(idx) >= settings.kid_min_images',
       'len(idx) > settings.kid_min_images'),
-    m("evaluation.ids_min_images_excluded", EVAL, "n >= settings.ids_min_images", "n > settings.ids_min_images"),
+    m("evaluation.ids_min_images_excluded", EVAL, "n >= getattr(settings, g.min_images)",
+      "n > getattr(settings, g.min_images)"),
     # bootstrap: the draw, the percentile interval, its centring, verdicts, the images for a width
     m("bootstrap.seed_ignored", BOOT, "rng = np.random.default_rng(seed)", "rng = np.random.default_rng(0)"),
     m("bootstrap.last_image_never_drawn", BOOT, "rng.integers(0, n, n)", "rng.integers(0, n - 1, n)"),
@@ -318,16 +323,16 @@ MUTANTS = [
     m("masks.lama_cap_excluded", MASKS, 'return 0.0 < missing_fraction(known) <= p["max_tamper_area"]',
       'return 0.0 < missing_fraction(known) < p["max_tamper_area"]'),
     # P-IDS / U-IDS never per bucket
-    m("evaluation.ids_fitted_per_bucket", EVAL, "ids=False)", "ids=True)"),
+    m("evaluation.ids_fitted_per_bucket", EVAL, "fitted=False)", "fitted=True)"),
     # scoring: images paired by name; memory for the images one forward really holds
     m("scoring.paired_by_count", SCORING, "if names != gt_names:", "if len(names) != len(gt_names):"),
     m("scoring.memory_of_a_whole_chunk", SCORING, "return min(inception_chunk(batch_size, device), max(n_images, 1))",
       "return inception_chunk(batch_size, device)"),
     # the family stage: its own masks, for filling and for scoring
-    m("family.filled_under_the_main_masks", FAMILY, 'desc=f"{family}: inpaint {name}", files=files)',
-      'desc=f"{family}: inpaint {name}")'),
-    m("family.scored_with_the_main_masks", FAMILY, "files.gt, files.mask64, tmp / \"evidence\"",
-      "files.gt, paths.TEST / \"mask64\", tmp / \"evidence\""),
+    m("family.filled_under_the_main_masks", FAMILY, 'desc=f"{family}: inpaint {decoder.name}", test_set=test)',
+      'desc=f"{family}: inpaint {decoder.name}")'),
+    m("family.scored_with_the_main_masks", FAMILY, "np.load(paths.GT_FEATURES), test, test.folder",
+      "np.load(paths.GT_FEATURES), MAIN, test.folder"),
     # the experiments page: the harmonic fill is a baseline
     m("experiments.harmonic_read_as_a_decoder", EXPP, "if k not in BASELINES} or {",
       'if k not in ("masked_input", "onestep", "recon")} or {'),

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from maskgit.pipeline.evaluation_markdown import buckets_table, correction_line, order_table
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.pages.markdown import buckets_table, correction_line, order_table
+from maskgit.project.yamlio import parse_yaml
 
 
 def main(argv=None) -> None:

@@ -26,6 +26,11 @@ import os
 import torch
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a Slurm job's share, not the whole node's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host to device; on CUDA through pinned memory, so the copy overlaps compute."""
     device = torch.device(device)

@@ -35,12 +35,12 @@ with the same counts (docs/evaluation.md measures where the two routes agree).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from maskgit.algorithms.devices import usable_cores
 from maskgit.metrics import influence
 from maskgit.metrics.influence import KID_DEGREE
 # statistics whose replicates are biased by the repeats of resampling: their intervals are
@@ -171,11 +171,6 @@ def fid_block(grams: PairGrams, C: np.ndarray, pool: ThreadPoolExecutor | None =
 
     nuc = np.array(list((pool.map if pool else map)(nuclear, range(len(C)))))
     return mean_sq + tr1 + tr2 - 2 * nuc / (n - 1)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a Slurm job's share, not the whole node's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def bootstrap(features: dict[str, np.ndarray], gt: np.ndarray, per_image: dict[str, dict[str, np.ndarray]],

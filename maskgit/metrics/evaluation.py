@@ -6,12 +6,12 @@ settings that decide every interval, over the metrics of maskgit.metrics.registr
                   paired verdicts of the pairs asked for, each with its p-value
     correct       a family of verdicts under Holm's or Benjamini-Hochberg's correction
                   (holm, benjamini_hochberg: which of its p-values are rejected)
-    tied_for_best, decisive   the schedules tied for best; the best against the runner-up
+    tied_for_best, decisive   the decoders tied for best; the best against the runner-up
     by_mask_area  the same per bucket of missing-pixel fraction (mask_area_bins)
 
 The evaluate stage, `python -m maskgit.compare` and `python -m maskgit.experiments`
 call these and only format what comes back. Pure numpy on arrays handed in: the
-per-image evidence is read and written by maskgit.pipeline.evidence.
+per-image evidence is read and written by maskgit.project.evidence.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskgit.metrics import bootstrap as bs
-from maskgit.metrics.registry import METRICS, PAIRED, STORED
+from maskgit.metrics import ids
+from maskgit.metrics.registry import FEATURES, GROUPS, HEADLINE, METRICS, PAIRED, STORED
+
+# The function of each FEATURES group of the registry (fitted per set, here only)
+FITTED = {"ids": ids.per_image}
 
 
 @dataclass(frozen=True)
@@ -131,26 +135,37 @@ def correct(verdicts: list[dict], alpha: float, method: str = "holm") -> dict:
             "decided_uncorrected": sum(v["uncorrected"] in decided for v in family)}
 
 
-def computes_ids(settings: Settings, n: int) -> bool:
-    """Whether a run of n test images gets P-IDS and U-IDS (see maskgit.metrics.ids)."""
-    return settings.ids_min_images is not None and n >= settings.ids_min_images
+def fits(settings: Settings, n: int) -> bool:
+    """Whether a run of n test images gets the FEATURES groups fitted per set (P-IDS and
+    U-IDS: maskgit.metrics.ids), each from its own evaluate.* minimum on."""
+    return all(getattr(settings, g.min_images) is not None and n >= getattr(settings, g.min_images)
+               for g in GROUPS.values() if g.source == FEATURES and g.min_images)
+
+
+def computed_groups(sets: dict[str, dict], settings: Settings, n: int) -> dict[str, bool]:
+    """{group: whether this run has its metrics}, for evaluation.json and the pages: a
+    fitted group from its minimum image count on, a network's where every set's
+    evidence holds its metrics (the FID stages had the weights)."""
+    return {name: fits(settings, n) if g.source == FEATURES else
+            all(m in e for e in sets.values() for m, spec in METRICS.items() if spec.group == name)
+            for name, g in GROUPS.items()}
 
 
 def summarise(sets: dict[str, dict], gt: np.ndarray, settings: Settings, fid: bool = True, kid: bool = True,
-              pairs=(), ids: bool = True) -> tuple[dict, dict, dict, list[dict]]:
+              pairs=(), fitted: bool = True) -> tuple[dict, dict, dict, list[dict]]:
     """sets: name -> evidence ("features" and the per-image metrics it holds), rows in gt's order.
     Returns point values, replicates, {set: {metric: cell}} and the verdicts of `pairs` on
     every paired metric, uncorrected (`correct` makes them a family). Two sets whose
     evidence is identical are "identical", not tested. fid False leaves FID out; kid
-    False reads no features at all (per-image metrics only); P-IDS and U-IDS when `ids`
-    and computes_ids (each set's SVM fitted here, its per-image scores resampled)."""
+    False reads no features at all (per-image metrics only); the fitted groups (P-IDS and
+    U-IDS) when `fitted` and the run fits them (each set's model fitted here, its per-image
+    scores resampled)."""
     features = {name: ev["features"] for name, ev in sets.items()} if kid else {}
     per_image = {name: {m: ev[m] for m in STORED if m in ev} for name, ev in sets.items()}
-    if kid and ids and computes_ids(settings, len(gt)):
-        from maskgit.metrics import ids as ids_metric
-
+    if kid and fitted and fits(settings, len(gt)):
         for name, f in features.items():
-            per_image[name].update(ids_metric.per_image(gt, f))
+            for group in FITTED.values():
+                per_image[name].update(group(gt, f))
     gt = gt if kid else np.zeros((len(gt), 1))
     point, reps = bs.resample(features, gt, per_image, settings.replicates, settings.seed, fid=fid,
                               exact_up_to=settings.exact_up_to)
@@ -181,14 +196,14 @@ def tied_for_best(point: dict, reps: dict, names: list[str], settings: Settings)
     return out
 
 
-def decisive(point: dict, reps: dict, schedules: list[str], n: int, settings: Settings) -> dict | None:
-    """The best schedule by FID against the runner-up: how wide their FID-difference interval
+def decisive(point: dict, reps: dict, decoders: list[str], n: int, settings: Settings) -> dict | None:
+    """The best decoder by FID against the runner-up: how wide their FID-difference interval
     is, and how many test images would make it 1 FID wide."""
-    if len(schedules) < 2:
+    if len(decoders) < 2:
         return None
-    a, b = sorted(schedules, key=lambda s: point[s]["fid"])[:2]
-    samples = reps[a]["fid"] - reps[b]["fid"]
-    lo, hi = bs.interval(samples, settings.confidence, point[a]["fid"] - point[b]["fid"])
+    a, b = sorted(decoders, key=lambda s: point[s][HEADLINE])[:2]
+    samples = reps[a][HEADLINE] - reps[b][HEADLINE]
+    lo, hi = bs.interval(samples, settings.confidence, point[a][HEADLINE] - point[b][HEADLINE])
     return {"a": a, "b": b, "width": hi - lo,
             "images_for_1_fid": bs.images_for_width(samples, n, 1.0, settings.confidence)}
 
@@ -213,8 +228,9 @@ def by_mask_area(sets: dict[str, dict], gt: np.ndarray, settings: Settings, pair
                  "sets": {}, **({"pairs": []} if pairs else {})}
         if len(idx) >= 2:
             sub = {name: {k: v[idx] for k, v in e.items()} for name, e in sets.items()}
+            # never fitted on a bucket's few images, which a linear SVM separates by chance
             _, _, entry["sets"], verdicts = summarise(sub, gt[idx], settings, fid=False, kid=entry["kid"], pairs=pairs,
-                                                      ids=False)
+                                                      fitted=False)
             if pairs:
                 entry["pairs"] = verdicts
         buckets.append(entry)

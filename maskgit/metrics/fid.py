@@ -1,7 +1,7 @@
 """FID and KID from torch-fidelity's ``inception-v3-compat`` pool features.
 
 :class:`InceptionFeatures` takes a weights file (found offline by
-``maskgit.pipeline.inception_weights``); the metric maths is torch-fidelity's own
+``maskgit.project.inception_weights``); the metric maths is torch-fidelity's own
 (``metric_fid`` / ``metric_kid``).
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from maskgit.metrics.registry import POINT_VALUES
 
 FEATURE_DIM = 2048
 KID_SUBSET_SIZE_MAX = 1000
@@ -70,7 +72,7 @@ class InceptionFeatures:
         if weights_path is None and is_offline():
             raise RuntimeError(
                 "No Inception weights given and offline (MASKGIT_OFFLINE/CI): pass a weights file "
-                "(maskgit.pipeline.inception_weights finds one from the fid.inception_weights param)"
+                "(maskgit.project.inception_weights finds one from the fid.inception_weights param)"
             )
         self.weights_path = None if weights_path is None else Path(weights_path)
         self.device = torch.device(device)
@@ -154,6 +156,17 @@ def fid_from_statistics(stats1: dict, stats2: dict) -> float:
     s2 = {k: np.asarray(stats2[k], np.float64) for k in ("mu", "sigma")}
     with _single_threaded_blas():
         return float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])
+
+
+def point_values(features: np.ndarray, gt_features: np.ndarray, gt_stats: dict) -> dict[str, float]:
+    """A set's FID and KID (with KID's spread over subsets) against the ground truth's
+    features, without intervals: the evaluate stage gives those."""
+    kid, kid_std = kid_from_features(features, gt_features)
+    return dict(zip(POINT_VALUES, (fid_from_statistics(statistics(features), gt_stats), kid, kid_std)))
+
+
+def describe_point_values(values: dict[str, float]) -> str:
+    return f"FID {values['fid']:.2f}  KID {values['kid']:.4f} +- {values['kid_std']:.4f}"
 
 
 def fid_from_features(f1, f2) -> float:

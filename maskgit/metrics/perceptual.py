@@ -5,7 +5,7 @@ The implementation is the authors' own package, `lpips` (version 0.1 of its line
 heads, which ship inside the package), on the AlexNet backbone the papers use. The
 backbone's ImageNet weights are not in any package: they come from a file, a
 torchvision AlexNet state dict (`alexnet-owt-7be5be79.pth`), named by the param
-fid.lpips_backbone or found in torch's hub cache (maskgit.pipeline.lpips_weights), never
+fid.lpips_backbone or found in torch's hub cache (maskgit.project.lpips_weights), never
 downloaded here. Without one the FID stages store no LPIPS.
 
 - lpips: the package's value, its per-layer distances averaged over each layer's grid.
@@ -31,7 +31,7 @@ BACKBONE_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's name for its ImageNe
 
 def from_backbone(state: dict, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The lpips package's AlexNet LPIPS with its own linear heads and this backbone: a
-    torchvision AlexNet state dict (maskgit.pipeline.lpips_weights reads the file)."""
+    torchvision AlexNet state dict (maskgit.project.lpips_weights reads the file)."""
     import lpips
 
     with warnings.catch_warnings():

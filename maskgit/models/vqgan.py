@@ -21,7 +21,7 @@ instance norm, and the last one before the output conv then forces the mean
 colour of every decoded image to the same constant, whatever the tokens.
 
 Images are in the model's normalised space (whatever normalisation the caller
-applied); the model itself does no file I/O (maskgit.pipeline.vqgan_checkpoint loads the lab's file).
+applied); the model itself does no file I/O (maskgit.project.vqgan_checkpoint loads the lab's file).
 """
 
 from __future__ import annotations

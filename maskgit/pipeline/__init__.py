@@ -1,3 +1,4 @@
-"""What the DVC stages share: params, errors, file formats, checkpoints, the
-inpainting runner over the prepared test set, resumable training, data-parallel
-training, user folders, report tables and figures. Imports the layers below it."""
+"""What the DVC stages compute with: the numerics a run's bits follow, the stage
+runtime and its workspace guard, the inpainting runner, tokens, scoring against the
+ground truth, resumable and data-parallel training, memory checks, timing. Imports
+maskgit.project and the layers below."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from maskgit.pipeline.errors import ParamError
+from maskgit.project.errors import ParamError
 
 FLOAT = 4  # bytes; activations are counted in fp32 (bf16 autocast halves some, not all)
 

@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 from maskgit.choices import REPRODUCIBILITY as MODES
-from maskgit.pipeline.errors import ParamError
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.errors import ParamError
+from maskgit.project.yamlio import parse_yaml
 
 # numpy's dispatch groups above AVX2 (numpy >= 2.4 names, then older ones): disabled,
 # numpy runs its AVX2 (x86-64-v3) loops on every CPU that has AVX2

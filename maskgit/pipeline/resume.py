@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit.pipeline import paths
-from maskgit.pipeline.errors import TrainingDiverged
-from maskgit.pipeline.files import save_torch
+from maskgit.project import paths
+from maskgit.project.errors import TrainingDiverged
+from maskgit.project.files import save_torch
 
 
 def fingerprint(params: dict, *files: str | Path) -> str:

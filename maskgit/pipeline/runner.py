@@ -6,56 +6,35 @@ tokens are loaded whole (2 KB per image), its images and masks are read, and the
 results written, per batch, so memory does not grow with the number of images."""
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskgit.pipeline import numerics, paths
-from maskgit.pipeline.transformer_checkpoint import load_transformer
-from maskgit.pipeline.vqgan_checkpoint import load_vqgan
+from maskgit.pipeline import numerics
+from maskgit.project import paths
+from maskgit.project.grid import MAIN, TestSet
+from maskgit.project.transformer_checkpoint import load_transformer
+from maskgit.project.vqgan_checkpoint import load_vqgan
 from maskgit.algorithms.devices import autocast
 from maskgit.pipeline.memory import check_fits, transformer_step_bytes, vqgan_step_bytes
 from maskgit.pipeline.runtime import resolve_device
 from maskgit.algorithms.compositing import composite, harmonic_fill
 from maskgit.algorithms.decoding import Decoding, decode_set, reconstruct_in_fixed_chunks
 from maskgit.algorithms.guidance import pixel_prior
-from maskgit.pipeline.params import test_normalisation
+from maskgit.project.params import test_normalisation
 from tqdm import tqdm
 
-from maskgit.pipeline.files import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
-
-@dataclass(frozen=True)
-class TestSetFiles:
-    """Where one test set lies: its masked images, masks and ground truth (PNG folders),
-    its tokens and token mask (stage tokenize's arrays)."""
-    masked_image: Path
-    mask64: Path
-    gt: Path
-    tokens: Path
-    unknown: Path
-
-    @classmethod
-    def family(cls, root: Path) -> "TestSetFiles":
-        """A mask family's test set, written under `root` by its stage (paths.FAMILIES):
-        the ground truth is the prepared test set's own."""
-        return cls(root / "test" / "masked_image", root / "test" / "mask64", paths.TEST / "gt",
-                   root / "tokens" / "test.npy", root / "tokens" / "test_unknown.npy")
-
-
-MAIN = TestSetFiles(paths.TEST / "masked_image", paths.TEST / "mask64", paths.TEST / "gt", paths.TEST_TOKENS,
-                    paths.TEST_UNKNOWN)
-
+from maskgit.project.files import image_folder, list_images, read_image_files, read_mask_files, save_npy, to_tensor, to_uint8, write_json
 
 class PreparedTestSet:
     """A tokenized test set: tokens in memory, images and masks read on demand."""
 
-    def __init__(self, params, files: TestSetFiles = MAIN):
+    def __init__(self, params, test_set: TestSet = MAIN):
         self.size = params["data"]["image_size"]
-        self.tokens = torch.from_numpy(np.load(files.tokens).astype(np.int64))
-        self.unknown = torch.from_numpy(np.load(files.unknown))
-        self.paths = {kind: list_images(getattr(files, kind)) for kind in ("masked_image", "mask64", "gt")}
+        self.tokens = torch.from_numpy(np.load(test_set.tokens).astype(np.int64))
+        self.unknown = torch.from_numpy(np.load(test_set.unknown))
+        self.paths = {kind: list_images(getattr(test_set, kind)) for kind in ("masked_image", "mask64", "gt")}
         self.names = [p.name for p in self.paths["masked_image"]]
 
     def __len__(self):
@@ -94,7 +73,7 @@ class PreparedTestSet:
 
 
 def run_inpainting(params, out_dir: Path, decoding: Decoding, *, history_images: int, desc: str,
-                   files: TestSetFiles = MAIN):
+                   test_set: TestSet = MAIN):
     """Inpaint the whole test set with one decoder; write images/, the per-step arrays
     of the first `history_images` images, and info.json into out_dir. `decoding` says
     how tokens are chosen; params say where and how fast (device, precision, batch,
@@ -107,7 +86,7 @@ def run_inpainting(params, out_dir: Path, decoding: Decoding, *, history_images:
     # eager even with compile: true: a test set is too short to pay back the compilation
     # (docs/findings.md)
     transformer = load_transformer(paths.TRANSFORMER, device)
-    test = PreparedTestSet(params, files)
+    test = PreparedTestSet(params, test_set)
     batch, tf = min(ip["batch_size"], len(test)), transformer
     size = params["data"]["image_size"]
     check_fits(transformer_step_bytes(batch, tf.num_tokens, tf.codebook_size + 1, tf.config["dim"], tf.config["n_layers"],
@@ -147,8 +126,8 @@ def run_inpainting(params, out_dir: Path, decoding: Decoding, *, history_images:
             "io_seconds": round(io_seconds, 3)}
 
 
-def run_baselines(params, out: Path, files: TestSetFiles = MAIN) -> dict:
-    """The computed baselines of one test set, each into out/<name>/images: onestep
+def run_baselines(params, test_set: TestSet = MAIN) -> dict:
+    """The computed baselines of one test set, each into test_set.images(<name>): onestep
     (decoding with total_iter 1), recon (the VQGAN reconstruction of the ground truth,
     composited like the decoders) and harmonic (Laplace fill, no model). Returns the
     one-step run's timings."""
@@ -157,15 +136,16 @@ def run_baselines(params, out: Path, files: TestSetFiles = MAIN) -> dict:
     # the schedule named here does not matter, so the stage does not depend on the list
     one_step = Decoding(schedule="cosine", total_iter=1, sweet_spot=1, choice_temperature=ip["choice_temperature"],
                         sampling=ip["sampling"])
-    onestep = run_inpainting(params, out / "onestep", one_step, history_images=0, desc="one-step", files=files)
+    onestep = run_inpainting(params, test_set.baselines / "onestep", one_step, history_images=0, desc="one-step",
+                             test_set=test_set)
     device = resolve_device(params["device"])
     vqgan, norm = load_vqgan(paths.VQGAN, device)
-    test = PreparedTestSet(params, files)
+    test = PreparedTestSet(params, test_set)
     batch_size = ip["batch_size"]
     # the ground truth is encoded as the masked test images are (data.test_mean/test_std),
     # so the floor is that of the inpainting's own tokens; decoding uses the training norm
     encode_norm = test_normalisation(params, norm)
-    with image_folder(out / "recon" / "images") as write, image_folder(out / "harmonic" / "images") as write_harmonic, \
+    with image_folder(test_set.images("recon")) as write, image_folder(test_set.images("harmonic")) as write_harmonic, \
             torch.no_grad():
         for start in tqdm(range(0, len(test), batch_size), desc="reconstruction, harmonic fill", unit="batch"):
             batch = slice(start, min(start + batch_size, len(test)))

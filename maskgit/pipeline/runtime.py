@@ -12,10 +12,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from maskgit.pipeline import numerics, paths, workspace
-from maskgit.algorithms.devices import keep_freed_memory
-from maskgit.pipeline.errors import ParamError, one_line_errors
-from maskgit.pipeline.files import remove_stale_tmp, write_json
+from maskgit.pipeline import numerics, workspace
+from maskgit.project import paths
+from maskgit.algorithms.devices import keep_freed_memory, usable_cores
+from maskgit.project.errors import ParamError, one_line_errors
+from maskgit.project.files import remove_stale_tmp, write_json
 
 # the top folders of every path paths.py names (data, models, outputs, ...): where a stage writes
 OUTPUT_ROOTS = sorted({p.parts[0] for p in vars(paths).values() if isinstance(p, Path)})
@@ -72,8 +73,7 @@ def device_used() -> str:
     has touched CUDA, else the CPU cores this process may use."""
     if torch.cuda.is_initialized():
         return f"cuda ({torch.cuda.get_device_name(torch.cuda.current_device())})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"cpu ({cores} cores)"
+    return f"cpu ({usable_cores()} cores)"
 
 
 def resolve_device(choice: str) -> torch.device:

@@ -1,5 +1,5 @@
 """Image sets scored against the ground truth: torch-fidelity's inception-v3-compat
-features, FID and KID, and each set's per-image evidence (maskgit.pipeline.evidence).
+features, FID and KID, and each set's per-image evidence (maskgit.project.evidence).
 The FID stages score the main test set with it, a mask family's stage its own."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskgit.metrics import perceptual
-from maskgit.metrics.fid import InceptionFeatures, fid_from_statistics, inception_chunk, kid_from_features, statistics
+from maskgit.metrics.fid import InceptionFeatures, describe_point_values, inception_chunk, point_values, statistics
 from maskgit.metrics.image import missing_fraction
 from maskgit.metrics.registry import per_image_metrics
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.evidence import write_evidence
-from maskgit.pipeline.files import list_images, read_images, read_masks, sha256_file
-from maskgit.pipeline.inception_weights import CACHE_DIR, resolve_inception_weights
-from maskgit.pipeline.lpips_weights import find_backbone, load_lpips
+from maskgit.project.errors import InputError
+from maskgit.project.evidence import write_evidence
+from maskgit.project.files import list_images, read_images, read_masks, sha256_file
+from maskgit.project.grid import TestSet
+from maskgit.project.inception_weights import CACHE_DIR, resolve_inception_weights
+from maskgit.project.lpips_weights import find_backbone, load_lpips
 from maskgit.pipeline.memory import check_fits, inception_batch_bytes
 
 
@@ -40,10 +40,11 @@ class Scorer:
                    f"fid.batch_size {batch_size} ({per_forward} images per forward)")
         # every weights file resolved and read before the first is put to work: a bad one
         # stops the stage at once
-        self.lpips, backbone = None, None
+        self.networks, backbone = {}, None  # {metric group: its network}, those the run has weights for
         if lpips:
             backbone, skipped = find_backbone(params["fid"]["lpips_backbone"])
-            self.lpips = load_lpips(backbone, device) if backbone else None
+            if backbone:
+                self.networks["lpips"] = load_lpips(backbone, device)
             if skipped:
                 print(f"fid: LPIPS skipped, {skipped}", file=sys.stderr)
         weights, _ = resolve_inception_weights(params["fid"]["inception_weights"], CACHE_DIR)
@@ -61,13 +62,15 @@ class Scorer:
     def features(self, name: str, images: np.ndarray) -> np.ndarray:
         return self.extract(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), desc=name)
 
-    def score(self, image_sets: dict[str, Path], gt: np.ndarray, gt_dir: Path, mask_dir: Path, out: Path,
-              prefix: str = "", point_values: bool = True) -> dict:
-        """Each set's evidence written to out/<set>.npz, and (point_values) its FID and KID
-        against the ground truth's features `gt`; without them only the evaluate stage's
-        FID and KID, with intervals, are computed: torch-fidelity's FID solves a 2048 x 2048
-        eigenproblem per set. Every set must hold the ground truth's file names."""
-        gt_stats = statistics(gt) if point_values else None
+    def score(self, image_sets: dict[str, Path], gt: np.ndarray, test_set: TestSet, out: Path,
+              prefix: str = "", with_point_values: bool = True) -> dict:
+        """Each set's evidence written to out/<set>.npz, read against `test_set`'s ground
+        truth and masks, and (with_point_values) its FID and KID against the ground truth's
+        features `gt`; without them only the evaluate stage's FID and KID, with intervals,
+        are computed: torch-fidelity's FID solves a 2048 x 2048 eigenproblem per set.
+        Every set must hold the ground truth's file names."""
+        gt_dir, mask_dir = test_set.gt, test_set.mask64
+        gt_stats = statistics(gt) if with_point_values else None
         gt_names = [p.name for p in list_images(gt_dir)]
         gt_images, known = read_images(gt_dir, self.size), read_masks(mask_dir, self.size)
         if len(gt_images) != len(gt) or len(known) != len(gt):
@@ -81,12 +84,10 @@ class Scorer:
                                  f"of {gt_dir} (every set must hold the test set's names)")
             images = read_images(folder, self.size)
             f = self.features(prefix + name, images)
-            if point_values:
-                kid, kid_std = kid_from_features(f, gt)
-                results[name] = {"fid": fid_from_statistics(statistics(f), gt_stats), "kid": kid, "kid_std": kid_std}
-                print(f"fid {prefix}{name}: FID {results[name]['fid']:.2f}  KID {kid:.4f} +- {kid_std:.4f}",
-                      file=sys.stderr)
+            if with_point_values:
+                results[name] = point_values(f, gt, gt_stats)
+                print(f"fid {prefix}{name}: {describe_point_values(results[name])}", file=sys.stderr)
             write_evidence(out / f"{name}.npz", names=np.array(names), features=f,
-                           missing_fraction=missing_fraction(known), **per_image_metrics(images, gt_images, known),
-                           **(perceptual.per_image(self.lpips, images, gt_images, known) if self.lpips else {}))
+                           missing_fraction=missing_fraction(known),
+                           **per_image_metrics(images, gt_images, known, self.networks))
         return results

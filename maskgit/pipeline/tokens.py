@@ -6,8 +6,8 @@ import torch
 from tqdm import tqdm
 
 from maskgit.algorithms.masking import token_unknown_from_pixel_mask
-from maskgit.pipeline.files import to_tensor
-from maskgit.pipeline.params import test_normalisation, token_patch
+from maskgit.project.files import to_tensor
+from maskgit.project.params import test_normalisation, token_patch
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from maskgit.pipeline.files import replace_dir
+from maskgit.project.files import replace_dir
 from maskgit.pipeline.resume import Resumable, fingerprint
 
 

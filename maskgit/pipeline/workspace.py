@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from maskgit.pipeline.errors import UserError
+from maskgit.project.errors import UserError
 
 RWLOCK = Path(".dvc") / "tmp" / "rwlock"
 # where `dvc exp run` notes its pid once it has applied its -S values to the workspace
@@ -178,8 +178,8 @@ def refuse_params_rewritten(stage: str, path: str | Path = "params.yaml", root: 
 
 
 def _parse(data: bytes | None) -> dict:
-    from maskgit.pipeline.params import flatten
-    from maskgit.pipeline.yamlio import parse_yaml
+    from maskgit.project.params import flatten
+    from maskgit.project.yamlio import parse_yaml
 
     try:
         loaded = parse_yaml(data.decode()) if data else {}
@@ -190,8 +190,8 @@ def _parse(data: bytes | None) -> dict:
 
 def _recorded_params(root: str | Path) -> dict:
     """The params this stage's last run recorded (DVC_STAGE names the stage), flat."""
-    from maskgit.pipeline.params import flatten
-    from maskgit.pipeline.yamlio import parse_yaml
+    from maskgit.project.params import flatten
+    from maskgit.project.yamlio import parse_yaml
 
     try:
         stage = parse_yaml((Path(root) / "dvc.lock").read_text())["stages"][os.environ["DVC_STAGE"]]
@@ -204,7 +204,7 @@ def _recorded_params(root: str | Path) -> dict:
 
 
 def _committed_params(root: str | Path) -> dict:
-    from maskgit.pipeline.gitrepo import show
+    from maskgit.project.gitrepo import show
 
     text = show("HEAD", "params.yaml", root)
     return _parse(text.encode()) if text else {}

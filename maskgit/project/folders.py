@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.files import IMAGE_SUFFIXES, list_images
-from maskgit.pipeline.params import MIN_TEST_IMAGES
+from maskgit.project.errors import InputError
+from maskgit.project.files import IMAGE_SUFFIXES, list_images
+from maskgit.project.params import MIN_TEST_IMAGES
 from maskgit.data.procedural import apply_mask
 
 # A mask pixel >= 128 is known (white), < 128 missing (black). A mask is accepted as

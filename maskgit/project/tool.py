@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from maskgit.pipeline.errors import one_line_errors
+from maskgit.project.errors import one_line_errors
 
 
 def run_tool(main: Callable[[], object], name: str, interrupted: str = "") -> None:
     """Call main() under the tools' error contract (module docstring), the stages' own
-    (maskgit.pipeline.errors.one_line_errors). What main() returns is ignored: a tool
+    (maskgit.project.errors.one_line_errors). What main() returns is ignored: a tool
     that means an exit status other than 0 calls sys.exit itself (maskgit.verify: 1 when
     a stage differs), and SystemExit passes through. `interrupted`: what the line after
     Ctrl-C adds (what was stopped, what was kept)."""

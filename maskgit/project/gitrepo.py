@@ -7,17 +7,21 @@ import os
 import subprocess
 from pathlib import Path
 
-from maskgit.pipeline.errors import UserError
+from maskgit.project.errors import UserError
 
-# what decides a run's numbers: a change here and the revision alone no longer names the run
-SOURCE_PATHS = ("params.yaml", "dvc.yaml", "maskgit", "stages", "configs")
+# what decides a run's numbers: a change here and the revision alone no longer names the
+# run (the pipeline's own outputs, dvc.lock, metrics, timings and reports, change on
+# every run and would otherwise always mark the tree dirty)
+SOURCE_PATHS = ("params.yaml", "dvc.yaml", "pyproject.toml", "maskgit", "stages", "configs")
 
 
 def git_error(stderr: str) -> str:
-    """git's own reason in one line (its last `fatal:` or `error:` line), for a UserError."""
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (reasons or lines or ["failed with no message"])[-1]
+    """The line of git's stderr that says what went wrong: its first `fatal:` or `error:`
+    line. Its last line is often advice ("and the repository exists."), which read alone
+    says the opposite of the problem."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))),
+                lines[0] if lines else "failed")
 
 
 def git(*args: str, cwd: str | Path = ".", check: bool = True, timeout: float | None = 60) -> str:
@@ -44,6 +48,12 @@ def show(rev: str, path: str, cwd: str | Path = ".") -> str | None:
 def resolve(rev: str, cwd: str | Path = ".") -> str | None:
     """The commit `rev` names (a full hash), or None where it names none."""
     return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd, check=False) or None
+
+
+def default_remote(cwd: str | Path = ".") -> str | None:
+    """The git remote a command uses when none is given: origin, else the first."""
+    remotes = git("remote", cwd=cwd, check=False).split()
+    return ("origin" if "origin" in remotes else remotes[0]) if remotes else None
 
 
 def revision_state(cwd: str | Path = ".", paths: tuple[str, ...] = SOURCE_PATHS) -> tuple[str, list[str]]:

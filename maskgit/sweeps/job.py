@@ -1,5 +1,5 @@
 """One job of a sweep (maskgit.sweep) or of a study (maskgit.tune --executor), as
-maskgit.pipeline.sweep_submit submits it: everything it does happens in its own clone.
+maskgit.sweeps.submit submits it: everything it does happens in its own clone.
 
 The path DVC supports across machines is a shared Git remote plus a shared DVC
 remote: a job clones the submitted commit into node-local scratch (never a shared
@@ -26,6 +26,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from maskgit.project.gitrepo import git_error
 
 RAN = re.compile(r"Running stage '([^']+)'")
 RESTORED = re.compile(r"Stage '([^']+)' is cached - skipping run")
@@ -85,15 +87,6 @@ def _env(spec: JobSpec) -> dict:
     env.pop("PYTHONPATH", None)  # the clone's own maskgit, not the submitter's checkout
     env["PYTHONPATH"] = "."
     return env
-
-
-def git_error(stderr: str) -> str:
-    """The line of git's stderr that says what went wrong: its first `fatal:` or `error:`
-    line. Its last line is often advice ("and the repository exists."), which read alone
-    says the opposite of the problem."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return next((line for line in lines if line.startswith(("fatal:", "error:", "ERROR:"))),
-                lines[0] if lines else "failed")
 
 
 def remote_has(git_remote: str, ref: str, env: dict | None = None) -> bool:

@@ -21,13 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskgit.pipeline import paths
-from maskgit.pipeline.errors import InputError, UserError
-from maskgit.pipeline.files import atomic_write_bytes
-from maskgit.pipeline.params import flatten
-from maskgit.pipeline.sets import BASELINES
+from maskgit.metrics.registry import HEADLINE
+from maskgit.project import paths
+from maskgit.project.errors import InputError, UserError
+from maskgit.project.files import atomic_write_bytes
+from maskgit.project.gitrepo import default_remote
+from maskgit.project.params import flatten
+from maskgit.project.grid import BASELINES
 
-FID_FILE = paths.FID_SCHEDULES.as_posix()  # as dvc exp show names it
+# as dvc exp show names them; before 2026-12-07 the decoders' file was fid_schedules.json
+FID_FILES = (paths.FID_DECODERS.as_posix(), "metrics/fid_schedules.json")
 # column prefixes of the metrics; params are dotted keys (and include fid.* settings)
 FID, BASE, INTERVAL = "FID ", "baseline FID ", "interval "
 BASELINE_FILE = paths.FID_BASELINES.as_posix()
@@ -66,10 +69,9 @@ def pull_experiments(git_remote: str | None, all_commits: bool = False) -> str:
     refs only: their params and metrics/evaluation.json are in Git (`cache: false`),
     which is all this page reads; `dvc exp apply NAME && dvc pull` fetches one's data."""
     if git_remote is None:
-        remotes = subprocess.run(["git", "remote"], capture_output=True, text=True).stdout.split()
-        if not remotes:
+        git_remote = default_remote()
+        if git_remote is None:
             raise UserError("--pull: no git remote (pass --git-remote URL, or `git remote add origin URL`)")
-        git_remote = "origin" if "origin" in remotes else remotes[0]
     cmd = ["dvc", "exp", "pull", "--no-cache", "--force", git_remote] + (["--all-commits"] if all_commits else [])
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -114,26 +116,27 @@ def experiments_frame(exp_show: list) -> pd.DataFrame:
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         metrics = data.get("metrics") or {}
         scored = (metrics.get(EVALUATION_FILE) or {}).get("data") or {}
-        evaluation = {k: m["fid"] for k, m in (scored.get("sets") or {}).items()
-                      if isinstance((m or {}).get("fid"), dict) and "value" in m["fid"]}
+        evaluation = {k: m[HEADLINE] for k, m in (scored.get("sets") or {}).items()
+                      if isinstance((m or {}).get(HEADLINE), dict) and "value" in m[HEADLINE]}
         # FIDs come from the evaluation, which git keeps for every experiment; the FID
         # stages' own files are in the DVC cache (so that a sweep point takes an unchanged
         # FID stage from the run cache), and only commits from before the evaluation
         # existed are read from there
         fids = {k: v for k, v in evaluation.items() if k not in BASELINES} or {
-            k: {"value": m["fid"]} for k, m in ((metrics.get(FID_FILE) or {}).get("data") or {}).items()}
+            k: {"value": m[HEADLINE]} for file in FID_FILES
+            for k, m in ((metrics.get(file) or {}).get("data") or {}).items()}
         if not fids:
             continue  # a failed or unfinished experiment
         flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()}
         row = {"experiment": name, REV: data.get(REV), **flat}
         if scored.get("images"):
             row[IMAGES] = int(scored["images"])  # FID's bias depends on it: FIDs compare only at equal counts
-        for schedule, cell in fids.items():
-            row[f"{FID}{schedule}"] = cell["value"]
+        for decoder, cell in fids.items():
+            row[f"{FID}{decoder}"] = cell["value"]
             if "low" in cell and "high" in cell:  # dvc exp show keeps scalars only, not the interval list
-                row[f"{INTERVAL}{schedule}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
+                row[f"{INTERVAL}{decoder}"] = f"[{cell['low']:.2f}, {cell['high']:.2f}]"
         base = {k: v["value"] for k, v in evaluation.items() if k in BASELINES} or {
-            k: m["fid"] for k, m in ((metrics.get(BASELINE_FILE) or {}).get("data") or {}).items()}
+            k: m[HEADLINE] for k, m in ((metrics.get(BASELINE_FILE) or {}).get("data") or {}).items()}
         for key, value in base.items():
             row[f"{BASE}{key}"] = value
         rows.append(row)
@@ -155,8 +158,8 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
     """experiment -> "**best**" | "tied" | "" | "no evidence": each experiment's best FID
     against the best experiment's, paired over images from both experiments' stored evidence."""
     from maskgit.metrics import evaluation
-    from maskgit.pipeline.params import load_params
-    from maskgit.pipeline.runs import Run
+    from maskgit.project.params import load_params
+    from maskgit.pages.runs import Run
 
     fid_cols = [c for c in frame.columns if c.startswith(FID)]
     if frame.empty or REV not in frame or frame[REV].isna().any():
@@ -165,13 +168,13 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
         settings = evaluation.Settings.from_params(load_params(params_path)["evaluate"])
     except UserError:
         return {}
-    best_schedule = frame[fid_cols].idxmin(axis=1).str.removeprefix(FID)
+    best_decoder = frame[fid_cols].idxmin(axis=1).str.removeprefix(FID)
     best_fid = frame[fid_cols].min(axis=1)
     top = int(best_fid.idxmin())
 
     def evidence(i):
         run = Run(str(frame.loc[i, REV]), repo)
-        return run.evidence(best_schedule[i], "schedule")["features"], run.gt_features()
+        return run.evidence(best_decoder[i])["features"], run.gt_features()
 
     try:
         f_top, gt = evidence(top)
@@ -193,7 +196,7 @@ def paired_marks(frame: pd.DataFrame, repo: str = ".", params_path: Path = Path(
         # the evaluate stage's own paired summary, on the two sets' features alone
         _, _, _, verdicts = evaluation.summarise({"x": {"features": f}, "top": {"features": f_top}}, gt, settings,
                                                  pairs=[("x", "top")])
-        fid = next(v for v in verdicts if v["metric"] == "fid")
+        fid = next(v for v in verdicts if v["metric"] == HEADLINE)
         # identical evidence is not tested (evaluation.summarise): the same FID, so tied
         marks[name] = "tied" if fid["verdict"] in ("indistinguishable", "identical") else ""
     return marks
@@ -253,7 +256,7 @@ def sweep_table(frame: pd.DataFrame, param: str, others: list[str], marks: dict 
 
 
 def plot_sweep(table: pd.DataFrame, param: str, path: Path) -> None:
-    from maskgit.pipeline.plotting import new_figure, save
+    from maskgit.pages.figures import new_figure, save
 
     fig = new_figure(5, 3.4)
     ax = fig.add_subplot()

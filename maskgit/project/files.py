@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import torch
 from PIL import Image
-from maskgit.pipeline.errors import InputError
+from maskgit.project.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -103,6 +103,14 @@ def _fsync_tree(folder: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_file(path) as f:
         f.write(data)
+
+
+def read_json(path: str | Path):
+    """A JSON file a stage wrote; InputError naming it when it is not there."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run the stage that writes it first)")
+    return json.loads(path.read_text())
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -6,10 +6,23 @@ from __future__ import annotations
 
 import math
 
-from maskgit.metrics.registry import BY_AREA, METRICS, PAIRED
+from maskgit.metrics.registry import BY_AREA, GROUPS, HEADLINE, METRICS, PAIRED, SHOWN_FIRST
 from maskgit.metrics.registry import label as metric_header
-from maskgit.pipeline.plotting import markdown_table
-from maskgit.pipeline.sets import label
+from maskgit.project.grid import Decoder, label
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    """A GitHub markdown table; written here because pandas' to_markdown needs the
+    optional `tabulate` package. Cells are padded so the raw text lines up too."""
+    align = align or "l" * len(header)
+    cells = [[str(c).replace("|", "\\|") for c in r] for r in [header, *rows]]
+    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
+
+    def line(r):
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)) + " |"
+
+    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == "r" else "-" * w for w, a in zip(widths, align)) + " |"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])]) + "\n"
 
 
 def fmt_value(metric: str, value: float) -> str:
@@ -37,13 +50,13 @@ def fmt_diff(pair: dict) -> str:
     return f"d{METRICS[pair['metric']].label} {diff} [{lo}, {hi}]"
 
 
-def results_table(ev: dict, schedules: list[str], columns=PAIRED) -> str:
+def results_table(ev: dict, decoders: list[str], columns=PAIRED) -> str:
     # a metric no set has (P-IDS/U-IDS below evaluate.ids_min_images) gets no column
     columns = [m for m in columns if any(m in cells for cells in ev["sets"].values())]
-    tied = set(ev["tied_for_best"].get("fid", []))
+    tied = set(ev["tied_for_best"].get(HEADLINE, []))
     rows = []
     for name, cells in ev["sets"].items():
-        kind = "decoder" if name in schedules else "baseline"
+        kind = "decoder" if name in decoders else "baseline"
         shown = f"**{label(name)}** ({'tied for best' if len(tied) > 1 else 'best'})" if name in tied else label(name)
         rows.append([shown, kind] + [fmt_interval(m, cells[m]) if m in cells else "—"
                                                        for m in columns])
@@ -51,16 +64,16 @@ def results_table(ev: dict, schedules: list[str], columns=PAIRED) -> str:
     return markdown_table(header, rows, "ll" + "r" * len(columns))
 
 
-def verdict_lines(ev: dict, schedules: list[str]) -> list[str]:
-    """One line per compared pair: the FID verdict first, then the other metrics'."""
+def verdict_lines(ev: dict) -> list[str]:
+    """One line per compared pair: the headline metric's verdict first, then the other metrics'."""
     by_pair: dict[tuple[str, str], list[dict]] = {}
     for p in ev["pairs"]:
         by_pair.setdefault((p["a"], p["b"]), []).append(p)
     lines = []
     for (a, b), rows in by_pair.items():
-        fid = next((r for r in rows if r["metric"] == "fid"), rows[0])
-        rest = "; ".join(f"{r['verdict']}, {fmt_diff(r)}" for r in rows if r is not fid)
-        lines.append(f"- {label(a)} vs {label(b)}: **{fid['verdict']}**, {fmt_diff(fid)}"
+        head = next((r for r in rows if r["metric"] == HEADLINE), rows[0])
+        rest = "; ".join(f"{r['verdict']}, {fmt_diff(r)}" for r in rows if r is not head)
+        lines.append(f"- {label(a)} vs {label(b)}: **{head['verdict']}**, {fmt_diff(head)}"
                      + (f" ({rest})" if rest else "") + ".")
     return lines
 
@@ -112,14 +125,9 @@ def how_sure(ev: dict) -> list[str]:
     lines += ["", f"Every FID here is at {ev['images']} images: FID is biased upward by a term that shrinks as "
               "1/n, so FIDs at other image counts (a paper's 10,000 or 30,000) are not comparable with these"
               + ("; at this count lean on KID, whose estimate depends far less on the count." if small else ".")]
-    if ev.get("lpips") is False:
-        lines += ["", "LPIPS is not computed: the FID stages had no AlexNet weights for it (set "
-                  "`fid.lpips_backbone` to torchvision's `alexnet-owt-7be5be79.pth`; docs/evaluation.md)."]
-    if ev.get("ids") is False:
-        lines += ["", f"P-IDS and U-IDS are not computed: {ev['images']} test images, fewer than "
-                  f"`evaluate.ids_min_images` ({ev['ids_min_images']}). Below about twice the 2048 Inception "
-                  "dimensions a linear SVM tells any two sets apart and both scores read 0 whatever the "
-                  "images (docs/evaluation.md)."]
+    for name, group in GROUPS.items():  # each group a run may lack, as evaluation.json flags them
+        if ev.get(name) is False:
+            lines += ["", group.absent.format(**ev)]
     if ev.get("correction"):
         lines += ["", correction_line(ev["correction"], "the verdicts above")]
     d = ev.get("decisive")
@@ -163,26 +171,24 @@ def buckets_table(ev: dict, metrics=BY_AREA) -> list[str]:
 FLIPPED = {"better": "worse", "worse": "better"}
 
 
-def order_table(ev: dict, schedules: list[str], orders: list[str], metrics=("fid", "hole_psnr")) -> list[str]:
+def order_table(ev: dict, schedules: list[str], orders: list[str], metrics=SHOWN_FIRST) -> list[str]:
     """The decoders as a grid: a row per schedule, each order's FID with its interval, and
     each later order's paired verdicts against the first (confidence, as shipped) on the
     same schedule. Empty with one order."""
     if len(orders) < 2:
         return []
-    from maskgit.pipeline.sets import decoder_name
-
     pairs = {(p["a"], p["b"], p["metric"]): p for p in ev["pairs"]}
     first, rest = orders[0], orders[1:]
-    header = ["schedule"] + [f"{o}: {metric_header('fid')}" for o in orders]
+    header = ["schedule"] + [f"{o}: {metric_header(HEADLINE)}" for o in orders]
     header += [f"{o} vs {first}: d{METRICS[m].label}" for o in rest for m in metrics]
     rows = []
     for s in schedules:
         cells = ev["sets"]
-        row = [s] + [fmt_interval("fid", cells[decoder_name(s, o)]["fid"]) for o in orders]
+        row = [s] + [fmt_interval(HEADLINE, cells[Decoder(s, o).name][HEADLINE]) for o in orders]
         for o in rest:
             for m in metrics:
                 # stored as (first order's set) - (this order's set): turned round to read "o vs first"
-                p = pairs.get((decoder_name(s, first), decoder_name(s, o), m))
+                p = pairs.get((Decoder(s, first).name, Decoder(s, o).name, m))
                 if p is None:
                     row.append("—")
                     continue
@@ -208,11 +214,11 @@ def _summary_row(name: str, e: dict) -> list[str]:
     """One test set's row of the families' summary: images, missing area, tied, verdicts."""
     m = e.get("missing_fraction")
     return [name, str(e["images"]), f"{m['mean']:.0%} ({m['min']:.0%}-{m['max']:.0%})" if m else "—",
-            ", ".join(map(label, e["tied_for_best"]["fid"])),
+            ", ".join(map(label, e["tied_for_best"][HEADLINE])),
             f"{e['correction']['decided']} of {e['correction']['comparisons']}"]
 
 
-def families_section(ev: dict, schedules: list[str]) -> list[str]:
+def families_section(ev: dict, decoders: list[str]) -> list[str]:
     """Every metric per mask family (inpaint.mask_families) and per mask-area bucket, each
     family's verdicts corrected as a family of their own; empty without families."""
     families = ev.get("mask_families") or {}
@@ -229,8 +235,8 @@ def families_section(ev: dict, schedules: list[str]) -> list[str]:
                           rows, "lrrll"), ""]
     for f in families:
         v = family_view(ev, f)
-        out += [f"### {f} masks ({FAMILY_SOURCE.get(f, '?')})", "", results_table(v, schedules), "",
+        out += [f"### {f} masks ({FAMILY_SOURCE.get(f, '?')})", "", results_table(v, decoders), "",
                 *tied_lines(v), "", correction_line(v["correction"], f"the verdicts on {f} masks"), "",
-                "<details><summary>Every verdict</summary>", "", *verdict_lines(v, schedules), "", "</details>", "",
+                "<details><summary>Every verdict</summary>", "", *verdict_lines(v), "", "</details>", "",
                 *buckets_table(v)]
     return out

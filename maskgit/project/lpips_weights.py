@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from maskgit.metrics import perceptual
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.weights import read_weights
+from maskgit.project.errors import InputError
+from maskgit.project.weights import read_weights
 
 PARAM_NAME = "fid.lpips_backbone"
 

@@ -1,5 +1,5 @@
 """Experiments submitted as jobs, from the submitting machine: what maskgit.sweep and
-maskgit.tune (`--executor local|slurm`) share. Each job itself is maskgit.pipeline.sweep_job.
+maskgit.tune (`--executor local|slurm`) share. Each job itself is maskgit.sweeps.job.
 
 Before anything is submitted (prepare): the workspace is committed, its commit is on
 the Git remote every job clones from, and the DVC remote is a place every machine
@@ -21,19 +21,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from maskgit.pipeline import paths
-from maskgit.pipeline.errors import UserError
-from maskgit.pipeline.sweep_job import JobResult, JobSpec, scratch_root, git_error, run_job
+from maskgit.project import paths
+from maskgit.project.errors import UserError
+from maskgit.project.gitrepo import default_remote, git, git_error
+from maskgit.sweeps.job import JobResult, JobSpec, scratch_root, run_job
 
 SUBMITIT_DIR = Path(".sweep")  # submitit's job files and the job logs (gitignored; on the shared filesystem for Slurm)
-
-
-def git(*args: str, cwd: Path = Path("."), check: bool = True, timeout: float | None = None) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
-    if check and result.returncode != 0:
-        raise UserError(f"git {' '.join(args)}: {git_error(result.stderr)}")
-    return result.stdout.strip()
 
 
 # --- the stages run once ------------------------------------------------------------
@@ -71,10 +64,10 @@ def common_stages(root: Path, keys: set[str]) -> list[str]:
 def resolve_git_remote(given: str | None, root: Path) -> str:
     remotes = git("remote", cwd=root).split()
     if given is None:
-        if not remotes:
+        given = default_remote(root)
+        if given is None:
             raise UserError("no git remote: pass --git-remote URL, or `git remote add origin URL` "
                             "(a bare repository every machine reaches)")
-        given = "origin" if "origin" in remotes else remotes[0]
     url = git("remote", "get-url", given, cwd=root) if given in remotes else given
     if "://" not in url and not re.match(r"^[^/]+@[^:]+:", url) and Path(url).expanduser().exists():
         url = str((root / Path(url).expanduser()).resolve())

@@ -25,8 +25,8 @@ from ruamel.yaml import YAMLError
 
 from maskgit.algorithms.schedules import SCHEDULES
 from maskgit.choices import ATTENTION_KINDS, COMPOSITE, DEVICES, ORDERS, POS_INITS, PRECISIONS, REPRODUCIBILITY, SAMPLING, SOURCES, MASK_FAMILIES, TEST_MASKS
-from maskgit.pipeline.errors import ParamError
-from maskgit.pipeline.yamlio import parse_yaml
+from maskgit.project.errors import ParamError
+from maskgit.project.yamlio import parse_yaml
 from maskgit.models.vqgan_config import check_config as check_vqgan_config
 
 
@@ -150,7 +150,7 @@ class Param:
 
 HEADER = ("Every hyperparameter of the pipeline, grouped by the stage that reads it.\n"
           "`dvc repro` re-runs exactly the stages whose params or inputs changed.\n"
-          "Written from maskgit/pipeline/params.py (SCHEMA): defaults and comments live there.")
+          "Written from maskgit/project/params.py (SCHEMA): defaults and comments live there.")
 SECTIONS = {  # a section's comment in params.yaml
     "reproducibility": "what decides the bits of every result (docs/reproducibility.md)",
     "data": "image format shared by every stage that reads images",
@@ -557,10 +557,9 @@ def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
     return out
 
 
-def set_param(params: dict, key: str, value, what: str) -> None:
-    """params[a][b] = value for the dotted key "a.b", in place; ParamError naming `what`
-    (the flag or file that asked for it) when the key is not a param of params.yaml.
-    The one dotted-key setter of the tools that change params (sweep, tune, preset)."""
+def _param_node(params: dict, key: str, what: str) -> tuple[dict, str]:
+    """(the mapping that holds dotted key "a.b", its leaf "b"); ParamError naming `what`
+    (the flag or file that asked for it) when the key is not a param of `params`."""
     node, parts = params, key.split(".")
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
@@ -569,7 +568,21 @@ def set_param(params: dict, key: str, value, what: str) -> None:
     if parts[-1] not in node:
         raise ParamError(f"{what}: unknown param {key}; known in {'.'.join(parts[:-1]) or 'params.yaml'}: "
                          f"{', '.join(node)}")
-    node[parts[-1]] = value
+    return node, parts[-1]
+
+
+def get_param(params: dict, key: str, what: str):
+    """params[a][b] for the dotted key "a.b" (ParamError as _param_node)."""
+    node, leaf = _param_node(params, key, what)
+    return node[leaf]
+
+
+def set_param(params: dict, key: str, value, what: str) -> None:
+    """params[a][b] = value for the dotted key "a.b", in place (ParamError as
+    _param_node). The one dotted-key setter of the tools that change params (sweep,
+    tune, preset)."""
+    node, leaf = _param_node(params, key, what)
+    node[leaf] = value
 
 
 def apply_overrides(params: dict, overrides: list[str]) -> dict:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from maskgit.models.vqgan import VQGAN
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.files import save_torch
-from maskgit.pipeline.weights import check_state_dict, read_weights
+from maskgit.project.errors import InputError
+from maskgit.project.files import save_torch
+from maskgit.project.weights import check_state_dict, read_weights
 
 
 def load_project_checkpoint(path: str | Path) -> dict:

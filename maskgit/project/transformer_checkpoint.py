@@ -7,10 +7,10 @@ from pathlib import Path
 
 
 from maskgit.models.transformer import BidirectionalTransformer
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.files import save_torch
-from maskgit.pipeline.weights import check_state_dict, read_weights
-from maskgit.pipeline.vqgan_checkpoint import load_project_checkpoint
+from maskgit.project.errors import InputError
+from maskgit.project.files import save_torch
+from maskgit.project.weights import check_state_dict, read_weights
+from maskgit.project.vqgan_checkpoint import load_project_checkpoint
 
 
 def load_transformer(path: str | Path, device="cpu") -> BidirectionalTransformer:

@@ -21,13 +21,13 @@ GT_FEATURES = Path("outputs/fid/gt_features.npy")
 # per-image evidence of every scored set, <set>.npz: names, Inception features,
 # PSNR/SSIM over the image and inside the hole, missing-pixel fraction
 EVIDENCE_BASELINES = Path("outputs/fid/baselines")
-EVIDENCE_SCHEDULES = Path("outputs/fid/schedules")
+EVIDENCE_DECODERS = Path("outputs/fid/decoders")
 
 # one stage per inpaint.mask_families entry (family@<name>): the test images under that
 # family's masks, filled and scored: test/, tokens/, inpaint/<order>/<schedule>/,
-# baselines/<name>/, evidence/<set>.npz (the layout: maskgit.pipeline.runner.TestSetFiles)
+# baselines/<name>/, evidence/<set>.npz (the layout: maskgit.project.grid.TestSet)
 FAMILIES = Path("outputs/families")
-FID_SCHEDULES = Path("metrics/fid_schedules.json")
+FID_DECODERS = Path("metrics/fid_decoders.json")
 FID_BASELINES = Path("metrics/fid_baselines.json")
 EVALUATION = Path("metrics/evaluation.json")  # bootstrap intervals and paired verdicts (stage evaluate)
 
@@ -51,6 +51,3 @@ def tokens(split: str) -> Path:
 def split_images(split: str) -> Path:
     return PREPARED / split
 
-
-def family_dir(family: str) -> Path:
-    return FAMILIES / family

@@ -19,47 +19,49 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from maskgit.metrics.registry import BY_AREA, METRICS, axis_title
-from maskgit.pipeline import paths, sets
-from maskgit.pipeline.files import atomic_write_bytes
+from maskgit.metrics.registry import BY_AREA, HEADLINE, METRICS, POINT_VALUES, axis_title
+from maskgit.project import paths
+from maskgit.project import grid
+from maskgit.pages.markdown import markdown_table
+from maskgit.project.grid import BASELINES, TABLE, Decoder
+from maskgit.project.files import atomic_write_bytes
 from maskgit.algorithms.schedules import gamma
-from maskgit.pipeline.errors import InputError
-
-METRIC_FIELDS = ("fid", "kid", "kid_std")
+from maskgit.project.errors import InputError
 
 
 # ---------------------------------------------------------------- tables
 
 
-def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[str], evaluation: dict) -> pd.DataFrame:
-    """One row per schedule (in params order), then the baselines.
+def fid_table(decoder_metrics: dict, baseline_metrics: dict, decoders: list[str], evaluation: dict) -> pd.DataFrame:
+    """One row per decoder (in params order), then the baselines.
 
-    Columns: name, label, kind (schedule | baseline), fid, kid, kid_std, fid_low and
-    fid_high (the FID's interval, metrics/evaluation.json), change_vs_masked_input_pct
-    (negative = better than the masked input), gap_to_floor (FID above the VQGAN
-    reconstruction), tied_for_best (no other schedule has a better FID: the evaluate
-    stage's corrected verdicts), best (tied for best, and alone there).
+    Columns: name, label, kind ("schedule" for a decoder, as reports/tables/fid.csv has
+    always said, | "baseline"), fid, kid, kid_std, fid_low and fid_high (the FID's
+    interval, metrics/evaluation.json), change_vs_masked_input_pct (negative = better than
+    the masked input), gap_to_floor (FID above the VQGAN reconstruction), tied_for_best (no
+    other decoder has a better FID: the evaluate stage's corrected verdicts), best (tied
+    for best, and alone there).
     """
     rows = []
     for kind, source, metrics, labels in (
-        ("schedule", paths.FID_SCHEDULES, schedule_metrics, {s: s for s in schedules}),
-        ("baseline", paths.FID_BASELINES, baseline_metrics, {b: sets.BASELINES[b].label for b in sets.TABLE}),
+        ("schedule", paths.FID_DECODERS, decoder_metrics, {d: d for d in decoders}),
+        ("baseline", paths.FID_BASELINES, baseline_metrics, {b: BASELINES[b].label for b in TABLE}),
     ):
         for key, label in labels.items():
             entry = metrics.get(key)
-            if not isinstance(entry, dict) or any(f not in entry for f in METRIC_FIELDS):
-                raise InputError(f"{source}: no complete entry for {key!r} (needs {', '.join(METRIC_FIELDS)})")
-            cell = ((evaluation.get("sets") or {}).get(key) or {}).get("fid")
+            if not isinstance(entry, dict) or any(f not in entry for f in POINT_VALUES):
+                raise InputError(f"{source}: no complete entry for {key!r} (needs {', '.join(POINT_VALUES)})")
+            cell = ((evaluation.get("sets") or {}).get(key) or {}).get(HEADLINE)
             if not cell:
                 raise InputError(f"{paths.EVALUATION}: no FID interval for {key!r} (re-run the evaluate stage)")
-            rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in METRIC_FIELDS},
+            rows.append({"name": key, "label": label, "kind": kind, **{f: float(entry[f]) for f in POINT_VALUES},
                          "fid_low": float(cell["low"]), "fid_high": float(cell["high"])})
     df = pd.DataFrame(rows)
     masked = baseline_metrics["masked_input"]["fid"]
     floor = baseline_metrics["recon"]["fid"]
     df["change_vs_masked_input_pct"] = (df["fid"] - masked) / masked * 100
     df["gap_to_floor"] = df["fid"] - floor
-    tied = set((evaluation.get("tied_for_best") or {}).get("fid") or [])
+    tied = set((evaluation.get("tied_for_best") or {}).get(HEADLINE) or [])
     df["tied_for_best"] = df["name"].isin(tied) & (df["kind"] == "schedule")
     df["best"] = df["tied_for_best"] & (len(tied) == 1)
     return df
@@ -67,20 +69,6 @@ def fid_table(schedule_metrics: dict, baseline_metrics: dict, schedules: list[st
 
 def row(df: pd.DataFrame, name: str) -> pd.Series:
     return df.loc[df["name"] == name].iloc[0]
-
-
-def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    """A GitHub markdown table; written here because pandas' to_markdown needs the
-    optional `tabulate` package. Cells are padded so the raw text lines up too."""
-    align = align or "l" * len(header)
-    cells = [[str(c).replace("|", "\\|") for c in r] for r in [header, *rows]]
-    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
-
-    def line(r):
-        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)) + " |"
-
-    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == "r" else "-" * w for w, a in zip(widths, align)) + " |"
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])]) + "\n"
 
 
 def fid_markdown(df: pd.DataFrame) -> str:
@@ -124,7 +112,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 
 def load_mask(path: str | Path) -> np.ndarray:
-    """bool (H, W), True = known (white), the same threshold as maskgit.pipeline.files.read_masks."""
+    """bool (H, W), True = known (white), the same threshold as maskgit.project.files.read_masks."""
     with Image.open(path) as im:
         return np.asarray(im.convert("L")) >= 128
 
@@ -155,7 +143,7 @@ def save(fig: Figure, path: str | Path, dpi: int = 110) -> None:
 
 
 def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
-    """Bars: FID per schedule with its interval, green where the verdicts call it best or
+    """Bars: FID per decoder with its interval, green where the verdicts call it best or
     tied for best (all of them when all are tied); lines and bands: the baselines and
     their intervals."""
     sched = df[df["kind"] == "schedule"]
@@ -166,14 +154,14 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
     # the values go under the bars' names: on the bars they would collide with the reference lines
     ax.bar([f"{n}\nFID {v:.2f}" for n, v in zip(sched["label"], sched["fid"])], sched["fid"], color=colors, width=0.6,
            yerr=err, capsize=6, error_kw={"elinewidth": 1.2})
-    for name, spec in sets.BASELINES.items():
+    for name, spec in BASELINES.items():
         (color, style), b = spec.style, row(df, name)
         ax.axhspan(b["fid_low"], b["fid_high"], color=color, alpha=0.08, linewidth=0)
         ax.axhline(b["fid"], color=color, linestyle=style, linewidth=1.8, label=f"{b['label']}: {b['fid']:.2f}")
     ax.set_ylim(0, max(df["fid_high"].max(), df["fid"].max()) * 1.08)
     tied = int(sched["tied_for_best"].sum())
-    # with more than the confidence order the bars are decoders, <schedule>-<order> (sets.py)
-    orders = any(sets.decoder(n)[1] != "confidence" for n in sched["name"])
+    # with more than the confidence order the bars are named <schedule>-<order> (grid.py)
+    orders = any(Decoder.parse(n).order != "confidence" for n in sched["name"])
     what, many = ("decoder: schedule[-order], no order = confidence", "decoders") if orders else \
         ("mask schedule", "schedules")
     ax.set_xlabel(f"{what}; green: " + (f"the best FID (better than every other of the {many})" if tied == 1 else
@@ -186,13 +174,12 @@ def fid_figure(df: pd.DataFrame, path: str | Path, subtitle: str = "") -> None:
     save(fig, path)
 
 
-def gamma_figure(schedules: list[str], train_gamma: str, total_iter: int, sweet_spot: int, path: str | Path) -> None:
+def gamma_figure(schedules: list[str], train_gamma: str, total_iter: int, steps: int, path: str | Path) -> None:
     """gamma(r) of each schedule, with a marker per decode step at r = (t + 1) / T.
 
     The markers follow the decoder (maskgit.algorithms.decoding): after step t a fraction
     gamma(r) of the unknown tokens stays masked (floor(N0 * gamma) of N0), and the
-    last step run, at the sweet spot or T, reveals everything at once (0)."""
-    steps = min(sweet_spot, total_iter)
+    last step run, `steps` (the sweet spot or T: Decoding.steps), reveals everything at once (0)."""
     curves = list(schedules) + ([train_gamma] if train_gamma not in schedules else [])
     fig = new_figure(10.5, 5.0)
     ax = fig.add_subplot()
@@ -378,7 +365,7 @@ def mask_area_figure(buckets: list[dict], set_names: list[str], path: str | Path
                 ys.append(cell["value"])
                 err[0].append(cell["value"] - lo)
                 err[1].append(hi - cell["value"])
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=sets.label(name))
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=grid.label(name))
         ax.set_xticks(range(len(buckets)), labels, fontsize=8)
         ax.set_xlabel("missing-pixel fraction of the test image")
         ax.set_title(axis_title(metric))
@@ -400,7 +387,7 @@ def families_figure(by_family: dict[str, dict], path: str | Path, confidence: fl
     for j, name in enumerate(set_names):
         xs, ys, err = [], [], [[], []]
         for i, f in enumerate(families):
-            cell = by_family[f]["sets"].get(name, {}).get("fid")
+            cell = by_family[f]["sets"].get(name, {}).get(HEADLINE)
             if cell is None or not np.isfinite(cell["value"]):
                 continue
             lo, hi = cell["interval"]
@@ -408,7 +395,7 @@ def families_figure(by_family: dict[str, dict], path: str | Path, confidence: fl
             ys.append(cell["value"])
             err[0].append(cell["value"] - lo)
             err[1].append(hi - cell["value"])
-        ax.errorbar(xs, ys, yerr=err, marker="o", linestyle="none", capsize=2, label=sets.label(name))
+        ax.errorbar(xs, ys, yerr=err, marker="o", linestyle="none", capsize=2, label=grid.label(name))
     ax.set_xticks(range(len(families)),
                   [f"{f}\n({by_family[f]['images']} img, {by_family[f]['missing_fraction']['mean']:.0%} missing)"
                    for f in families], fontsize=8.5)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from maskgit.pipeline.errors import InputError
+from maskgit.project.errors import InputError
 
 
 def read_weights(path: str | Path, what: str) -> object:

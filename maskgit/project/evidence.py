@@ -1,8 +1,7 @@
 """Per-image evidence of a scored image set: written once by the FID stages, read by
 every statistic after them (so none re-runs Inception).
 
-One `<set>.npz` per set in outputs/fid/baselines/ or outputs/fid/schedules/ (a mask
-family's, every set in outputs/families/<family>/evidence/):
+One `<set>.npz` per set (where: maskgit.project.grid.TestSet.evidence):
     names             (n,)     test image file names, in the ground truth's order
     features          (n, d)   Inception pool features (float64)
     psnr, ssim        (n,)     over the whole image
@@ -19,22 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit.metrics.registry import PER_IMAGE, PERCEPTUAL
-from maskgit.pipeline import paths
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.files import atomic_file
-from maskgit.pipeline.sets import BASELINES
+from maskgit.metrics.registry import NETWORK_METRICS, PER_IMAGE
+from maskgit.project.errors import InputError
+from maskgit.project.files import atomic_file
+from maskgit.project.grid import MAIN, TestSet, set_names
 
 FIELDS = ("names", "features", *PER_IMAGE, "missing_fraction")
-OPTIONAL = PERCEPTUAL  # LPIPS: only where the FID stages had its network's weights
-
-
-def evidence_path(name: str, kind: str, family: str | None = None) -> Path:
-    """A set's evidence on the main test set, or under mask family `family`."""
-    if family is not None:
-        return paths.family_dir(family) / "evidence" / f"{name}.npz"
-    folder = paths.EVIDENCE_BASELINES if kind == "baseline" else paths.EVIDENCE_SCHEDULES
-    return folder / f"{name}.npz"
+OPTIONAL = NETWORK_METRICS  # LPIPS: only where the FID stages had its network's weights
 
 
 def write_evidence(path: str | Path, **arrays) -> None:
@@ -88,19 +78,14 @@ def evidence_problem(ev: dict) -> str | None:
     return None
 
 
-def run_sets(schedules: list[str]) -> list[tuple[str, str]]:
-    """(set, kind) of every set a run scores: its schedules in params order, then the baselines."""
-    return [(s, "schedule") for s in schedules] + [(b, "baseline") for b in BASELINES]
-
-
-def read_run(schedules: list[str], root: str | Path = ".", hint: str = "run `dvc repro` to write it",
-             family: str | None = None) -> dict[str, dict]:
-    """Every set of a run (run_sets) on the main test set or under mask family `family`,
-    checked to have scored the same test images."""
-    sets = {name: read_evidence(evidence_path(name, kind, family), root, hint) for name, kind in run_sets(schedules)}
+def read_run(decoder_names: list[str], test_set: TestSet = MAIN, root: str | Path = ".",
+             hint: str = "run `dvc repro` to write it") -> dict[str, dict]:
+    """Every set a run scored on `test_set` (its decoders, then the baselines), checked
+    to have scored the same test images."""
+    sets = {name: read_evidence(test_set.evidence(name), root, hint) for name in set_names(decoder_names)}
     names = next(iter(sets.values()))["names"]
     for name, ev in sets.items():
         if not np.array_equal(ev["names"], names):
-            raise InputError(f"{evidence_path(name, 'schedule' if name in schedules else 'baseline', family)}: "
-                             f"scored other test images than {schedules[0]} (re-run the FID stages)")
+            raise InputError(f"{test_set.evidence(name)}: scored other test images than {decoder_names[0]} "
+                             "(re-run the FID stages)")
     return sets

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from maskgit.metrics.fid import FEATURE_DIM, is_offline
-from maskgit.pipeline.errors import InputError
-from maskgit.pipeline.weights import check_finite, read_weights
-from maskgit.pipeline.files import atomic_file
+from maskgit.project.errors import InputError
+from maskgit.project.weights import check_finite, read_weights
+from maskgit.project.files import atomic_file
 
 TORCH_FIDELITY_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 PROJECT_CACHE_NAME = "inception-v3-compat-fid-features.pth"
