@@ -54,7 +54,7 @@ def _ssim_map(images: np.ndarray, gt: np.ndarray):
     # One image per call. The Gaussian window is a float64 conv2d, whose buffers for a
     # whole set are large enough to be mapped afresh and page-faulted in on every call
     # (several times slower); each image's SSIM and map are the same bits either way
-    # (tests/test_trust_metrics.py).
+    # (tests/test_metric_formulas.py).
     parts = [structural_similarity_index_measure(x[i : i + 1], y[i : i + 1], data_range=DATA_RANGE,
                                                  reduction="none", return_full_image=True) for i in range(len(x))]
     result = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
