@@ -30,6 +30,19 @@ NEEDS_FID_WEIGHTS = (
 )
 
 
+def every_metric(arrays: dict, seed: int = 0) -> dict:
+    """Evidence made up by a test, completed with every per-image metric of the registry
+    it does not set itself (uniform in [0, 1)), so that adding a metric to
+    maskgit/metrics/registry.py touches no test that is about other metrics."""
+    import numpy as np
+
+    from maskgit.metrics.registry import PER_IMAGE
+
+    rng = np.random.default_rng(seed)
+    n = len(arrays["names"])
+    return {**{m: rng.uniform(size=n) for m in PER_IMAGE if m not in arrays}, **arrays}
+
+
 def load_stage(name: str):
     """A stage script as a module, for tests that call its main() in-process."""
     import importlib.util

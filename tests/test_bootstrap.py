@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import yaml
 
-from conftest import load_stage
+from conftest import load_stage, every_metric
 from maskgit.metrics import bootstrap as bs
 from maskgit.metrics.evaluation import Settings, tied_for_best
 from maskgit.metrics.fid import fid_from_features
@@ -140,10 +140,10 @@ def test_evaluate_stage_on_fake_evidence(tmp_path, monkeypatch):
     noise = {"cosine": 0.2, "linear": 0.2, "cosine-halton": 0.05, "linear-halton": 0.2, "onestep": 0.3,
              "harmonic": 0.6, "masked_input": 2.0, "recon": 0.05}
     for name, sigma in noise.items():
-        write_evidence(tmp_path / MAIN.evidence(name), names=np.array([f"{i}.png" for i in range(n)]),
-                       features=gt + sigma * rng.normal(size=gt.shape), missing_fraction=fraction,
-                       psnr=30 - 5 * sigma + rng.normal(size=n), ssim=np.full(n, 0.9 - sigma / 4),
-                       hole_psnr=25 - 5 * sigma + rng.normal(size=n), hole_ssim=0.8 - sigma / 4 + 0.01 * rng.normal(size=n))
+        write_evidence(tmp_path / MAIN.evidence(name), **every_metric(dict(
+            names=np.array([f"{i}.png" for i in range(n)]), features=gt + sigma * rng.normal(size=gt.shape),
+            missing_fraction=fraction, psnr=30 - 5 * sigma + rng.normal(size=n), ssim=np.full(n, 0.9 - sigma / 4),
+            hole_psnr=25 - 5 * sigma + rng.normal(size=n), hole_ssim=0.8 - sigma / 4 + 0.01 * rng.normal(size=n))))
     monkeypatch.chdir(tmp_path)
     load_stage("evaluate").main()
     ev = json.loads((tmp_path / "metrics/evaluation.json").read_text())
@@ -201,9 +201,9 @@ def test_damaged_evidence_stops_at_its_file_name(tmp_path, field, value, expecte
     from maskgit.project.evidence import read_evidence, write_evidence
 
     n, rng = 8, np.random.default_rng(0)
-    good = dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),
-                psnr=np.full(n, 20.0), ssim=np.full(n, 0.5), hole_psnr=np.full(n, 18.0), hole_ssim=np.full(n, 0.4),
-                missing_fraction=np.full(n, 0.25))
+    good = every_metric(dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),
+                             psnr=np.full(n, 20.0), ssim=np.full(n, 0.5), hole_psnr=np.full(n, 18.0),
+                             hole_ssim=np.full(n, 0.4), missing_fraction=np.full(n, 0.25)))
     # legitimate non-finite values: a perfect hole's PSNR, no hole at all
     good["hole_psnr"][1], good["missing_fraction"][2], good["hole_psnr"][2] = np.inf, 0.0, np.nan
     write_evidence(tmp_path / "good.npz", **good)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, load_stage
+from conftest import ROOT, load_stage, every_metric
 from maskgit.project import paths
 from maskgit.project.evidence import write_evidence
 from maskgit.project.grid import TestSet, decoder_names, set_names, stale_matrix_stages
@@ -21,10 +21,10 @@ def write_run(root, params, family=None, hole_psnr=15.0, fraction=0.2, seed=0):
     gt = np.load(root / paths.GT_FEATURES)
     for name in set_names(decoder_names(params["inpaint"])):
         path = root / TestSet(family).evidence(name)
-        write_evidence(path, names=np.array([f"{i:03d}.png" for i in range(N)]),
-                       features=gt + rng.normal(size=gt.shape), psnr=rng.normal(25, 1, N), ssim=rng.uniform(0.5, 1, N),
-                       hole_psnr=rng.normal(hole_psnr, 1, N), hole_ssim=rng.uniform(0, 1, N),
-                       missing_fraction=np.full(N, fraction))
+        write_evidence(path, **every_metric(dict(
+            names=np.array([f"{i:03d}.png" for i in range(N)]), features=gt + rng.normal(size=gt.shape),
+            psnr=rng.normal(25, 1, N), ssim=rng.uniform(0.5, 1, N), hole_psnr=rng.normal(hole_psnr, 1, N),
+            hole_ssim=rng.uniform(0, 1, N), missing_fraction=np.full(N, fraction))))
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import every_metric
 import yaml
 
 from maskgit import compare
@@ -44,9 +46,10 @@ class FakeRun:
 
 
 def evidence(rng, gt, sigma, hole_psnr):
-    return {"names": np.array([f"{i:03d}.png" for i in range(N)]), "features": gt + sigma * rng.normal(size=gt.shape),
-            "psnr": hole_psnr + 5.0, "ssim": np.full(N, 0.8), "hole_psnr": hole_psnr,
-            "hole_ssim": 0.5 + 0.01 * rng.normal(size=N), "missing_fraction": FRACTION}
+    return every_metric({"names": np.array([f"{i:03d}.png" for i in range(N)]),
+                         "features": gt + sigma * rng.normal(size=gt.shape), "psnr": hole_psnr + 5.0,
+                         "ssim": np.full(N, 0.8), "hole_psnr": hole_psnr,
+                         "hole_ssim": 0.5 + 0.01 * rng.normal(size=N), "missing_fraction": FRACTION})
 
 
 def two_runs():

@@ -3,6 +3,8 @@ a file, against torchmetrics' LPIPS fed the same backbone and its own linear hea
 
 import numpy as np
 import pytest
+
+from conftest import every_metric
 import torch
 import torchvision
 
@@ -96,9 +98,9 @@ def test_evidence_keeps_lpips_when_computed_and_evaluate_gives_it_intervals(tmp_
 
     rng = np.random.default_rng(5)
     n = 40
-    base = dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),
-                psnr=rng.normal(20, 1, n), ssim=rng.uniform(size=n), hole_psnr=rng.normal(18, 1, n),
-                hole_ssim=rng.uniform(size=n), missing_fraction=rng.uniform(0.1, 0.5, n))
+    base = every_metric(dict(names=np.array([f"{i}.png" for i in range(n)]), features=rng.normal(size=(n, 4)),
+                             psnr=rng.normal(20, 1, n), ssim=rng.uniform(size=n), hole_psnr=rng.normal(18, 1, n),
+                             hole_ssim=rng.uniform(size=n), missing_fraction=rng.uniform(0.1, 0.5, n)))
     write_evidence(tmp_path / "a.npz", **base, lpips=rng.uniform(0.1, 0.2, n), hole_lpips=rng.uniform(0.3, 0.4, n))
     write_evidence(tmp_path / "b.npz", **base)
     a, b = read_evidence("a.npz", tmp_path), read_evidence("b.npz", tmp_path)

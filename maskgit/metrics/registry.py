@@ -13,7 +13,10 @@ How a metric is computed (`source`):
 Adding a metric: its entry in METRICS, and its function (a PIXELS metric's in
 maskgit/metrics/image.py; a new group's in GROUPS). The FID stages then store it, the
 evaluate stage gives it intervals and verdicts, the report and `python -m
-maskgit.compare` print it; no code outside maskgit/metrics/ names a metric. Kept apart
+maskgit.compare` print it; no code the pipeline runs outside maskgit/metrics/ names a
+metric (the benchmark and tools/order_tables.py pick the ones they measure). Evidence
+written before a PIXELS metric existed lacks it and is refused with one line: the FID
+stages depend on this file, so `dvc repro` scores older runs again. Kept apart
 from the bootstrap (maskgit.metrics.evaluation) because the FID stages import this
 file: a change to the statistics must not re-run Inception.
 """
@@ -43,6 +46,7 @@ class Metric:
     by_area: bool = True
     scale: float = 1.0  # printed x scale: KID sits around 1e-3
     unit: str = ""
+    hole: bool = False  # computed inside the missing region: nan for an image that has none
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,12 @@ METRICS: dict[str, Metric] = {
     "kid": Metric("KID", higher_is_better=False, digits=2, source=FEATURES, scale=1000.0),
     "psnr": Metric("PSNR", True, 2, per_image=image.psnr, paired=False, by_area=False, unit="dB"),
     "ssim": Metric("SSIM", True, 3, per_image=image.ssim, paired=False, by_area=False),
-    "hole_psnr": Metric("hole PSNR", True, 2, per_image=image.hole_psnr, unit="dB"),
-    "hole_ssim": Metric("hole SSIM", True, 3, per_image=image.hole_ssim),
+    "hole_psnr": Metric("hole PSNR", True, 2, per_image=image.hole_psnr, unit="dB", hole=True),
+    "hole_ssim": Metric("hole SSIM", True, 3, per_image=image.hole_ssim, hole=True),
     # maskgit.metrics.perceptual, when the FID stages have the LPIPS backbone's weights
     # (fid.lpips_backbone); absent from the evidence otherwise
     "lpips": Metric("LPIPS", False, 3, source=NETWORK, group="lpips", by_area=False),
-    "hole_lpips": Metric("hole LPIPS", False, 3, source=NETWORK, group="lpips"),
+    "hole_lpips": Metric("hole LPIPS", False, 3, source=NETWORK, group="lpips", hole=True),
     # maskgit.metrics.ids; only from evaluate.ids_min_images test images on
     "u_ids": Metric("U-IDS", True, 1, source=FEATURES, group="ids", by_area=False, scale=100.0, unit="%"),
     "p_ids": Metric("P-IDS", True, 1, source=FEATURES, group="ids", by_area=False, scale=100.0, unit="%"),
@@ -96,6 +100,7 @@ PER_IMAGE = tuple(m for m, spec in METRICS.items() if spec.source == PIXELS)
 NETWORK_METRICS = tuple(m for m, spec in METRICS.items() if spec.source == NETWORK)
 # what the evidence may hold per image: PER_IMAGE always, NETWORK_METRICS when computed
 STORED = PER_IMAGE + NETWORK_METRICS
+HOLE = tuple(m for m, spec in METRICS.items() if spec.hole)  # may be nan: an image with no missing pixel
 PAIRED = tuple(m for m, spec in METRICS.items() if spec.paired)
 # per-image metrics first: the buckets are there for what happens inside the hole
 BY_AREA = tuple(sorted((m for m, spec in METRICS.items() if spec.by_area), key=lambda m: METRICS[m].per_image is None))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskgit.metrics.registry import NETWORK_METRICS, PER_IMAGE
+from maskgit.metrics.registry import HOLE, NETWORK_METRICS, PER_IMAGE
 from maskgit.project.errors import InputError
 from maskgit.project.files import atomic_file
 from maskgit.project.grid import MAIN, TestSet, set_names
@@ -72,7 +72,7 @@ def evidence_problem(ev: dict) -> str | None:
         return "missing_fraction holds values outside [0, 1]"
     for k in (f for f in ev if f not in ("names", "features", "missing_fraction")):
         v = np.asarray(ev[k], dtype=float)
-        bad = np.isnan(v) & ~((fraction == 0) if k.startswith("hole_") else np.zeros(n, bool))
+        bad = np.isnan(v) & ~((fraction == 0) if k in HOLE else np.zeros(n, bool))
         if bad.any() or np.isneginf(v).any():
             return f"{k} holds nan or -inf (first at image {int(np.flatnonzero(bad | np.isneginf(v))[0])})"
     return None
