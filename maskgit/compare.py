@@ -2,11 +2,13 @@
 
     python -m maskgit.compare A B      # experiment names, git revisions, or `workspace`
 
-Writes reports/compare/<A>_vs_<B>.md (and a figure beside it) and prints its path:
-the params that differ, the code revisions, every metric of both runs per decoder and
-baseline with the paired difference (B - A), its interval and a verdict, the same per
-bucket of mask area, all of it again per mask family both runs scored
-(inpaint.mask_families), and the same test images under A and B beside the ground truth.
+Writes reports/compare/<A>_vs_<B>.md (and a figure beside it) and prints its path.
+The page leads with what changed: the decided differences (B - A, with intervals) and
+the smallest difference it could have called, then the params that differ, the code
+revisions and the same test images under A and B beside the ground truth; folded
+below, every metric of both runs per decoder and baseline with its verdict and the same
+per bucket of mask area. All of it again per mask family both runs scored
+(inpaint.mask_families).
 
 Both runs are read through DVC's own API (dvc.api) at their revisions: the per-image
 evidence the FID stages stored (maskgit.project.evidence), so nothing is recomputed
@@ -26,7 +28,8 @@ from maskgit.metrics import evaluation, registry
 from maskgit.pages import figures
 from maskgit.project import paths
 from maskgit.project.errors import InputError
-from maskgit.pages.markdown import correction_line, fmt_interval, markdown_table, signed
+from maskgit.pages.markdown import (DECIDED, POWER, correction_line, detectable_by_metric, fmt_interval,
+                                    markdown_table, signed, unit_value)
 from maskgit.project.grid import BASELINES, MAIN, TestSet, label
 from maskgit.project.files import atomic_write_bytes
 from maskgit.project.params import flatten
@@ -35,6 +38,11 @@ from maskgit.project.tool import run_tool
 
 OUT = paths.REPORTS / "compare"
 N_FIGURE = 6
+# what the page shows before its folded parts, at most: it has to fit a pull request's
+# first screen or two whatever the change (a preset's dozens of params, a change that moves every metric)
+DECIDED_ROWS = 30
+DECIDED_BINS = 8
+PARAM_ROWS = 25
 
 
 def params_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
@@ -125,43 +133,92 @@ def figure(a: Run, b: Run, result: dict, path: Path) -> None:
 
 
 def render(a: Run, b: Run, result: dict, settings: evaluation.Settings, figure_name: str | None) -> str:
-    diff = params_diff(result["params_a"], result["params_b"])
+    """The page: what changed first (the decided rows), then the params and the figure; every
+    other row folded in <details>; the same per mask family."""
     lines = [f"# {a.rev} (A) vs {b.rev} (B)", "",
              f"Code: A at `{a.git_revision()}`, B at `{b.git_revision()}`. Paired over the same "
              f"{len(result['names'])} test images; {settings.confidence:.0%} bootstrap intervals "
              f"({settings.replicates} replicates, seed {settings.seed}). A verdict is B's against A: better or "
              "worse only when the interval of B - A excludes 0 and the verdict survives its family's correction.",
-             "", "## What differs in params", ""]
-    if diff:
-        lines += [markdown_table(["param", "A", "B"], [[f"`{k}`", str(x), str(y)] for k, x, y in diff]), ""]
-    else:
-        lines += ["Nothing: the params are the same (a difference can only come from code or data).", ""]
+             "", "## What changed", "", *changed(result, "the table of every metric", settings)]
+    lines += ["## What differs in params", "", *params_lines(params_diff(result["params_a"], result["params_b"]))]
     lines += [f"{note}.\n" for note in layout_notes(a, b)]
-    lines += ["## Metrics", "", *metric_sections(result, "the table above", "the bins above")]
+    if figure_name:
+        lines += [f"![A and B on the same test images]({figure_name})", ""]
+    lines += folded(result, "the bins")
     for f, r in result["families"].items():
         lines += [f"## Under {f} masks", "",
                   f"The same test images under the {f} mask family (`inpaint.mask_families`), "
                   f"{len(r['names'])} of them; its verdicts are corrected as a family of their own.", "",
-                  *metric_sections(r, f"the table on {f} masks", f"the bins on {f} masks", "###")]
-    if figure_name:
-        lines += [f"![A and B on the same test images]({figure_name})", ""]
-    return "\n".join(lines) + "\n"
+                  *changed(r, f"the table on {f} masks", settings),
+                  *folded(r, f"the bins on {f} masks", "###")]
+    # a table's own line end and the blank after it make two blank lines: one is enough
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines) + "\n")
 
 
-def metric_sections(result: dict, table_family: str, bins_family: str, level: str = "##") -> list[str]:
-    """The metrics table of one test set (B - A per set and metric), its correction, and
-    every metric by mask area."""
-    table = []
-    for r in result["rows"]:
-        table.append([label(r["set"]), registry.label(r["metric"]),
-                      fmt_interval(r["metric"], r["a"]), fmt_interval(r["metric"], r["b"]),
-                      fmt_diff(r["metric"], r["diff"], *r["interval"]), verdict_cell(r)])
-    lines = [markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl"), ""]
+def params_lines(diff: list[tuple[str, object, object]]) -> list[str]:
+    """The params that differ, the first PARAM_ROWS in a table, the rest folded."""
+    if not diff:
+        return ["Nothing: the params are the same (a difference can only come from code or data).", ""]
+    rows = [[f"`{k}`", str(x), str(y)] for k, x, y in diff]
+    lines = [markdown_table(["param", "A", "B"], rows[:PARAM_ROWS]), ""]
+    if len(rows) > PARAM_ROWS:
+        lines += [f"<details><summary>{len(rows) - PARAM_ROWS} more params differ</summary>", "",
+                  markdown_table(["param", "A", "B"], rows[PARAM_ROWS:]), "</details>", ""]
+    return lines
+
+
+def metric_rows(rows: list[dict]) -> str:
+    """B against A, a row per set and metric: both values, B - A and the verdict."""
+    table = [[label(r["set"]), registry.label(r["metric"]), fmt_interval(r["metric"], r["a"]),
+              fmt_interval(r["metric"], r["b"]), fmt_diff(r["metric"], r["diff"], *r["interval"]), verdict_cell(r)]
+             for r in rows]
+    return markdown_table(["set", "metric", "A", "B", "B - A", "verdict (B)"], table, "llrrrl")
+
+
+def changed(result: dict, table_family: str, settings: evaluation.Settings) -> list[str]:
+    """What a reviewer reads first, for one test set: the decided rows (B - A with its
+    interval), the family's correction, the smallest difference it could have called,
+    the headline verdict per decoder, and the decided mask-area bins."""
+    decided = [r for r in result["rows"] if r["verdict"] in DECIDED]
+    tested = [r for r in result["rows"] if r["verdict"] != "identical"]
+    if decided:
+        lines = [metric_rows(decided[:DECIDED_ROWS]), ""]
+        if len(decided) > DECIDED_ROWS:
+            lines += [f"{len(decided) - DECIDED_ROWS} more decided rows are in {table_family} below.", ""]
+    elif tested:
+        lines = [f"Nothing decided: all {len(tested)} comparisons are indistinguishable"
+                 + (f" ({len(result['rows']) - len(tested)} identical, not tested)." if len(tested) < len(result["rows"])
+                    else "."), ""]
+    else:
+        lines = ["Nothing to decide: every set is the same files in A and B (identical, not tested).", ""]
     lines += [correction_line(result["correction"], table_family), ""]
+    seen = detectable_by_metric(tested, settings.confidence, result["correction"]["comparisons"])
+    if seen:
+        # what "indistinguishable" can hide here, so that no change reads as "the same"
+        lines += [f"Smallest difference this page would call ({POWER:.0%} power, after the correction): "
+                  + ", ".join(f"{registry.label(m)} {unit_value(m, v)}" for m, v in seen.items()) + ".", ""]
     head = [r for r in result["rows"] if r["metric"] == registry.HEADLINE and r["set"] not in BASELINES]
     lines += [f"Per decoder ({registry.METRICS[registry.HEADLINE].label}): "
               + "; ".join(f"{r['set']}: B {r['verdict']}" for r in head) + ".", ""]
-    lines += [f"{level} By mask area (B - A)", ""]
+    cells = [(x, m, s, c) for x in result["buckets"] for m, by_set in x["metrics"].items() for s, c in by_set.items()]
+    called = [(x, m, s, c) for x, m, s, c in cells if c["verdict"] in DECIDED]
+    said = [f"{label(s)}, {registry.label(m)}, {x['low'] * 100:.0f}-{x['high'] * 100:.0f}%: {c['verdict']} "
+            f"{fmt_diff(m, c['diff'], *c['interval'])}" for x, m, s, c in called[:DECIDED_BINS]]
+    if len(called) > DECIDED_BINS:
+        said.append(f"{len(called) - DECIDED_BINS} more")
+    tested_bins = sum(c["verdict"] != "identical" for *_, c in cells)
+    if tested_bins:
+        lines += [f"By mask area: {len(called)} of {tested_bins} bins decided"
+                  + (f" ({'; '.join(said)})." if said else "."), ""]
+    return lines
+
+
+def folded(result: dict, bins_family: str, level: str = "##") -> list[str]:
+    """Every row of one test set, and every metric by mask area, each in <details>."""
+    lines = [f"<details><summary>Every metric, B - A ({len(result['rows'])} rows)</summary>", "",
+             metric_rows(result["rows"]), "", "</details>", "",
+             "<details><summary>Every metric by mask area, B - A</summary>", "", f"{level} By mask area (B - A)", ""]
     header = ["set"] + [f"{x['low'] * 100:.0f}-{x['high'] * 100:.0f}% ({x['images']} img)" for x in result["buckets"]]
     for m in registry.BY_AREA:
         if not any(m in x["metrics"] for x in result["buckets"]):
@@ -175,7 +232,7 @@ def metric_sections(result: dict, table_family: str, bins_family: str, level: st
             rows.append(row)
         lines += [f"**{registry.label(m)}** by missing-pixel fraction", "",
                   markdown_table(header, rows, "l" + "r" * len(result["buckets"])), ""]
-    return lines + [correction_line(result["bucket_correction"], bins_family), ""]
+    return lines + [correction_line(result["bucket_correction"], bins_family), "", "</details>", ""]
 
 
 def layout_notes(*runs: Run) -> list[str]:

@@ -1,5 +1,9 @@
-"""Stage report: reports/report.md from the files the pipeline wrote.
+"""Stage report: reports/report.md (and its verdict matrix, reports/verdicts.png) from
+the files the pipeline wrote.
 
+The first screen is the answer: the verdicts per metric, the results table and the
+matrix of every verdict; what backs them (every verdict in words, the buckets, the
+figures, training, timings, provenance) follows, the long parts folded.
 Everything in it comes from files (params, metrics, tables, figures, timings), so
 the same inputs give the same report; the one exception is the git revision.
 Not timed itself (record_time=False): the report cannot contain its own time.
@@ -10,22 +14,24 @@ from maskgit.pipeline.numerics import pin_numerics
 pin_numerics()  # before numpy and torch load: they read their kernel settings then (portable mode)
 
 import json
+import re
 from pathlib import Path
 
 
 from maskgit.project import paths
 from maskgit.algorithms.decoding import Decoding
 from maskgit.pages import markdown
+from maskgit.pages.figures import verdict_figure
 from maskgit.pages.markdown import markdown_table
 from maskgit.project.grid import decoders
 from maskgit.pipeline.runtime import run_stage
 from maskgit.project.files import atomic_write_bytes, read_json, sha256_file
-from maskgit.project.params import flatten, load_params
-from maskgit.project.params import render as render_params
+from maskgit.project.params import defaults, flatten, load_params
 from maskgit.project.errors import InputError
 from maskgit.project.gitrepo import SOURCE_PATHS, revision_state
 
 REPORTS = paths.REPORTS
+VERDICTS = REPORTS / "verdicts.png"  # the verdict matrix; the report links it beside itself
 # the order stages run in; timings of other names follow alphabetically
 STAGE_ORDER = ["prepare", "train_vqgan", "tokenize", "train_transformer", "inpaint", "baselines",
                "fid-reference", "fid-baselines", "fid-decoders", "family", "plots"]
@@ -52,12 +58,55 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
-def metrics_section(title: str, path: str) -> list[str]:
-    metrics = flatten(read_json(path), sep="/")
-    # dvclive's "step" is the last log index, not a result
-    rows = [[f"`{k}`", fmt(v)] for k, v in metrics.items() if k != "step"]
-    return [f"### {title}", "", f"From `{path}` (the last logged values and the final summary).", "",
-            markdown_table(["metric", "value"], rows, "lr")]
+def training_section(runs: dict[str, Path]) -> list[str]:
+    """The training runs' last logged values and final summaries, side by side in one table."""
+    columns = []
+    for path in runs.values():
+        metrics = flatten(read_json(path), sep="/")
+        # dvclive's "step" is the last log index, not a result
+        columns.append([[f"`{k}`", fmt(v)] for k, v in metrics.items() if k != "step"])
+    depth = max(map(len, columns))
+    rows = [sum((c[i] if i < len(c) else ["", ""] for c in columns), []) for i in range(depth)]
+    header = sum(([f"{title}", "value"] for title in runs), [])
+    sources = " and ".join(f"`{path}`" for path in runs.values())
+    return [f"The last logged values and the final summary ({sources}).", "",
+            markdown_table(header, rows, "lr" * len(runs))]
+
+
+def yaml_value(value) -> str:
+    """A param's value as params.yaml writes it: null, true, [a, b]."""
+    if isinstance(value, list):
+        return "[" + ", ".join(map(yaml_value, value)) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def params_lines(params: dict) -> list[str]:
+    """Every param, a line per section, the ones that differ from their default in bold:
+    the whole of params.yaml in a few lines (its comments are in params.yaml itself)."""
+    shipped = flatten(defaults())
+    changed = []
+    lines = []
+    for section, values in params.items():
+        if not isinstance(values, dict):
+            values, section = {section: values}, ""
+        cells = []
+        for key, value in values.items():
+            name = f"{section}.{key}" if section else key
+            cell = f"{key} `{yaml_value(value)}`"
+            if name in shipped and shipped[name] != value:
+                changed.append(name)
+                cell = f"**{cell}**"
+            cells.append(cell)
+        lines.append(f"- {'`' + section + '`: ' if section else ''}" + ", ".join(cells))
+    head = (f"{len(changed)} differ from the defaults (in bold): " + ", ".join(f"`{k}`" for k in changed)
+            if changed else "every one at its default (`python -m maskgit.preset demo`)")
+    summary = f"{len(changed)} changed from the defaults" if changed else "all at their defaults"
+    return [f"<details><summary>params.yaml: {summary}</summary>", "",
+            f"Every param, {head}; what each means is its comment in `params.yaml`.", "", *lines, "", "</details>", ""]
 
 
 def stale_timing(stage: str, inpaint: dict) -> bool:
@@ -144,22 +193,26 @@ def stage_numerics(params: dict) -> dict[str, dict]:
 
 
 def numerics_lines(numerics: dict[str, dict]) -> list[str]:
-    """The numerics table: one column when every stage ran under the same settings,
-    else the fields that differ between stages per stage."""
+    """The numerics: the fields every stage shares, then a table of the fields that differ,
+    a row per group of stages that agree on them."""
     if not numerics:
         return ["No stage recorded its numerics (`timings/*.json` from older code)."]
     stages = list(numerics)
     fields = list(dict.fromkeys(k for n in numerics.values() for k in n))
     same = [f for f in fields if len({json.dumps(numerics[s].get(f)) for s in stages}) == 1]
-    rows = [[f"`{f}`", str(numerics[stages[0]].get(f))] for f in same]
+    # one paragraph, not a row per field: the report's length goes to the results
     lines = ["What decided the bits of every stage (`reports/provenance.json`; "
-             "`python -m maskgit.verify` compares a clone's run with it):", "",
-             markdown_table(["field", "value"], rows, "ll")]
+             "`python -m maskgit.verify` compares a clone's run with it): "
+             + "; ".join(f"`{f}` {numerics[stages[0]].get(f)}" for f in same) + "."]
     differ = [f for f in fields if f not in same]
     if differ:
-        rows = [[s, *[str(numerics[s].get(f, "—")) for f in differ]] for s in stages]
+        # stages that agree on every differing field share a row: a few rows, not one per stage
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for s in stages:
+            groups.setdefault(tuple(str(numerics[s].get(f, "—")) for f in differ), []).append(s)
+        rows = [[", ".join(members), *values] for values, members in groups.items()]
         lines += ["", "Fields that differ between stages:", "",
-                  markdown_table(["stage", *differ], rows, "l" * (len(differ) + 1))]
+                  markdown_table(["stages", *differ], rows, "l" * (len(differ) + 1))]
     return lines
 
 
@@ -169,6 +222,11 @@ def data_line(pr: dict, size: int) -> str:
     where = f"procedural (seed {pr['seed']})" if pr["source"] == "procedural" else f"folders (`{pr['train_dir']}`, ...)"
     return (f"{where}, {size}x{size}; {count['train']} train, {count['val']} val, "
             f"{count['test/gt']} test images")
+
+
+def figure_lines(name: str, caption: str, folder: str = "figures") -> list[str]:
+    """A figure and its caption, one paragraph; folder relative to the report ("" beside it)."""
+    return [f"![{caption}]({folder + '/' if folder else ''}{name}) *{caption}*", ""]
 
 
 def main():
@@ -181,13 +239,85 @@ def main():
     n_scored = ev["images"]
     steps = Decoding.from_params(ip, ip["schedules"][0]).steps
     tokens = vq["latent_resolution"] ** 2
+    verdict_figure(ev, VERDICTS)
+    figures = REPORTS / "figures"
 
+    # the first screen: the answer, then the numbers it rests on
     out = [
         "# MaskGIT inpainting: report",
         "",
+        markdown.glance_line(ev, names, sum(s not in names for s in ev["sets"])),
+        "",
+        markdown.answer_table(ev, names),
+        "",
+        "## Results",
+        "",
+        markdown.results_table(ev, names),
+        # the caption under the table, so that the table starts on the first screen
+        f"Each set of {n_scored} scored test images against the ground truth: FID and KID (lower is better), "
+        "PSNR and SSIM inside the missing region (higher is better), each with its "
+        f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set. Test masks: "
+        f"{pr['test_masks']}" + (f"; more mask families below ({', '.join(ip['mask_families'])})."
+                                 if ip["mask_families"] else "."),
+        "",
+        *figure_lines(VERDICTS.name, "Every paired verdict of this report, row against column: better, worse or "
+                                     "indistinguishable after the correction; blank where a pair is not compared.",
+                      folder=""),
+        *(["### Decoding order", "",
+           "Which tokens a step reveals (`inpaint.orders`), on each schedule; the schedule decides how many.", "",
+           *markdown.order_table(ev, ip["schedules"], ip["orders"])] if len(ip["orders"]) > 1 else []),
+        f"<details><summary>Every verdict in words, and how sure they are ({len(ev['pairs'])} comparisons)"
+        "</summary>",
+        "",
+        *markdown.verdict_lines(ev),
+        "",
+        *markdown.how_sure(ev),
+        "",
+        "</details>",
+        "",
+        "### By mask area",
+        "",
+        "<details><summary>Every set by missing-pixel fraction (the share of the image missing), with intervals"
+        "</summary>",
+        "",
+        *markdown.buckets_table(ev),
+        "</details>",
+        "",
+    ]
+    if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
+        out += figure_lines("mask_area.png", "Hole PSNR and SSIM against the missing-pixel fraction, with intervals.",
+                            folder="evaluation")
+    families = markdown.families_section(ev, names)
+    if families:
+        out += ["## Mask families", "", *families]
+        if (paths.EVALUATION_FIGURES / "families.png").is_file():
+            out += figure_lines("families.png", "Every set's FID on the main test set and under each mask family, "
+                                "with intervals.", folder="evaluation")
+
+    out += ["## Figures", ""]
+    for name, caption in [
+        ("fid.png", "FID per decoder (schedule, and order where it is not confidence); the baselines as horizontal lines."),
+        ("comparison.png", "The same test images under every decoder and the baselines."),
+        ("gamma.png", "The mask schedules; dots: fraction still masked after each decode step."),
+        ("training.png", "Training curves of the transformer and the VQGAN."),
+    ]:
+        if (figures / name).is_file():
+            out += figure_lines(name, caption)
+    # one paragraph per decoder, folded: its fills and, where per-step arrays were kept, its steps
+    per_decoder = []
+    for d in grid:
+        shown = [f"![{what}, {d.describe()}](figures/{name})" for name, what in
+                 ((f"grid_{d.name}.png", "Inpainting"), (f"steps_{d.name}.png", "Step-by-step decoding"))
+                 if (figures / name).is_file()]
+        if shown:
+            per_decoder += [f"**{d.describe()}**: " + " ".join(shown), ""]
+    if per_decoder:
+        out += ["<details><summary>Each decoder's fills, and its decoding step by step (latent mask, white = masked; "
+                "the image decoded at each step)</summary>", "", *per_decoder, "</details>", ""]
+
+    out += [
         "## What was run",
         "",
-        f"- Code: {git_state()}.",
         f"- Data: {data_line(pr, params['data']['image_size'])}.",
         f"- Tokens: {vq['latent_resolution']}x{vq['latent_resolution']} = {tokens} per image, "
         f"codebook of {vq['num_codebook_vectors']}"
@@ -199,71 +329,17 @@ def main():
         f"composite: {ip['composite']}, pixel guidance {ip['pixel_guidance']}"
         + (" (the lab's decoding)." if ip["pixel_guidance"] == 0 else " (partly known tokens weigh their known pixels)."),
         "",
-        "<details><summary>params.yaml</summary>",
-        "",
-        "```yaml",
-        render_params(params).rstrip(),  # as params.yaml itself is written: every key with its comment
-        "```",
-        "",
-        "</details>",
-        "",
-        "## Results",
-        "",
-        f"Each set of {n_scored} scored test images against the ground truth: FID and KID (lower is better), "
-        "PSNR and SSIM inside the missing region (higher is better), each with its "
-        f"{ev['confidence']:.0%} interval. KID here is the unbiased estimate over the whole set. Test masks: "
-        f"{pr['test_masks']}" + (f"; more mask families below ({', '.join(ip['mask_families'])})."
-                                 if ip["mask_families"] else "."),
-        "",
-        markdown.results_table(ev, names),
-        "",
-        *(["### Decoding order", "",
-           "Which tokens a step reveals (`inpaint.orders`), on each schedule; the schedule decides how many.", "",
-           *markdown.order_table(ev, ip["schedules"], ip["orders"])] if len(ip["orders"]) > 1 else []),
-        "### Reading",
-        "",
-        *markdown.tied_lines(ev),
-        *markdown.verdict_lines(ev),
-        "",
-        *markdown.how_sure(ev),
-        "",
-        "### By mask area",
-        "",
-        *markdown.buckets_table(ev),
+        *params_lines(params),
     ]
-    if (paths.EVALUATION_FIGURES / "mask_area.png").is_file():
-        caption = "Hole PSNR and SSIM against the missing-pixel fraction, with intervals."
-        out += [f"![{caption}](evaluation/mask_area.png)", "", f"*{caption}*", ""]
-    families = markdown.families_section(ev, names)
-    if families:
-        out += ["## Mask families", "", *families]
-        if (paths.EVALUATION_FIGURES / "families.png").is_file():
-            caption = "Every set's FID on the main test set and under each mask family, with intervals."
-            out += [f"![{caption}](evaluation/families.png)", "", f"*{caption}*", ""]
-
-    figures = REPORTS / "figures"
-    captions = [
-        ("fid.png", "FID per decoder (schedule, and order where it is not confidence); the baselines as horizontal lines."),
-        ("gamma.png", "The mask schedules; dots: fraction still masked after each decode step."),
-        ("comparison.png", "The same test images under every decoder and the baselines."),
-        *[(f"grid_{d.name}.png", f"Inpainting with the {d.describe()}.") for d in grid],
-        *[(f"steps_{d.name}.png", f"Step-by-step decoding, {d.describe()}: latent mask (white = masked) "
-                                  "and the image decoded at each step.") for d in grid],
-        ("training.png", "Training curves of the transformer and the VQGAN."),
-    ]
-    out += ["## Figures", ""]
-    for name, caption in captions:
-        if (figures / name).is_file():  # steps_* exist only when per-step arrays were kept
-            out += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
-
-    out += ["## Training", ""]
-    out += metrics_section("VQGAN", paths.LIVE_VQGAN / "metrics.json")
-    out += metrics_section("Transformer", paths.LIVE_TRANSFORMER / "metrics.json")
+    out += ["## Training", "", *training_section({"VQGAN": paths.LIVE_VQGAN / "metrics.json",
+                                                  "transformer": paths.LIVE_TRANSFORMER / "metrics.json"})]
     out += ["## Timings", "", *timings_section(ip)]
     out += ["## Provenance", "", *provenance(params)]
     atomic_write_bytes(REPORTS / "provenance.json",
                        (json.dumps({"stages": stage_numerics(params)}, indent=1, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(REPORTS / "report.md", ("\n".join(out).rstrip() + "\n").encode())
+    # a table's own line end and the blank after it make two blank lines: one is enough
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(out).rstrip() + "\n")
+    atomic_write_bytes(REPORTS / "report.md", text.encode())
 
 
 if __name__ == "__main__":

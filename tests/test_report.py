@@ -190,7 +190,10 @@ def test_plots_and_report(workdir):
     report = (workdir / "reports/report.md").read_text()
     for text in ["Each set of 10 scored test images", "FID and KID (lower is better)",
                  "| **linear** (tied for best) ", "40.00 [32.00, 49.00]", "40.00 [0.00, 200.00]",
-                 "Best FID: tied between **linear, cosine**", "Best hole PSNR: **linear**, better than",
+                 # the first screen's row per metric: both tied on FID, linear alone inside the hole
+                 "| **FID** (lower is better)", "| both decoders ", "nothing decided (1 compared)",
+                 "| **linear**, better than the other decoder ",
+                 "cosine worse than linear, dhole PSNR -1.50 [-2.00, -1.00]", "masked input: better (linear)",
                  "- cosine vs linear: **indistinguishable**, dFID +10.00 [-2.50, +21.25] "
                  "(worse, dhole PSNR -1.50 [-2.00, -1.00]).",
                  "- masked input vs VQGAN recon.: **worse**, dFID +80.00 [+70.00, +90.00].",
@@ -198,10 +201,12 @@ def test_plots_and_report(workdir):
                  "0-30% (4 img)", "22.00 [21.00, 23.00]", "KID only where a bucket holds enough images; none for 0-30%",
                  "## Provenance", "`inpaint.seed` 0", "`train_vqgan.seed` 0", "Packages: torch ", "torch-fidelity 0.4.0",
                  "Inception weights (sha256): not recorded",
-                 "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png",
+                 "figures/fid.png", "figures/steps_cosine.png", "figures/grid_linear.png", "](verdicts.png)",
                  "val_psnr", "27.12", "1,234,567", "inpaint-linear-confidence"]:
         assert text in report, text
     assert "Best schedule" not in report and "(best)" not in report  # two tied: no single best
+    assert_png(workdir / "reports/verdicts.png")
+    assert len(report.splitlines()) <= 250  # issue 43: the record stays readable end to end
     assert "steps_linear" not in report
     assert "inpaint-square" not in report  # stale timing of a schedule no longer in params
     assert "**100.0**" in report  # total seconds: 1.5 + 60 + 10 + 8.5 + 20

@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from maskgit.metrics.registry import BY_AREA, HEADLINE, METRICS, POINT_VALUES, axis_title
 from maskgit.project import paths
 from maskgit.project import grid
-from maskgit.pages.markdown import markdown_table
+from maskgit.pages.markdown import FLIPPED, markdown_table
 from maskgit.project.grid import BASELINES, TABLE, Decoder
 from maskgit.project.files import atomic_write_bytes
 from maskgit.algorithms.schedules import gamma
@@ -405,4 +407,79 @@ def families_figure(by_family: dict[str, dict], path: str | Path, confidence: fl
     fig.suptitle(f"FID per mask family ({confidence:.0%} bootstrap intervals)")
     handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(len(set_names), 5), fontsize=8.5)
+    save(fig, path)
+
+
+# ---------------------------------------------------------------- the verdicts at a glance
+
+# what a cell of the verdict matrix can say: its colour and the mark drawn in it (the mark
+# keeps the figure readable without colour); None: the pair was not compared
+VERDICT_STYLE = {
+    None: ("#ffffff", ""),
+    "indistinguishable": ("#dcdcdc", "≈"),
+    "better": ("#4dac26", "+"),
+    "worse": ("#d01c8b", "−"),
+    "identical": ("#92c5de", "="),
+}
+
+
+def verdict_matrix(evaluation: dict) -> tuple[list[str], dict[str, list[list[str | None]]]]:
+    """The sets of evaluation.json and, per metric, the sets-by-sets matrix of its verdicts
+    (after the page's correction): cell [i][j] is set i's verdict against set j, so a
+    stored pair (a, b) fills [a][b] with its verdict and [b][a] with the verdict turned
+    round; a pair never compared (and the diagonal) is None. Metrics in the registry's order."""
+    names = list(evaluation["sets"])
+    for p in evaluation["pairs"]:  # a set only a pair names still gets its row
+        names += [s for s in (p["a"], p["b"]) if s not in names]
+    index = {name: i for i, name in enumerate(names)}
+    by_metric: dict[str, list[list[str | None]]] = {}
+    for p in evaluation["pairs"]:
+        grid = by_metric.setdefault(p["metric"], [[None] * len(names) for _ in names])
+        i, j = index[p["a"]], index[p["b"]]
+        grid[i][j] = p["verdict"]
+        grid[j][i] = FLIPPED.get(p["verdict"], p["verdict"])
+    return names, {m: by_metric[m] for m in METRICS if m in by_metric}
+
+
+def verdict_figure(evaluation: dict, path: str | Path) -> None:
+    """One panel per metric, sets by sets, each cell the row's verdict against the column
+    (verdict_matrix): better, worse, indistinguishable after the correction, identical
+    files marked, blank where a pair was not compared."""
+    names, matrices = verdict_matrix(evaluation)
+    if not matrices:
+        raise InputError(f"{paths.EVALUATION}: no paired verdicts to draw (re-run the evaluate stage)")
+    codes = list(VERDICT_STYLE)
+    cmap = ListedColormap([VERDICT_STYLE[c][0] for c in codes])
+    columns = min(2, len(matrices))
+    rows = math.ceil(len(matrices) / columns)
+    side = 1.6 + 0.42 * len(names)
+    fig = new_figure(columns * side + 0.6, rows * side + 1.0)
+    labels = [grid.label(n) for n in names]
+    for k, (metric, matrix) in enumerate(matrices.items()):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        ax.imshow([[codes.index(v) for v in line] for line in matrix], cmap=cmap, vmin=0, vmax=len(codes) - 1)
+        for i, line in enumerate(matrix):
+            for j, verdict in enumerate(line):
+                mark = "" if i == j else VERDICT_STYLE[verdict][1]
+                ax.text(j, i, mark, ha="center", va="center", fontsize=9,
+                        color="white" if verdict in ("better", "worse") else "0.25")
+        # thin white lines between the cells; the diagonal (a set against itself) in dark gray
+        ax.set_xticks(np.arange(len(names) + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(len(names) + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        for i in range(len(names)):
+            ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, color="0.55"))
+        ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), labels, fontsize=8)
+        ax.set_title(axis_title(metric), fontsize=10)
+    legend = [Patch(facecolor=VERDICT_STYLE[c][0], edgecolor="0.6", label=f"{VERDICT_STYLE[c][1]} {c}".strip())
+              for c in ("better", "worse", "indistinguishable", "identical")]
+    legend.append(Patch(facecolor="white", edgecolor="0.6", label="not compared"))
+    c = evaluation.get("correction")
+    after = (f"after Holm's correction over {c['comparisons']} comparisons" if c and c["method"] == "holm"
+             else "after the page's correction")
+    fig.suptitle(f"Each row's verdict against each column ({evaluation['confidence']:.0%} paired intervals, {after})",
+                 fontsize=11)
+    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=9)
     save(fig, path)

@@ -1,14 +1,16 @@
-"""metrics/evaluation.json (stage evaluate) said in markdown: the results table with
-intervals, the verdicts, the tied-for-best sets, the mask-area buckets. Shared by
+"""metrics/evaluation.json (stage evaluate) said in markdown: the verdicts at a glance,
+the results table with intervals, every verdict, the tied-for-best sets with the
+smallest difference the run could have detected, the mask-area buckets. Shared by
 the report stage and `python -m maskgit.compare`."""
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist, median
 
 from maskgit.metrics.registry import BY_AREA, GROUPS, HEADLINE, METRICS, PAIRED, SHOWN_FIRST
 from maskgit.metrics.registry import label as metric_header
-from maskgit.project.grid import Decoder, label
+from maskgit.project.grid import JUDGED_AGAINST, Decoder, label
 
 
 def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
@@ -78,16 +80,171 @@ def verdict_lines(ev: dict) -> list[str]:
     return lines
 
 
-def tied_lines(ev: dict) -> list[str]:
+# ---------------------------------------------------------------- how small a difference a run sees
+
+POWER = 0.8  # the chance of calling a real difference of the stated size: the usual 80%
+DECIDED = ("better", "worse")
+FLIPPED = {"better": "worse", "worse": "better"}  # a verdict read from the other side of its pair
+
+
+def detectable(half_width: float, confidence: float, comparisons: int = 1, power: float = POWER) -> float:
+    """The smallest paired difference a comparison calls with probability `power`, from the
+    half-width h of its interval at `confidence` (docs/evaluation.md).
+
+    h is z(1 - alpha/2) standard errors. Under Holm's correction over m comparisons a
+    difference is surely called once it is z(1 - alpha/(2m)) standard errors from 0 (Holm's
+    strictest step, Bonferroni's); a true difference of that plus z(power) standard errors
+    gets there in `power` of the runs. One comparison at 95% and 80% power:
+    (1.96 + 0.84) / 1.96 h = 1.43 h."""
+    z = NormalDist().inv_cdf
+    alpha = 1.0 - confidence
+    standard_error = half_width / z(1.0 - alpha / 2)
+    return standard_error * (z(1.0 - alpha / (2 * max(1, comparisons))) + z(power))
+
+
+def images_to_detect(difference: float, detectable_now: float, n: int) -> int:
+    """Test images at which `difference` becomes detectable, from what is detectable at n:
+    an interval's width, and so the detectable difference, goes as 1/sqrt(n)."""
+    return math.ceil(n * (detectable_now / abs(difference)) ** 2)
+
+
+def detectable_by_metric(rows: list[dict], confidence: float, comparisons: int) -> dict[str, float]:
+    """metric -> the difference `detectable` at the median half-width of the rows' intervals
+    (verdicts of one metric vary in width; the median is the typical pair's). Identical
+    pairs, infinite ends and intervals of no width (a metric that did not move in any
+    replicate: nothing there to detect) are left out."""
+    widths: dict[str, list[float]] = {}
+    for r in rows:
+        lo, hi = r["interval"]
+        if r["verdict"] != "identical" and math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+            widths.setdefault(r["metric"], []).append((hi - lo) / 2)
+    return {m: detectable(median(w), confidence, comparisons) for m, w in widths.items()}
+
+
+def decoder_detectable(ev: dict, decoders: list[str]) -> dict[str, float]:
+    """What a tie for best could hide, per metric: from the intervals of the decoder pairs
+    evaluation.json holds, under the tie's own family (the best against each other
+    decoder: len(decoders) - 1 comparisons, Holm-corrected per metric)."""
+    rows = [p for p in ev["pairs"] if p["a"] in decoders and p["b"] in decoders]
+    return detectable_by_metric(rows, ev["confidence"], len(decoders) - 1)
+
+
+def unit_value(metric: str, value: float) -> str:
+    """A value with its unit as printed: '4.05', '0.35 dB', '1.2 points'."""
+    unit = {"%": " points", "": ""}.get(METRICS[metric].unit, f" {METRICS[metric].unit}")
+    return fmt_value(metric, value) + unit
+
+
+def tie_note(ev: dict, metric: str, tied: list[str], detectable_now: float | None) -> str:
+    """Beside a tie: the smallest difference the run detects, and how many test images the
+    tied sets' spread (best to last tied) would need to be detected. "Tied" then reads as
+    "closer than this run can tell", not "equal". Empty without a tie or an interval."""
+    if detectable_now is None or len(tied) < 2:
+        return ""
+    note = unit_value(metric, detectable_now)
+    values = [ev["sets"][s][metric]["value"] for s in tied]
+    spread = max(values) - min(values)
+    if spread > 0 and math.isfinite(spread):
+        n = images_to_detect(spread, detectable_now, ev["images"])
+        # a spread already past what is detectable here is tied on its own wider interval: no count
+        if n > ev["images"]:
+            note += f" (their spread of {unit_value(metric, spread)} would need about {n:,} images)"
+    return note
+
+
+def tied_lines(ev: dict, decoders: list[str] | None = None) -> list[str]:
+    seen = decoder_detectable(ev, decoders) if decoders else {}
     lines = []
     for metric, names in ev["tied_for_best"].items():
         if len(names) > 1:
+            note = tie_note(ev, metric, names, seen.get(metric))
             lines.append(f"- Best {METRICS[metric].label}: tied between **{', '.join(map(label, names))}** "
-                         f"(each paired interval against {label(names[0])} includes 0).")
+                         f"(each paired interval against {label(names[0])} includes 0"
+                         + (f"; smallest detectable difference {note}" if note else "") + ").")
         else:
             lines.append(f"- Best {METRICS[metric].label}: **{label(names[0])}**, better than every other "
                          f"schedule (paired intervals exclude 0).")
     return lines
+
+
+# ---------------------------------------------------------------- the first screen
+
+VERDICT_ORDER = ("better", "worse", "indistinguishable", "identical")
+ONE_STEP = "onestep"  # the baseline that is MaskGIT decoding in one step: iterative against one-step
+LISTED = 4  # decided comparisons between decoders named on a line; the rest are counted
+
+
+def _from_decoder(p: dict, decoders: list[str]) -> dict:
+    """A pair read from its decoder's side (a decoder first, its verdict turned round if needed)."""
+    if p["a"] in decoders:
+        return p
+    lo, hi = p["interval"]
+    return {**p, "a": p["b"], "b": p["a"], "diff": -p["diff"], "interval": [-hi, -lo],
+            "verdict": FLIPPED.get(p["verdict"], p["verdict"])}
+
+
+def _tally(rows: list[dict], named: bool) -> str:
+    """The verdicts of the decoders against one set: 'better (all 6)', or the counts
+    ('4 better, 2 indistinguishable'), or with `named` the decoders of every group but the
+    largest ('better: square; indistinguishable: the other 5')."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r["verdict"], []).append(r["a"])
+    ordered = sorted(groups.items(), key=lambda kv: VERDICT_ORDER.index(kv[0]) if kv[0] in VERDICT_ORDER else 9)
+    if len(ordered) == 1:
+        verdict, names = ordered[0]
+        return f"{verdict} ({label(names[0])})" if len(names) == 1 else f"{verdict} (all {len(names)})"
+    if not named:
+        return ", ".join(f"{len(names)} {verdict}" for verdict, names in ordered)
+    largest = max(groups, key=lambda v: len(groups[v]))
+    return "; ".join(f"{verdict}: the other {len(names)}" if verdict == largest else
+                     f"{verdict}: {', '.join(map(label, names))}" for verdict, names in ordered)
+
+
+def answer_table(ev: dict, decoders: list[str]) -> str:
+    """The report's first screen: a row per metric, from evaluation.json's verdicts: which
+    decoders are tied for best and what a tie could hide, each decided comparison between
+    decoders, iterative against one-step, the decoders against the other baselines."""
+    seen = decoder_detectable(ev, decoders)
+    rows = []
+    for metric, tied in ev["tied_for_best"].items():
+        spec = METRICS[metric]
+        pairs = [_from_decoder(p, decoders) for p in ev["pairs"] if p["metric"] == metric
+                 and (p["a"] in decoders or p["b"] in decoders)]
+        others = "the other decoder" if len(decoders) == 2 else f"the other {len(decoders) - 1}"
+        if len(tied) == len(decoders) > 1:
+            best = "both decoders" if len(decoders) == 2 else f"all {len(decoders)} decoders"
+        elif len(tied) > 1:
+            best = f"{', '.join(map(label, tied))} (of {len(decoders)})"
+        else:
+            best = f"**{label(tied[0])}**" + (f", better than {others}" if len(decoders) > 1 else "")
+        between = [r for r in pairs if r["b"] in decoders]
+        decided = [r for r in between if r["verdict"] in DECIDED]
+        said = [f"{label(r['a'])} {r['verdict']} than {label(r['b'])}, {fmt_diff(r)}" for r in decided[:LISTED]]
+        if len(decided) > LISTED:
+            said.append(f"{len(decided) - LISTED} more in the matrix")
+        between_cell = "; ".join(said) if decided else f"nothing decided ({len(between)} compared)" if between else "—"
+        one_step = [r for r in pairs if r["b"] == ONE_STEP]
+        against = [f"{label(b)}: {_tally(chosen, named=False)}" for b in JUDGED_AGAINST if b != ONE_STEP
+                   if (chosen := [r for r in pairs if r["b"] == b])]
+        rows.append([f"**{metric_header(metric)}** ({'higher' if spec.higher_is_better else 'lower'} is better)",
+                     best, tie_note(ev, metric, tied, seen.get(metric)) or "—", between_cell,
+                     _tally(one_step, named=True) if one_step else "—", "; ".join(against) or "—"])
+    header = ["metric", "tied for best", "smallest detectable difference", "between decoders",
+              f"iterative vs {label(ONE_STEP)}", "vs the other baselines"]
+    return markdown_table(header, rows)
+
+
+def glance_line(ev: dict, decoders: list[str], baselines: int) -> str:
+    """What the verdicts below are: how many images, sets and comparisons, and the rule."""
+    c = ev.get("correction")
+    rule = (f"A verdict is a paired {ev['confidence']:.0%} bootstrap interval that excludes 0 and survives "
+            f"{METHODS[c['method']][0]} over the report's {c['comparisons']} comparisons "
+            f"({c['decided']} decided)" if c else
+            f"A verdict is a paired {ev['confidence']:.0%} bootstrap interval that excludes 0")
+    return (f"{ev['images']} test images; {len(decoders)} decoders against {baselines} baselines. {rule}. "
+            f"A tie is not equality: beside it, the smallest difference this run calls {POWER:.0%} of the time "
+            "(docs/evaluation.md).")
 
 
 METHODS = {"holm": ("Holm's correction", "family-wise error rate"),
@@ -115,38 +272,39 @@ def _route(ev: dict) -> str:
 
 
 def how_sure(ev: dict) -> list[str]:
+    """What every interval and verdict of the page rests on, a bullet each."""
     conf = f"{ev['confidence']:.0%}"
-    lines = [f"Every interval is a {conf} bootstrap interval over the {ev['images']} test images "
+    lines = [f"- Every interval is a {conf} bootstrap interval over the {ev['images']} test images "
              f"({ev['replicates']} replicates, seed {ev['seed']}; paired: both sides of a difference are "
              f"computed on the same resampled images{_route(ev)}). A difference is called better or worse only when "
              "its interval excludes 0 and it survives the correction below. The bootstrap does not see the "
              "decoder's own noise: repeat with other `inpaint.seed` values for that (docs/evaluation.md)."]
     small = ev["images"] < 2048
-    lines += ["", f"Every FID here is at {ev['images']} images: FID is biased upward by a term that shrinks as "
+    lines += [f"- Every FID here is at {ev['images']} images: FID is biased upward by a term that shrinks as "
               "1/n, so FIDs at other image counts (a paper's 10,000 or 30,000) are not comparable with these"
               + ("; at this count lean on KID, whose estimate depends far less on the count." if small else ".")]
     for name, group in GROUPS.items():  # each group a run may lack, as evaluation.json flags them
         if ev.get(name) is False:
-            lines += ["", group.absent.format(**ev)]
+            lines += ["- " + group.absent.format(**ev)]
     if ev.get("correction"):
-        lines += ["", correction_line(ev["correction"], "the verdicts above")]
+        lines += ["- " + correction_line(ev["correction"], "the verdicts above")]
     d = ev.get("decisive")
     if d:
         head = (f"How sure is this: the decisive comparison, the best schedule against the runner-up "
                 f"({label(d['a'])} vs {label(d['b'])}), has an FID-difference interval {d['width']:.2f} wide at "
                 f"{ev['images']} images")
         if d["width"] > 1:
-            lines += ["", f"{head}; about **{d['images_for_1_fid']:,}** test images would make it 1 FID wide "
-                          "(width ~ 1/sqrt(n), from the measured variance)."]
+            lines += [f"- {head}; about **{d['images_for_1_fid']:,}** test images would make it 1 FID wide "
+                      "(width ~ 1/sqrt(n), from the measured variance)."]
         else:
-            lines += ["", f"{head}: already under 1 FID wide."]
+            lines += [f"- {head}: already under 1 FID wide."]
     return lines
 
 
 def buckets_table(ev: dict, metrics=BY_AREA) -> list[str]:
     buckets = ev["mask_buckets"]
     sets = list(ev["sets"])
-    header = ["set"] + [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}% ({b['images']} img)" for b in buckets]
+    columns = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}% ({b['images']} img)" for b in buckets]
     out = []
     for m in metrics:
         if not any(m in cells for b in buckets for cells in b["sets"].values()):
@@ -158,17 +316,14 @@ def buckets_table(ev: dict, metrics=BY_AREA) -> list[str]:
                 cell = b["sets"].get(name, {}).get(m)
                 row.append(fmt_interval(m, cell) if cell else "—")
             rows.append(row)
-        out += [f"**{metric_header(m)}** by missing-pixel fraction", "",
-                markdown_table(header, rows, "l" + "r" * len(buckets)), ""]
+        # the metric heads the column of set names: a table, not a title and a table, per metric
+        out += [markdown_table([f"**{metric_header(m)}**", *columns], rows, "l" + "r" * len(buckets)), ""]
     without = [f"{b['low'] * 100:.0f}-{b['high'] * 100:.0f}%" for b in buckets if not b["kid"]]
     if without:
         out.append(f"KID only where a bucket holds enough images; none for {', '.join(without)}.")
     if ev.get("images_outside_buckets"):
         out.append(f"{ev['images_outside_buckets']} images fall outside the bucket edges.")
     return out + [""]
-
-
-FLIPPED = {"better": "worse", "worse": "better"}
 
 
 def order_table(ev: dict, schedules: list[str], orders: list[str], metrics=SHOWN_FIRST) -> list[str]:
@@ -236,7 +391,7 @@ def families_section(ev: dict, decoders: list[str]) -> list[str]:
     for f in families:
         v = family_view(ev, f)
         out += [f"### {f} masks ({FAMILY_SOURCE.get(f, '?')})", "", results_table(v, decoders), "",
-                *tied_lines(v), "", correction_line(v["correction"], f"the verdicts on {f} masks"), "",
+                *tied_lines(v, decoders), "", correction_line(v["correction"], f"the verdicts on {f} masks"), "",
                 "<details><summary>Every verdict</summary>", "", *verdict_lines(v), "", "</details>", "",
                 *buckets_table(v)]
     return out
