@@ -59,7 +59,7 @@ def test_repro_runs_every_stage_and_writes_the_report(tiny_project):
     for stage in TRAINING_STAGES + ["inpaint@cosine-confidence", "inpaint@linear-confidence", "inpaint@square-confidence", "inpaint@cosine-halton", "baselines",
                                     "fid_reference", "fid_baselines", "fid", "evaluate", "plots", "report"]:
         assert f"Running stage '{stage}'" in out
-    fid = read_json(project / "metrics/fid_schedules.json")
+    fid = read_json(project / "metrics/fid_decoders.json")
     assert list(fid) == ["cosine", "linear", "square", "cosine-halton", "linear-halton", "square-halton"]
     baselines = read_json(project / "metrics/fid_baselines.json")
     assert set(baselines) == {"masked_input", "harmonic", "onestep", "recon"}
@@ -81,7 +81,7 @@ def test_the_masked_input_is_judged_worse_than_the_reconstruction_and_every_pair
     n_test = len(list((project / "data/prepared/test/gt").glob("*.png")))
     assert evaluation["images"] == n_test
     for name in ("cosine", "masked_input", "recon"):
-        assert (project / f"outputs/fid/{'schedules' if name == 'cosine' else 'baselines'}/{name}.npz").is_file()
+        assert (project / f"outputs/fid/{'decoders' if name == 'cosine' else 'baselines'}/{name}.npz").is_file()
     pairs = {(p["a"], p["b"], p["metric"]): p for p in evaluation["pairs"]}
     # a clearly worse setting: the holes left gray against the VQGAN reconstruction of the truth
     for metric in ("fid", "hole_psnr"):
@@ -91,7 +91,9 @@ def test_the_masked_input_is_judged_worse_than_the_reconstruction_and_every_pair
         assert (lo > 0) if metric == "fid" else (hi < 0), worse
     for a, b in (("cosine", "linear"), ("cosine", "square"), ("linear", "square"), ("square", "onestep"),
                  ("cosine", "harmonic"), ("linear", "masked_input")):
-        assert pairs[(a, b, "fid")]["verdict"] in ("better", "worse", "indistinguishable")
+        # identical is a verdict too: the tiny transformer barely reads its context, and
+        # two decoders can fill every test image alike (cosine and square here)
+        assert pairs[(a, b, "fid")]["verdict"] in ("better", "worse", "indistinguishable", "identical")
     for entry in evaluation["sets"].values():
         lo, hi = entry["fid"]["interval"]
         assert lo <= entry["fid"]["value"] <= hi
@@ -170,7 +172,7 @@ def test_verify_names_the_first_stage_a_native_run_changes_and_why(tiny_project,
     shutil.copytree(project, clone, symlinks=True)
     run(["git", "add", "-A"], clone, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "the portable run"], clone, env)
-    assert "every stage's outputs match" in run(["python", "-m", "maskgit.verify"], clone, env)
+    assert "every promised output matches" in run(["python", "-m", "maskgit.verify"], clone, env)
     params = clone / "params.yaml"
     params.write_text(params.read_text().replace("  mode: portable", "  mode: native", 1))
     run(["dvc", "repro", "train_vqgan"], clone, env)
@@ -179,7 +181,9 @@ def test_verify_names_the_first_stage_a_native_run_changes_and_why(tiny_project,
     lines = result.stdout.splitlines()
     # the data are the same bytes in either mode; training is where native kernels show
     assert "prepare: identical" in lines
-    assert any(line.startswith("train_vqgan: differs (") and "models/vqgan.pt" in line for line in lines), lines
+    stage = lines.index("train_vqgan: differs")
+    details = lines[stage + 1:lines.index("first difference: train_vqgan")]
+    assert "  models/vqgan.pt: its bytes differ" in details, lines
     assert lines[-1] == "first difference: train_vqgan"
     assert "    mode: 'portable' there, 'native' here" in lines
     assert any(line.startswith("    aten_capability: 'AVX2' there") for line in lines)
@@ -290,7 +294,7 @@ def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedu
     page = project / out.strip().splitlines()[-1]
     text = page.read_text()
     assert page.parent.name == "compare" and "`inpaint.total_iter` | 2 | 4 |" in re.sub(r" +", " ", text)
-    per_schedule = text.split("Per schedule (FID): ")[1].splitlines()[0]
+    per_schedule = text.split("Per decoder (FID): ")[1].splitlines()[0]
     for schedule in ("cosine",):  # the sweep above ran one schedule
         assert any(f"{schedule}: B {v}" in per_schedule for v in ("better", "worse", "indistinguishable"))
     assert (page.parent / f"{a}_vs_{b}.png").is_file()
@@ -299,7 +303,7 @@ def test_compare_two_experiments_names_the_changed_param_and_judges_every_schedu
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert "HEAD: per-image evidence outputs/fid/schedules/" in result.stderr and "dvc exp apply HEAD" in result.stderr
+    assert "HEAD: per-image evidence outputs/fid/decoders/" in result.stderr and "dvc exp apply HEAD" in result.stderr
 
 
 def test_a_mask_family_is_one_more_stage_judged_on_its_own(tiny_project):
@@ -335,4 +339,4 @@ def test_a_mask_family_is_one_more_stage_judged_on_its_own(tiny_project):
     text = page.read_text()
     section = text[text.index("## Under thick masks"):]
     assert "the table on thick masks" in section and "identical, not tested" in section
-    assert "better" not in section.split("Per schedule (FID): ")[1].splitlines()[0]
+    assert "better" not in section.split("Per decoder (FID): ")[1].splitlines()[0]

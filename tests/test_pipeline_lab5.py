@@ -52,6 +52,6 @@ def test_lab_folders_with_the_pretrained_vqgan(tmp_path_factory, fid_weights):
     used = torch.load(project / "models/vqgan.pt", weights_only=False)["state_dict"]
     given = torch.load(golden, weights_only=True)["state_dict"]
     assert used.keys() == given.keys() and all(torch.equal(used[k], given[k]) for k in used)
-    fid = read_json(project / "metrics/fid_schedules.json")
+    fid = read_json(project / "metrics/fid_decoders.json")
     assert list(fid) == ["cosine", "linear", "square", "cosine-halton", "linear-halton", "square-halton"] and all(math.isfinite(v["fid"]) for v in fid.values())
     assert len(list((project / "data/prepared/test/gt").glob("*.png"))) == 12
