@@ -179,7 +179,7 @@ def verify(repo: Path, rev: str) -> tuple[bool, list[str]]:
 
     workspace = Workspace(repo)
     try:
-        params = param_lines(committed, workspace.params(), rev)
+        params = param_lines(committed, workspace.params(), rev, flatten(load_params(repo / "params.yaml")))
         lines, first = list(params), None
         for name in run_order(committed):
             stage_lines, differ = compare_stage(workspace, name, committed[name], here.get(name, {}), rev)
@@ -228,10 +228,12 @@ def compare_stage(workspace: Workspace, name: str, theirs: dict, ours: dict, rev
     return [f"{name}: " + ("differs" if details else "identical")] + details, differ
 
 
-def param_lines(committed: dict, workspace_params: dict[str, dict], rev: str) -> list[str]:
+def param_lines(committed: dict, workspace_params: dict[str, dict], rev: str, params_now: dict) -> list[str]:
     """The params that differ between the values the reference run recorded and
     params.yaml now (as each stage declares them), once each; a param that only one
-    side sets is named too."""
+    side sets is named too. A param the reference run recorded for a stage that no
+    longer declares it is read from params.yaml (`params_now`, flat): a stage that reads
+    fewer params is a code change its outputs show, not a param that changed."""
     def recorded(stage):
         out = {}
         for values in (stage.get("params") or {}).values():
@@ -245,7 +247,7 @@ def param_lines(committed: dict, workspace_params: dict[str, dict], rev: str) ->
         if ours is None:
             continue  # a stage this workspace's dvc.yaml no longer has: its outputs say the rest
         for k in sorted(set(theirs) | set(ours)):
-            a, b = theirs.get(k, NOT_SET), ours.get(k, NOT_SET)
+            a, b = theirs.get(k, NOT_SET), ours.get(k, params_now.get(k, NOT_SET))
             if a != b:
                 differ.setdefault(k, (a, b))
     if not differ:

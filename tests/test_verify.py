@@ -4,6 +4,7 @@ or added, a metric edited, params edited without a run, a run under other numeri
 Nothing here trusts a lock file: each case leaves dvc.lock as the run wrote it."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -162,6 +163,23 @@ def test_a_param_only_one_side_sets_is_named(project):
     result = verify_cli(root, env)
     assert result.returncode == 1
     assert "  inpaint.total_iter: not set there, 8 here" in result.stdout.splitlines()
+
+
+def test_a_stage_that_stops_declaring_a_param_at_its_value_changes_no_param(project):
+    # the reference run recorded inpaint.sweet_spot for train; today's train reads only
+    # the seed, and params.yaml still holds the same sweet spot: no param differs
+    root, env = project
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["train"]["params"] = ["inpaint.seed"]
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    result = verify_cli(root, env)
+    assert not any("params that differ" in line or "sweet_spot" in line for line in result.stdout.splitlines())
+    assert result.returncode == 0, result.stdout
+    # the same declaration with the value changed in params.yaml is named, from the file
+    params = root / "params.yaml"
+    params.write_text(re.sub(r"(?m)^(  sweet_spot: )\d+", r"\g<1>7", params.read_text(), count=1))
+    lines = verify_cli(root, env).stdout.splitlines()
+    assert any(line.startswith("  inpaint.sweet_spot: ") and line.endswith(", 7 here") for line in lines), lines
 
 
 def test_a_run_under_other_numerics_names_the_first_stage_that_wrote_the_difference_and_why(project):
