@@ -240,3 +240,30 @@ def test_a_scalar_where_dvc_expects_a_list_is_one_line_naming_the_param(project)
     result = verify_cli(root, env)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: verify: ") and "inpaint.schedules" in result.stderr
+
+
+# the shapes of the lines verify writes (maskgit/verify.py): a stage, a file under it,
+# the numerics header and its fields, a param, the verdict lines
+VERIFY_LINE = re.compile(
+    r"^(?:[\w@.-]+: (?:identical|differs|nothing promised \(.*\)|not in \S+ run \(not compared\))"
+    r"|  \S+: (?:its bytes differ|not here: .*|(?:edited|missing|extra) .*|\S+'s file list is not in the DVC cache .*)"
+    r"|  what decided its bits, committed run against this one:"
+    r"|    \w+: .+ there, .+ here"
+    r"|  [\w.]+: .+ there, .+ here"
+    r"|params that differ from \S+ run .*"
+    r"|first difference: [\w@.-]+"
+    r"|every promised output matches .*)$")
+
+
+def test_the_documented_example_has_the_lines_verify_writes(project):
+    doc = (ROOT / "docs" / "reproducibility.md").read_text()
+    section = doc[doc.index("## Checking a run"):]
+    example = re.search(r"^```\n(.*?)^```", section, flags=re.S | re.M).group(1).splitlines()
+    assert example and all(VERIFY_LINE.match(line) for line in example), \
+        [line for line in example if not VERIFY_LINE.match(line)]
+    # and the pattern is no wider than verify: its own lines on a run that differs match it
+    root, env = project
+    run(["dvc", "repro", "-f", "-q", "train"], root, {**env, "FLAVOUR": "b"})
+    written = verify_cli(root, env).stdout.splitlines()
+    assert written and all(VERIFY_LINE.match(line) for line in written), written
+    assert not VERIFY_LINE.match("train: fine") and not VERIFY_LINE.match("  models/model.bin: changed")
