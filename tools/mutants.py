@@ -336,8 +336,8 @@ MUTANTS = [
     m("experiments.harmonic_read_as_a_decoder", EXPP, "if k not in BASELINES} or {",
       'if k not in ("masked_input", "onestep", "recon")} or {'),
     # the evaluate stage: each family on its own evidence
-    m("evaluate.family_on_the_main_evidence", EVALUATE, "judge(read_run(schedules, family=f), gt,",
-      "judge(read_run(schedules), gt,"),
+    m("evaluate.family_on_the_main_evidence", EVALUATE, "judge(read_run(decoders, TestSet(f)), gt,",
+      "judge(read_run(decoders), gt,"),
 ]
 
 
