@@ -1,4 +1,5 @@
-"""The decoding loop against each rule of ../shared/GUIDE.md section 1."""
+"""The decoding loop against each of its rules: the mask schedule, the sweet spot, the
+annealed choice temperature, known tokens kept, the confidence order (docs/api.md)."""
 
 import math
 from fractions import Fraction
