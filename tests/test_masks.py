@@ -14,6 +14,7 @@ import pytest
 from scipy import ndimage
 
 from maskgit.data import masks as M
+from maskgit.data import portable
 from maskgit.data import procedural as P
 
 FINGERPRINT = Path(__file__).parent / "fingerprints" / "masks.json"
@@ -107,7 +108,7 @@ def test_a_mask_exactly_at_the_cap_is_lamas_to_accept_and_one_pixel_more_is_not(
 
 
 def test_the_cap_binds_without_the_redraw():
-    d = P._Draws(np.random.default_rng(1))
+    d = portable.Draws(np.random.default_rng(1))
     raw = np.array([M._lama(d, 64, M.LAMA["thick"]).mean() for _ in range(100)])
     assert (raw > 0.5).sum() >= 10  # so the test above would see it if the re-draw went
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskgit.data import portable
 from maskgit.data import procedural as P
 
 FINGERPRINTS = Path(__file__).parent / "fingerprints" / "procedural.json"
@@ -23,6 +24,7 @@ FINGERPRINTS = Path(__file__).parent / "fingerprints" / "procedural.json"
 # the blur; the masks. Enough images that each background and shape kind appears.
 GENERATE = """
 import hashlib, json, sys
+from maskgit.data import portable
 from maskgit.data import procedural as P
 n = int(sys.argv[1])
 arrays = {
@@ -96,8 +98,8 @@ def test_the_integer_blur_keeps_flat_colour_exactly_and_rounds_half_up():
     # each row of the fixed-point kernel sums to exactly one: a flat image stays flat to
     # the last bit, borders included (the float version could land a hair below .5)
     for sigma in (0.6, 1.2, 3.0):
-        m = P._blur_matrix(64, sigma)
-        assert (m.sum(1) == 1 << P.BLUR_BITS).all() and (m >= 0).all()
+        m = portable.blur_matrix(64, sigma)
+        assert (m.sum(1) == 1 << portable.BLUR_BITS).all() and (m >= 0).all()
         flat = np.full((64, 64, 3), 201, dtype=np.uint8)
         assert np.array_equal(P.soften(flat, sigma), flat)
     # a step edge: the blur is symmetric, so the two sides meet halfway at the edge
@@ -109,10 +111,10 @@ def test_the_integer_blur_keeps_flat_colour_exactly_and_rounds_half_up():
 
 def test_the_polynomial_sin_and_atan2_match_numpys_to_float_precision():
     x = np.linspace(-300.0, 300.0, 20001)
-    assert np.abs(P._sin(x) - np.sin(x)).max() < 1e-7
-    assert np.abs(P._cos(x) - np.cos(x)).max() < 1e-7
+    assert np.abs(portable.sin(x) - np.sin(x)).max() < 1e-7
+    assert np.abs(portable.cos(x) - np.cos(x)).max() < 1e-7
     rng = np.random.default_rng(0)
     y, z = rng.normal(size=(2, 5000)) * 10.0
     corners = np.array([0.0, 1.0, -1.0, 0.0, 2.0, -3.0])
     ys, zs = np.concatenate([y, corners]), np.concatenate([z, [1.0, 0.0, 0.0, -1.0, -2.0, -3.0]])
-    assert np.abs(P._atan2(ys, zs) - np.arctan2(ys, zs)).max() < 1e-12
+    assert np.abs(portable.atan2(ys, zs) - np.arctan2(ys, zs)).max() < 1e-12

@@ -38,7 +38,7 @@ size // 2 (a quarter of the image), the same for every seed and family, valid fo
 
 The same bytes on every machine, as in procedural.py: the arrays use only +, -, *, /,
 comparisons and integer arithmetic; the angles' sines and cosines come from procedural's
-polynomial ``_sin`` and ``_cos``; Python's ``math`` only touches single scalars (MAT's normal
+polynomial ``sin`` and ``cos`` of maskgit.data.portable; Python's ``math`` only touches single scalars (MAT's normal
 draws). tests/test_portable_data.py checks the bytes under several BLAS core types, numpy
 SIMD levels and thread counts against tests/fingerprints/masks.json.
 """
@@ -51,7 +51,8 @@ from functools import lru_cache
 import numpy as np
 
 from maskgit.choices import MASK_FAMILIES
-from maskgit.data.procedural import _cos, _Draws, _item_rng, _sin, missing_fraction
+from maskgit.data import portable
+from maskgit.data.procedural import missing_fraction
 
 __all__ = ["FAMILIES", "LAMA", "MAT", "MAX_DRAWS", "make_family_mask", "family_mask", "family_masks"]
 
@@ -168,8 +169,8 @@ class _Canvas:
 
 @lru_cache(maxsize=64)
 def _sin_cos(angle: float) -> tuple:
-    """(sin, cos) of one angle by procedural's polynomials (no libm, the same bits everywhere)."""
-    return float(_sin(angle)), float(_cos(angle))
+    """(sin, cos) of one angle by maskgit.data.portable's polynomials (no libm, the same bits everywhere)."""
+    return float(portable.sin(angle)), float(portable.cos(angle))
 
 
 # ---------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def _sin_cos(angle: float) -> tuple:
 # ---------------------------------------------------------------------------
 
 
-def _lama_strokes(d: _Draws, canvas: _Canvas, kw: dict) -> None:
+def _lama_strokes(d: portable.Draws, canvas: _Canvas, kw: dict) -> None:
     """LaMa's irregular mask: `times` strokes, each a start point and 1 to 5 segments. A
     segment's angle is 0.01 + an integer below max_angle (radians), mirrored (2 pi - angle) on
     even strokes; its length 10 + an integer below max_len; its brush 5 + an integer below
@@ -199,7 +200,7 @@ def _lama_strokes(d: _Draws, canvas: _Canvas, kw: dict) -> None:
             start = end
 
 
-def _lama_boxes(d: _Draws, canvas: _Canvas, kw: dict) -> None:
+def _lama_boxes(d: portable.Draws, canvas: _Canvas, kw: dict) -> None:
     """LaMa's rectangle mask: min_times to max_times boxes, each side from bbox_min_size to
     bbox_max_size (LaMa's generator passes bbox_max_size + 1 as the exclusive bound), kept
     `margin` pixels inside the canvas."""
@@ -211,7 +212,7 @@ def _lama_boxes(d: _Draws, canvas: _Canvas, kw: dict) -> None:
         canvas.box(x, y, w, h)
 
 
-def _lama(d: _Draws, size: int, p: dict) -> np.ndarray:
+def _lama(d: portable.Draws, size: int, p: dict) -> np.ndarray:
     canvas = _Canvas(size, p["size"])
     if d.random() * (p["irregular_proba"] + p["box_proba"]) < p["irregular_proba"]:
         _lama_strokes(d, canvas, p["irregular_kwargs"])
@@ -229,7 +230,7 @@ def _lama_accepts(p: dict, known: np.ndarray) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _mat_fill(d: _Draws, canvas: _Canvas, tries: int, max_size: int) -> None:
+def _mat_fill(d: portable.Draws, canvas: _Canvas, tries: int, max_size: int) -> None:
     """MultiFill: up to tries - 1 rectangles with sides below max_size, which may run up to
     half their size off the canvas."""
     n = canvas.native
@@ -239,7 +240,7 @@ def _mat_fill(d: _Draws, canvas: _Canvas, tries: int, max_size: int) -> None:
         canvas.box(x, y, w, h)
 
 
-def _mat_brush(d: _Draws, size: int, tries: int, kw: dict, native: int) -> np.ndarray:
+def _mat_brush(d: portable.Draws, size: int, tries: int, kw: dict, native: int) -> np.ndarray:
     """RandomBrush: up to tries - 1 strokes. A stroke has 4 to 17 segments whose angles zigzag
     around mean_angle (every other one mirrored to 2 pi - angle) within a range drawn per stroke,
     lengths normal around a radius of an eighth of the canvas diagonal (sd half of it, floored;
@@ -254,7 +255,7 @@ def _mat_brush(d: _Draws, size: int, tries: int, kw: dict, native: int) -> np.nd
         lo = kw["mean_angle"] - d.uniform(0.0, kw["angle_range"])
         hi = kw["mean_angle"] + d.uniform(0.0, kw["angle_range"])
         angles = [2.0 * math.pi - d.uniform(lo, hi) if k % 2 == 0 else d.uniform(lo, hi) for k in range(vertices)]
-        cos, sin = _cos(angles).tolist(), _sin(angles).tolist()
+        cos, sin = portable.cos(angles).tolist(), portable.sin(angles).tolist()
         points = [(d.integers(0, native), d.integers(0, native))]
         for k in range(vertices):
             r = min(max(d.normal(radius, spread), 0.0), 2.0 * radius)
@@ -271,7 +272,7 @@ def _mat_brush(d: _Draws, size: int, tries: int, kw: dict, native: int) -> np.nd
     return brush
 
 
-def _mat(d: _Draws, size: int, p: dict) -> np.ndarray:
+def _mat(d: portable.Draws, size: int, p: dict) -> np.ndarray:
     n = p["size"]
     coef = min(p["hole_range"][0] + p["hole_range"][1], 1.0)
     canvas = _Canvas(size, n)
@@ -321,7 +322,7 @@ def make_family_mask(family: str, rng: np.random.Generator, size: int = 64) -> n
     and a known pixel; after MAX_DRAWS candidates, the centred square fallback (module doc)."""
     maker, accepts, params = _family(family)
     size = _check_size(size)
-    d = _Draws(rng)
+    d = portable.Draws(rng)
     for _ in range(MAX_DRAWS):
         known = ~maker(d, size, params)
         if accepts(params, known) and known.any() and not known.all():
@@ -332,7 +333,7 @@ def make_family_mask(family: str, rng: np.random.Generator, size: int = 64) -> n
 def family_mask(seed: int, family: str, i: int, size: int = 64) -> np.ndarray:
     """Mask i of `family` for `seed`: depends only on (seed, family, i) (and the size)."""
     _family(family)
-    return make_family_mask(family, _item_rng(seed, _STREAMS[family], i), size)
+    return make_family_mask(family, portable.item_rng(seed, _STREAMS[family], i), size)
 
 
 def family_masks(seed: int, family: str, n: int, size: int = 64) -> np.ndarray:

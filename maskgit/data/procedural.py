@@ -17,14 +17,11 @@ MIN_MISSING and MAX_MISSING of the pixels missing.
 Item ``i`` of a data set depends only on ``(seed, i)`` (and on whether it is an
 image or a mask), so changing a split's size never reshuffles other items.
 
-The same bytes on every machine: a float result rounded to uint8 (or compared with
-a threshold) flips where a last bit differs, and the last bits of BLAS products and
-of numpy's SIMD sin, cos, arctan2, exp and log depend on the CPU's kernels. So the
-arrays here use only +, -, *, /, sqrt, floor and comparisons, which IEEE 754 rounds
-one way everywhere: no matrix product, no vectorised transcendental (``_sin``,
-``_atan2`` are polynomials), the blur in integer arithmetic. Scalars may use Python's
-``math``; they only set a shape's parameters. tests/test_procedural.py checks the
-bytes under several BLAS core types, numpy SIMD levels and thread counts.
+The same bytes on every machine: the arrays here use only +, -, *, /, sqrt, floor and
+comparisons, which IEEE 754 rounds one way everywhere (no matrix product, no vectorised
+transcendental), and what needs more comes from maskgit.data.portable (the polynomial
+sin and atan2, the integer blur, the seeded draws). Scalars may use Python's ``math``;
+they only set a shape's parameters.
 """
 
 from __future__ import annotations
@@ -34,6 +31,8 @@ import math
 from functools import lru_cache
 
 import numpy as np
+
+from maskgit.data.portable import Draws, atan2, cos, hypot, item_rng, sin, soften
 
 __all__ = [
     "BACKGROUND_KINDS",
@@ -82,54 +81,6 @@ _HALF = np.float32(0.5)
 # ---------------------------------------------------------------------------
 
 
-class _Draws:
-    """Scalar draws from a Generator, fetched in blocks.
-
-    A Python-level Generator call costs microseconds and an image needs dozens
-    of scalars, so they come from a buffer refilled with ``rng.random(64)``.
-    Array draws go to ``self.rng`` directly. Deterministic given the Generator.
-    """
-
-    __slots__ = ("rng", "_buf", "_i")
-
-    def __init__(self, rng: np.random.Generator):
-        self.rng = rng
-        self._buf: list = []
-        self._i = 0
-
-    def random(self) -> float:
-        if self._i >= len(self._buf):
-            self._buf = self.rng.random(64).tolist()
-            self._i = 0
-        x = self._buf[self._i]
-        self._i += 1
-        return x
-
-    def uniform(self, lo: float, hi: float) -> float:
-        return lo + (hi - lo) * self.random()
-
-    def integers(self, lo: int, hi: int) -> int:
-        """An integer in [lo, hi)."""
-        return lo + min(int(self.random() * (hi - lo)), hi - lo - 1)
-
-    def chance(self, p: float) -> bool:
-        return self.random() < p
-
-    def pick(self, options):
-        return options[min(int(self.random() * len(options)), len(options) - 1)]
-
-    def weighted(self, options, cum: tuple):
-        x = self.random()
-        for k, c in enumerate(cum):
-            if x < c:
-                return options[k]
-        return options[len(cum)]
-
-    def normal(self, mu: float, sigma: float) -> float:
-        u1, u2 = self.random(), self.random()
-        return mu + sigma * math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
-
-
 # ---------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------
@@ -167,49 +118,6 @@ def _smooth_noise(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
     """(size, size) smooth value noise from an n x n random grid, in [0, 1]."""
     rows = _upsample_rows(rng.random((n, n), dtype=np.float32), size)  # (size, n)
     return _upsample_rows(np.ascontiguousarray(rows.T), size).T
-
-
-def _hypot(x, y):
-    return np.sqrt(x * x + y * y)
-
-
-def _sin(x) -> np.ndarray:
-    """sin of a float array, as float32, by +, -, * and floor alone (numpy's own sin
-    is a SIMD kernel whose last bit depends on the CPU). Reduced to [-pi/2, pi/2],
-    then the Taylor series to x^15: error below 1e-9, far under float32's step."""
-    x = np.asarray(x, dtype=np.float64)
-    k = np.floor(x * (1.0 / math.pi) + 0.5)
-    r = x - k * math.pi
-    r2 = r * r
-    poly = 0.0
-    for n in range(15, 0, -2):  # Horner, from the x^15 term down
-        poly = (-1.0) ** (n // 2) / math.factorial(n) + r2 * poly if n > 1 else 1.0 + r2 * poly
-    sign = 1.0 - 2.0 * (k - 2.0 * np.floor(k * 0.5))  # (-1)^k
-    return (sign * r * poly).astype(np.float32)
-
-
-def _cos(x) -> np.ndarray:
-    return _sin(np.asarray(x, dtype=np.float64) + math.pi / 2.0)
-
-
-def _atan2(y, x) -> np.ndarray:
-    """arctan2 of float arrays, as float64, by +, -, *, /, sqrt alone (see _sin).
-    atan of the smaller over the larger leg, its argument halved twice by
-    atan(t) = 2 atan(t / (1 + sqrt(1 + t^2))) to |t| <= tan(pi/16), then the
-    series to t^21: error below 1e-13."""
-    y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
-    ax, ay = np.abs(x), np.abs(y)
-    t = np.minimum(ax, ay) / np.maximum(np.maximum(ax, ay), 1e-300)
-    for _ in range(2):
-        t = t / (1.0 + np.sqrt(1.0 + t * t))
-    t2 = t * t
-    poly = 0.0
-    for n in range(21, -1, -2):
-        poly = (-1.0) ** (n // 2) / n + t2 * poly
-    a = 4.0 * t * poly
-    a = np.where(ay > ax, math.pi / 2.0 - a, a)
-    a = np.where(x < 0.0, math.pi - a, a)
-    return np.where(y < 0.0, -a, a)
 
 
 def _clip01(x):
@@ -272,7 +180,7 @@ def _sd_round_box(u, v, w, h, r):
     """Box of half-sizes (w, h) with corners rounded by radius r."""
     qx = np.abs(u) - (w - r)
     qy = np.abs(v) - (h - r)
-    outside = _hypot(np.maximum(qx, _F0), np.maximum(qy, _F0))
+    outside = hypot(np.maximum(qx, _F0), np.maximum(qy, _F0))
     inside = np.minimum(np.maximum(qx, qy), _F0)
     return outside + inside - r
 
@@ -296,13 +204,13 @@ def _sd_star(u, v, n, r_out, r_in):
     A = (r_out, 0) to the inner vertex B, and the star is the side of its line
     that holds the origin."""
     half = math.pi / n
-    b = np.abs(np.mod(_atan2(v, u) + half, 2.0 * half) - half)
-    rho = _hypot(u, v)
-    qx, qy = rho * _cos(b), rho * _sin(b)
+    b = np.abs(np.mod(atan2(v, u) + half, 2.0 * half) - half)
+    rho = hypot(u, v)
+    qx, qy = rho * cos(b), rho * sin(b)
     ex, ey = r_in * math.cos(half) - r_out, r_in * math.sin(half)
     wx = qx - r_out
     t = _clip01((wx * ex + qy * ey) * (1.0 / (ex * ex + ey * ey)))
-    dist = _hypot(wx - ex * t, qy - ey * t)
+    dist = hypot(wx - ex * t, qy - ey * t)
     return np.where(ex * qy - ey * wx > 0.0, -dist, dist)
 
 
@@ -329,12 +237,12 @@ def _shape_sdf(shape: dict, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         d2 = _sd_round_box(u, v, p["t"], p["L"], p["r"])
         return np.minimum(d1, d2)
     if kind == "crescent":
-        d_out = _hypot(u, v) - p["R"]
-        d_cut = _hypot(u - p["off"], v) - p["R2"]
+        d_out = hypot(u, v) - p["R"]
+        d_cut = hypot(u - p["off"], v) - p["R2"]
         return np.maximum(d_out, -d_cut)
     if kind == "bar":
         q = np.maximum(np.abs(u) - p["L"], _F0)
-        return _hypot(q, v) - p["t"]
+        return hypot(q, v) - p["t"]
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
@@ -344,7 +252,7 @@ def _shape_sdf(shape: dict, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _background(d: _Draws, size: int, kind: str, palette=None):
+def _background(d: Draws, size: int, kind: str, palette=None):
     """Returns (float32 image (3, size, size), lumas of its colours). With a palette
     (float (k, 3)) both colours are palette colours and blends are two-tone splits."""
     ax = _axis(size)
@@ -375,17 +283,17 @@ def _background(d: _Draws, size: int, kind: str, palette=None):
             c2 = _hsv(h + d.uniform(0.12, 0.35), d.uniform(0.3, 0.7), d.uniform(0.3, 0.9))
     elif kind == "radial":
         cx, cy = d.uniform(0.15, 0.85) * size, d.uniform(0.15, 0.85) * size
-        t = _hypot(X - cx, Y - cy) * (1.0 / (size * d.uniform(0.7, 1.1)))
+        t = hypot(X - cx, Y - cy) * (1.0 / (size * d.uniform(0.7, 1.1)))
     elif kind == "stripes":
         period = d.uniform(6.0, 16.0)
         duty = d.uniform(-0.5, 0.5)
         k = period / (2.0 * math.pi)  # unit slope at the zero crossings: ~1 px edges
-        t = k * (_sin(u * np.float32(1.0 / k)) - duty) + 0.5
+        t = k * (sin(u * np.float32(1.0 / k)) - duty) + 0.5
     elif kind == "checker":
         period = d.uniform(10.0, 22.0)
         v = (Y - half) * ct - (X - half) * st
         k = period / (2.0 * math.pi)
-        sx, sy = _sin(u * np.float32(1.0 / k)), _sin(v * np.float32(1.0 / k))
+        sx, sy = sin(u * np.float32(1.0 / k)), sin(v * np.float32(1.0 / k))
         t = k * np.minimum(np.abs(sx), np.abs(sy)) * np.sign(sx * sy) + 0.5
     elif kind == "blobs":
         n = d.integers(3, 7)
@@ -401,7 +309,7 @@ def _background(d: _Draws, size: int, kind: str, palette=None):
             u = u + (np.floor(v * (1.0 / period)) % 2.0) * (period / 2.0)
         fu = u - period * np.round(u * (1.0 / period))
         fv = v - period * np.round(v * (1.0 / period))
-        t = _HALF - (_hypot(fu, fv) - radius)
+        t = _HALF - (hypot(fu, fv) - radius)
     else:
         raise ValueError(f"unknown background kind {kind!r}")
     c2 = _snap(c2, palette, avoid=(c1,))  # a texture needs two distinct colours
@@ -410,7 +318,7 @@ def _background(d: _Draws, size: int, kind: str, palette=None):
     return img, (_luma(c1), _luma(c2))
 
 
-def _object_colour(d: _Draws, bg_lumas, used: list, palette=None) -> np.ndarray:
+def _object_colour(d: Draws, bg_lumas, used: list, palette=None) -> np.ndarray:
     """A saturated colour that stands out from the background and from the
     objects already drawn: the first of up to 12 candidates far enough from
     both, else the best of them (plain Python: the arrays are tiny). With a
@@ -435,7 +343,7 @@ def _object_colour(d: _Draws, bg_lumas, used: list, palette=None) -> np.ndarray:
     return best
 
 
-def _random_shape(d: _Draws, size: int, kind: str, R: float) -> dict:
+def _random_shape(d: Draws, size: int, kind: str, R: float) -> dict:
     """A shape of `kind` with a bounding radius of about R pixels."""
     angle = d.uniform(0.0, 2.0 * math.pi)
     p: dict = {}
@@ -475,7 +383,7 @@ def _random_shape(d: _Draws, size: int, kind: str, R: float) -> dict:
     return {"kind": kind, "p": p, "R": R, "cos": math.cos(angle), "sin": math.sin(angle)}
 
 
-def _draw(img: np.ndarray, shape: dict, d: _Draws, colour: np.ndarray, palette=None) -> None:
+def _draw(img: np.ndarray, shape: dict, d: Draws, colour: np.ndarray, palette=None) -> None:
     """Composite `shape` into `img` (float32 (3, H, W), in place): flat or
     shaded fill, optional soft drop shadow and optional outline. With a palette:
     hard edges, two-tone shading in palette colours, and no shadow (a darkened
@@ -538,7 +446,7 @@ def make_image(rng: np.random.Generator, size: int = 64, return_info: bool = Fal
     background kind ("background") and the shape kinds drawn back to front
     ("shapes").
     """
-    d = _Draws(rng)
+    d = Draws(rng)
     if palette is not None:
         palette = np.asarray(palette, dtype=np.float32) / np.float32(255.0)
     bg_kind = d.weighted(BACKGROUND_KINDS, _BG_CUM)
@@ -582,7 +490,7 @@ def missing_fraction(known: np.ndarray) -> float:
     return 1.0 - np.count_nonzero(known) / known.size
 
 
-def _mask_rect(d: _Draws, size: int, target: float) -> np.ndarray:
+def _mask_rect(d: Draws, size: int, target: float) -> np.ndarray:
     missing = np.zeros((size, size), dtype=bool)
     k = d.pick((1, 1, 1, 2, 3))
     area = target * size * size / k
@@ -596,7 +504,7 @@ def _mask_rect(d: _Draws, size: int, target: float) -> np.ndarray:
     return missing
 
 
-def _mask_ellipses(d: _Draws, size: int, target: float) -> np.ndarray:
+def _mask_ellipses(d: Draws, size: int, target: float) -> np.ndarray:
     ax = _axis(size)
     missing = np.zeros((size, size), dtype=bool)
     cx, cy = d.uniform(0.2, 0.8) * size, d.uniform(0.2, 0.8) * size
@@ -622,13 +530,13 @@ def _mask_ellipses(d: _Draws, size: int, target: float) -> np.ndarray:
     return missing
 
 
-def _mask_noise(d: _Draws, size: int, target: float) -> np.ndarray:
+def _mask_noise(d: Draws, size: int, target: float) -> np.ndarray:
     n = d.integers(3, 6)
     field = _smooth_noise(d.rng, size, n) + 0.3 * _smooth_noise(d.rng, size, 2 * n + 1)
     return field <= np.quantile(field, target)
 
 
-def _mask_brush(d: _Draws, size: int, target: float) -> np.ndarray:
+def _mask_brush(d: Draws, size: int, target: float) -> np.ndarray:
     """Thick random polylines (strokes of a round brush)."""
     ax = _axis(size)
     missing = np.zeros((size, size), dtype=bool)
@@ -666,7 +574,7 @@ def make_mask(rng: np.random.Generator, size: int = 64, return_kind: bool = Fals
     eight times falls back to thresholded noise, which hits it exactly). With
     return_kind=True returns (mask, kind).
     """
-    d = _Draws(rng)
+    d = Draws(rng)
     kind = d.pick(MASK_KINDS)
     lo, hi = MIN_MISSING * size * size, MAX_MISSING * size * size
     missing = None
@@ -685,10 +593,6 @@ def make_mask(rng: np.random.Generator, size: int = 64, return_kind: bool = Fals
 # ---------------------------------------------------------------------------
 # data sets
 # ---------------------------------------------------------------------------
-
-
-def _item_rng(seed: int, stream: int, i: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), stream, int(i)])
 
 
 def make_palette(n: int) -> np.ndarray:
@@ -710,38 +614,6 @@ def posterize(images: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[dist.argmin(1)].reshape(images.shape)
 
 
-BLUR_BITS = 12  # fixed-point weights of the blur: each row of the kernel sums to 2**BLUR_BITS
-
-
-@lru_cache(maxsize=8)
-def _blur_matrix(size: int, sigma: float) -> np.ndarray:
-    """(size, size) Gaussian blur along one axis in fixed point: int64 weights, each
-    row summing to exactly 2**BLUR_BITS (edges renormalised: no dark border). The
-    rounding remainder goes to the centre weight."""
-    m = np.zeros((size, size), dtype=np.int64)
-    for i in range(size):
-        w = [math.exp(-((i - j) ** 2) / (2.0 * sigma * sigma)) for j in range(size)]
-        total = sum(w)
-        row = [int(round(x / total * (1 << BLUR_BITS))) for x in w]
-        row[i] += (1 << BLUR_BITS) - sum(row)
-        m[i] = row
-    m.flags.writeable = False
-    return m
-
-
-def soften(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a uint8 (H, W, 3) image with std `sigma` pixels: the
-    softness of a photo downsampled to 64x64, which the lab's images have.
-    Integer arithmetic throughout (numpy's integer products do not go through
-    BLAS), rounded half up once at the end: the same bytes on every CPU."""
-    if sigma <= 0:
-        return image
-    m = _blur_matrix(image.shape[0], float(sigma))
-    x = m @ image.astype(np.int64).transpose(2, 0, 1) @ m.T  # (3, H, W): rows, then columns
-    half = 1 << (2 * BLUR_BITS - 1)
-    return ((x + half) >> (2 * BLUR_BITS)).astype(np.uint8).transpose(1, 2, 0)
-
-
 def make_dataset(seed: int, n: int, size: int = 64, palette_size: int = 0, blur: float = 0.0) -> np.ndarray:
     """n images, uint8 (n, size, size, 3); image i depends only on (seed, i).
     With palette_size > 0 the images are drawn flat in make_palette(palette_size);
@@ -749,7 +621,7 @@ def make_dataset(seed: int, n: int, size: int = 64, palette_size: int = 0, blur:
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     palette = make_palette(palette_size) if palette_size else None
     for i in range(n):
-        out[i] = make_image(_item_rng(seed, _IMAGE_STREAM, i), size, palette=palette)
+        out[i] = make_image(item_rng(seed, _IMAGE_STREAM, i), size, palette=palette)
         if palette is not None:  # a no-op up to float rounding: drawn in the palette already
             out[i] = posterize(out[i], palette)
         out[i] = soften(out[i], blur)
@@ -763,7 +635,7 @@ def make_masks(seed: int, n: int, size: int = 64, return_kinds: bool = False):
     out = np.empty((n, size, size), dtype=bool)
     kinds = []
     for i in range(n):
-        out[i], kind = make_mask(_item_rng(seed, _MASK_STREAM, i), size, return_kind=True)
+        out[i], kind = make_mask(item_rng(seed, _MASK_STREAM, i), size, return_kind=True)
         kinds.append(kind)
     return (out, kinds) if return_kinds else out
 
